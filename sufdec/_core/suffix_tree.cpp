@@ -1,0 +1,1 @@
+#include "suffix_tree.h"

@@ -1,0 +1,4 @@
+#pragma once
+namespace sufdec {
+struct Dummy { int x = 0; };
+}
