@@ -1,0 +1,269 @@
+"""LMDB environments: where stores live, one Environment per path per process, and
+transactions that grow the memory map when it is full.
+
+LMDB allows one open Environment per file per process and an Environment must not be
+used across ``fork``; the registry here enforces both (it forgets everything in a forked
+child, and stores check their pid). ``set_mapsize`` may only run with no transaction
+active in the process, so every transaction goes through an entry's lock and growth
+happens after the failed write transaction has been aborted.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, TypeVar
+
+import lmdb
+
+from .errors import ForkedStoreError, StoreFullError, StoreLockedError, StoreNotFoundError, StoreReadOnlyError
+
+T = TypeVar("T")
+
+ENV_VAR = "SUFDEC_STORE"
+DATA_FILE = "data.mdb"
+LOCK_FILE = "lock.mdb"
+DB_NAMES = ("meta", "sequences", "hashes", "snapshot", "log")
+
+
+def default_store_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Where the store lives: ``explicit`` if given, else ``$SUFDEC_STORE``, else
+    ``<user data dir>/sufdec/store`` (platformdirs)."""
+    if explicit is not None and str(explicit) != "":
+        return Path(explicit).expanduser()
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("sufdec")) / "store"
+
+
+@dataclass(frozen=True)
+class MapLimits:
+    """How the memory map starts and grows (bytes)."""
+
+    initial: int = 64 << 20
+    maximum: int = 1 << 40
+    grow_attempts: int = 10
+
+
+class Dbs(NamedTuple):
+    meta: object
+    sequences: object
+    hashes: object
+    snapshot: object
+    log: object
+
+
+class _Entry:
+    def __init__(self, env: lmdb.Environment, dbs: Dbs, readonly: bool) -> None:
+        self.env = env
+        self.dbs = dbs
+        self.readonly = readonly
+        self.refs = 0
+        self.lock = threading.RLock()
+
+
+_registry: dict[str, _Entry] = {}
+_registry_lock = threading.Lock()
+# Environments a forked child inherited: kept referenced so they are never closed (closing
+# would clear the parent's reader slots), and their paths refused with a clear error.
+_inherited: dict[str, _Entry] = {}
+
+
+def _forget_after_fork() -> None:
+    global _registry_lock
+    _inherited.update(_registry)
+    _registry.clear()
+    _registry_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _set_map_size(env: lmdb.Environment, size: int) -> None:
+    """The one place the map is resized (tests replace it to simulate a full disk)."""
+    env.set_mapsize(size)
+
+
+def _open_lmdb(path: Path, limits: MapLimits, readonly: bool) -> lmdb.Environment:
+    data = path / DATA_FILE
+    map_size = max(limits.initial, data.stat().st_size if data.is_file() else 0)
+    try:
+        return lmdb.open(
+            str(path),
+            map_size=map_size,
+            subdir=True,
+            readonly=readonly,
+            create=not readonly,
+            max_dbs=len(DB_NAMES) + 2,
+            lock=True,
+            sync=True,
+            metasync=True,
+            readahead=False,
+        )
+    except (lmdb.LockError, lmdb.ReadersFullError) as exc:
+        raise StoreLockedError(f"the store at {path} is locked or its reader table is full: {exc}") from None
+    except lmdb.Error as exc:
+        if isinstance(exc, lmdb.ReadonlyError) or "Permission denied" in str(exc):
+            raise StoreLockedError(
+                f"cannot use the lock file of the store at {path} (permission denied)"
+            ) from None
+        raise
+
+
+def _open_dbs(env: lmdb.Environment, readonly: bool) -> Dbs | None:
+    """The named databases, or None if a read-only environment lacks them."""
+    try:
+        handles = [env.open_db(n.encode(), create=not readonly) for n in DB_NAMES]
+    except lmdb.NotFoundError:
+        return None
+    return Dbs(*handles)
+
+
+class StoreEnv:
+    """A shared LMDB environment plus transaction helpers that survive a full map."""
+
+    def __init__(self, path: Path, entry: _Entry, limits: MapLimits) -> None:
+        self.path = path
+        self._entry = entry
+        self.limits = limits
+        self.pid = os.getpid()
+        self.closed = False
+
+    @property
+    def env(self) -> lmdb.Environment:
+        return self._entry.env
+
+    @property
+    def dbs(self) -> Dbs:
+        return self._entry.dbs
+
+    @property
+    def readonly(self) -> bool:
+        return self._entry.readonly
+
+    def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run ``fn`` in a read transaction (re-reading the map size if another process grew it)."""
+        for _ in range(3):
+            with self._entry.lock:
+                try:
+                    with self.env.begin(write=False, buffers=False) as txn:
+                        return fn(txn)
+                except lmdb.MapResizedError:
+                    _set_map_size(self.env, 0)
+        with self._entry.lock, self.env.begin(write=False) as txn:
+            return fn(txn)
+
+    def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run ``fn`` in one write transaction and commit it.
+
+        On ``MapFullError`` the transaction is aborted, the map grows (doubles) outside any
+        transaction, and ``fn`` runs again from scratch, a bounded number of times; ``fn``
+        must therefore only change the database, never Python state. Raises
+        ``StoreFullError`` when the map cannot grow further; nothing is written then.
+        """
+        if self.readonly:
+            raise StoreReadOnlyError(f"the store at {self.path} is open read-only")
+        attempts = 0
+        while True:
+            with self._entry.lock:
+                try:
+                    with self.env.begin(write=True) as txn:
+                        return fn(txn)
+                except lmdb.MapResizedError:
+                    _set_map_size(self.env, 0)
+                except lmdb.MapFullError:
+                    attempts += 1
+                    if attempts > self.limits.grow_attempts:
+                        raise StoreFullError(
+                            f"the store at {self.path} is still full after growing its map "
+                            f"{self.limits.grow_attempts} times; nothing was written"
+                        ) from None
+                    self._grow()
+
+    def _grow(self) -> None:
+        current = self.env.info()["map_size"]
+        new = min(current * 2, self.limits.maximum)
+        if new <= current:
+            raise StoreFullError(
+                f"the store at {self.path} reached its maximum map size "
+                f"({current >> 20} MiB); nothing was written"
+            )
+        try:
+            _set_map_size(self.env, new)
+        except lmdb.Error as exc:
+            raise StoreFullError(
+                f"the store at {self.path} could not grow its map to {new >> 20} MiB ({exc}); "
+                "nothing was written"
+            ) from None
+
+    def map_size(self) -> int:
+        return int(self.env.info()["map_size"])
+
+    def close(self) -> None:
+        """Release this handle; the Environment closes with its last handle."""
+        if self.closed:
+            return
+        self.closed = True
+        if os.getpid() != self.pid:
+            return  # a forked child: the registry already forgot the parent's environment
+        key = str(self.path)
+        with _registry_lock:
+            entry = _registry.get(key)
+            if entry is not self._entry:
+                return
+            entry.refs -= 1
+            if entry.refs <= 0:
+                del _registry[key]
+                with entry.lock:
+                    entry.env.close()
+
+
+def store_exists(path: Path) -> bool:
+    return (path / DATA_FILE).is_file()
+
+
+def acquire(path: Path, limits: MapLimits, *, readonly: bool, create: bool) -> StoreEnv | None:
+    """The process's shared environment for ``path`` (opened on first use).
+
+    Returns None when the environment exists but has no sufdec databases and is read-only.
+    """
+    path = Path(os.path.realpath(path))
+    with _registry_lock:
+        entry = _registry.get(str(path))
+        if entry is not None:
+            if entry.readonly and not readonly:
+                raise StoreReadOnlyError(
+                    f"the store at {path} is already open read-only in this process; "
+                    "close it before opening it writable"
+                )
+        else:
+            if str(path) in _inherited:
+                raise ForkedStoreError(
+                    f"this process inherited the store at {path} through fork and cannot reopen it; "
+                    "open stores only after worker processes start (or use the spawn start method)"
+                )
+            if not store_exists(path):
+                if readonly or not create:
+                    raise StoreNotFoundError(f"no store at {path}")
+                path.mkdir(parents=True, exist_ok=True)
+            env = _open_lmdb(path, limits, readonly)
+            dbs = _open_dbs(env, readonly)
+            if dbs is None:
+                env.close()
+                return None
+            entry = _Entry(env, dbs, readonly)
+            _registry[str(path)] = entry
+        entry.refs += 1
+        return StoreEnv(path, entry, limits)
+
+
+def open_count() -> int:
+    """How many environments this process holds open (for tests)."""
+    return len(_registry)

@@ -1,0 +1,126 @@
+"""The ``meta`` database: format magic and version, tokenizer identity, counters.
+
+Every value is msgpack under a short string key. ``StoreMeta`` is an immutable view of
+all of them, read in one transaction; writers put back only the fields they change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import codec
+from .errors import FormatTooNewError, NotAStoreError, TokenizerMismatchError
+
+FORMAT_MAGIC = "sufdec-store"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """Which tokenizer produced a store's token ids: a display name and a fingerprint
+    that changes whenever the id mapping does (the tokenization module computes it)."""
+
+    name: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class StoreMeta:
+    """Everything in the ``meta`` database.
+
+    Log positions: records ``[snapshot_log_pos, next_log_pos)`` are in the log and not
+    yet in the snapshot; ``log_tokens`` counts the tokens they add (checkpoint trigger).
+    """
+
+    magic: str
+    format_version: int
+    created: float
+    tokenizer_name: str | None
+    tokenizer_fingerprint: str | None
+    max_depth: int
+    next_seq_id: int = 0
+    next_log_pos: int = 0
+    snapshot_log_pos: int = 0
+    snapshot_generation: int = 0
+    snapshot_chunks: int = 0
+    snapshot_bytes: int = 0
+    snapshot_digest: bytes = b""
+    total_tokens: int = 0
+    log_tokens: int = 0
+
+    @property
+    def tokenizer(self) -> TokenizerInfo | None:
+        if self.tokenizer_fingerprint is None:
+            return None
+        return TokenizerInfo(self.tokenizer_name or "", self.tokenizer_fingerprint)
+
+    @property
+    def log_length(self) -> int:
+        return self.next_log_pos - self.snapshot_log_pos
+
+
+_FIELDS = {f.name for f in dataclasses.fields(StoreMeta)}
+
+
+def initial_meta(tokenizer: TokenizerInfo | None, max_depth: int) -> StoreMeta:
+    return StoreMeta(
+        magic=FORMAT_MAGIC,
+        format_version=FORMAT_VERSION,
+        created=time.time(),
+        tokenizer_name=tokenizer.name if tokenizer else None,
+        tokenizer_fingerprint=tokenizer.fingerprint if tokenizer else None,
+        max_depth=max_depth,
+    )
+
+
+def read_raw(txn: Any, db: Any) -> dict[str, Any]:
+    """All meta keys as a plain dict (what migrations operate on)."""
+    return {k.decode(): codec.unpack(v) for k, v in txn.cursor(db=db)}
+
+
+def write_raw(txn: Any, db: Any, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        txn.put(key.encode(), codec.pack(value), db=db)
+
+
+def read_meta(txn: Any, db: Any) -> StoreMeta:
+    raw = read_raw(txn, db)
+    if raw.get("magic") != FORMAT_MAGIC:
+        raise NotAStoreError("this LMDB environment is not a sufdec store (no format magic)")
+    try:
+        return StoreMeta(**{k: v for k, v in raw.items() if k in _FIELDS})
+    except TypeError as exc:
+        raise NotAStoreError(f"the store's meta database is incomplete: {exc}") from None
+
+
+def write_meta(txn: Any, db: Any, meta: StoreMeta, old: StoreMeta | None = None) -> None:
+    """Put every field of ``meta`` (or only those that differ from ``old``)."""
+    values = dataclasses.asdict(meta)
+    if old is not None:
+        before = dataclasses.asdict(old)
+        values = {k: v for k, v in values.items() if before[k] != v}
+    write_raw(txn, db, values)
+
+
+def check_version(version: int, path: str) -> None:
+    if version > FORMAT_VERSION:
+        raise FormatTooNewError(
+            f"the store at {path} has format version {version}, newer than the {FORMAT_VERSION} "
+            "this sufdec reads; upgrade sufdec to open it."
+        )
+
+
+def check_tokenizer(meta: StoreMeta, tokenizer: TokenizerInfo | None, path: str) -> None:
+    """Refuse a store whose recorded tokenizer fingerprint differs from ``tokenizer``."""
+    recorded = meta.tokenizer
+    if tokenizer is None or recorded is None:
+        return
+    if recorded.fingerprint != tokenizer.fingerprint:
+        raise TokenizerMismatchError(
+            f"the store at {path} was built with tokenizer {recorded.name!r} "
+            f"(fingerprint {recorded.fingerprint[:12]}), not {tokenizer.name!r} "
+            f"(fingerprint {tokenizer.fingerprint[:12]}); use another --store or the same model."
+        )

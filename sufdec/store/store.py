@@ -1,0 +1,593 @@
+"""``Store``: past outputs in LMDB (the source of truth) plus the suffix tree over them.
+
+Layout (one LMDB environment per directory, named databases, big-endian keys):
+``meta`` (format, tokenizer, counters), ``sequences`` (seq id -> int32 tokens + source),
+``hashes`` (content hash -> seq id, for dedup), ``snapshot`` (the serialized tree in
+chunks) and ``log`` (position -> add/remove seq id, everything since the snapshot).
+
+The tree is derived: it is the snapshot with the log replayed on top, loaded lazily on
+first use of ``Store.tree``. Each write is one transaction that stores the sequences,
+their hashes and their log records together, so a crash either keeps a sequence whole
+or never saw it. ``checkpoint`` folds the log into a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import _tree, codec
+from . import meta as meta_mod
+from . import migrations, snapshot
+from .env import DATA_FILE, LOCK_FILE, MapLimits, StoreEnv, acquire, default_store_path
+from .errors import (
+    ForkedStoreError,
+    MigrationRequiredError,
+    NotAStoreError,
+    StoreCorruptError,
+    StoreError,
+    StoreReadOnlyError,
+)
+from .meta import StoreMeta, TokenizerInfo
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """How a store is opened and maintained.
+
+    ``max_depth`` only applies when the store is created (the tree's depth is recorded).
+    A checkpoint runs after a write once the log holds ``checkpoint_records`` records or
+    ``checkpoint_tokens`` tokens (only while the tree is loaded). ``add_many`` commits
+    at most ``txn_records`` records / ``txn_tokens`` tokens per transaction.
+    """
+
+    max_depth: int = 64
+    map: MapLimits = MapLimits()
+    checkpoint_records: int = 10_000
+    checkpoint_tokens: int = 2_000_000
+    snapshot_chunk_size: int = 4 << 20
+    txn_records: int = 4096
+    txn_tokens: int = 4_000_000
+
+
+@dataclass(frozen=True)
+class SequenceRecord:
+    """One output to store: its token ids and where it came from (msgpack-able values)."""
+
+    tokens: Sequence[int]
+    source: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredSequence:
+    seq_id: int
+    tokens: list[int]
+    content_hash: bytes
+    source: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AddSummary:
+    added: int = 0
+    duplicates: int = 0
+    tokens_added: int = 0
+    transactions: int = 0
+
+    def __add__(self, other: AddSummary) -> AddSummary:
+        return AddSummary(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    path: str
+    sequences: int
+    tokens: int
+    disk_bytes: int
+    map_size: int
+    used_bytes: int
+    page_size: int
+    tokenizer_name: str | None
+    tokenizer_fingerprint: str | None
+    format_version: int
+    created: float
+    max_depth: int
+    log_length: int
+    log_tokens: int
+    snapshot_bytes: int
+    snapshot_log_pos: int
+
+
+class _Stale(Exception):
+    """The log this process needs was folded into a newer snapshot: reload first."""
+
+
+@dataclass
+class _Prepared:
+    tok: array
+    tok_bytes: bytes
+    digest: bytes
+    source: dict[str, Any]
+
+
+def _prepare(tokens: Sequence[int], source: Mapping[str, Any] | None) -> _Prepared:
+    arr = codec.to_token_array(tokens)
+    if len(arr) == 0:
+        raise ValueError("cannot store an empty sequence")
+    tok_bytes = codec.token_bytes(arr)
+    src = dict(source or {})
+    src.setdefault("time", time.time())
+    return _Prepared(arr, tok_bytes, codec.content_hash(tok_bytes), src)
+
+
+class Store:
+    """An open store. Use ``Store.open``; close it (or use ``with``) when done.
+
+    Reach the tree through ``store.tree`` each time: ``refresh`` may replace the object.
+    A Store is safe to share between threads of one process, not across ``fork``.
+    """
+
+    def __init__(self, senv: StoreEnv, config: StoreConfig, readonly: bool) -> None:
+        self._senv = senv
+        self.config = config
+        self.readonly = readonly
+        self.path: Path = senv.path
+        self._lock = threading.RLock()
+        self._tree: Any = None
+        self._log_pos = 0  # next log position the in-memory tree has not seen
+        self._closed = False
+
+    # ---------------------------------------------------------------- opening
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        tokenizer: TokenizerInfo | None = None,
+        *,
+        config: StoreConfig | None = None,
+        create: bool = True,
+        readonly: bool = False,
+    ) -> Store:
+        """Open (or create) the store at ``path`` (None: ``default_store_path()``).
+
+        Refuses a store recorded with another tokenizer fingerprint or a newer format;
+        migrates an older format (needs a writable open). ``tokenizer=None`` accepts
+        whatever the store records; a store without a recorded tokenizer adopts the given one.
+        The tree is not loaded until ``store.tree`` is first used.
+        """
+        cfg = config or StoreConfig()
+        senv = acquire(default_store_path(path), cfg.map, readonly=readonly, create=create)
+        if senv is None:
+            raise NotAStoreError(f"{path} holds an LMDB environment that is not a sufdec store")
+        try:
+            store = cls(senv, cfg, readonly or senv.readonly)
+            store._init_meta(tokenizer)
+        except BaseException:
+            senv.close()
+            raise
+        return store
+
+    def _init_meta(self, tokenizer: TokenizerInfo | None) -> None:
+        dbs = self._senv.dbs
+        where = str(self.path)
+
+        def needs_write(txn: Any) -> bool:
+            raw = meta_mod.read_raw(txn, dbs.meta)
+            if not raw:
+                return True
+            meta = meta_mod.read_meta(txn, dbs.meta)
+            meta_mod.check_version(meta.format_version, where)
+            if meta.format_version < meta_mod.FORMAT_VERSION:
+                return True
+            meta_mod.check_tokenizer(meta, tokenizer, where)
+            return tokenizer is not None and meta.tokenizer is None
+
+        if not self._senv.read(needs_write):
+            return
+        if self.readonly:
+            raw = self._senv.read(lambda txn: meta_mod.read_raw(txn, dbs.meta))
+            if not raw:
+                raise NotAStoreError(f"the store at {where} was never initialised")
+            if int(raw.get("format_version", 0)) < meta_mod.FORMAT_VERSION:
+                raise MigrationRequiredError(
+                    f"the store at {where} has format {raw['format_version']}; open it writable once to migrate it"
+                )
+            return  # a tokenizer to record, but read-only: nothing to do
+
+        def setup(txn: Any) -> None:
+            raw = meta_mod.read_raw(txn, dbs.meta)
+            if not raw:
+                meta_mod.write_meta(txn, dbs.meta, meta_mod.initial_meta(tokenizer, self.config.max_depth))
+                return
+            if raw.get("magic") != meta_mod.FORMAT_MAGIC:
+                raise NotAStoreError(f"{where} is not a sufdec store (no format magic)")
+            meta_mod.check_version(int(raw["format_version"]), where)
+            if int(raw["format_version"]) < meta_mod.FORMAT_VERSION:
+                migrations.migrate(txn, dbs, raw, meta_mod.FORMAT_VERSION)
+                meta_mod.write_raw(txn, dbs.meta, raw)
+            meta = meta_mod.read_meta(txn, dbs.meta)
+            meta_mod.check_tokenizer(meta, tokenizer, where)
+            if tokenizer is not None and meta.tokenizer is None:
+                new = dataclasses.replace(
+                    meta, tokenizer_name=tokenizer.name, tokenizer_fingerprint=tokenizer.fingerprint
+                )
+                meta_mod.write_meta(txn, dbs.meta, new, old=meta)
+
+        self._senv.write(setup)
+
+    # ---------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        """Drop the tree and release the environment (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._tree = None
+            self._senv.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check(self, write: bool = False) -> None:
+        if self._closed:
+            raise StoreError(f"the store at {self.path} is closed")
+        if os.getpid() != self._senv.pid:
+            raise ForkedStoreError(
+                f"the store at {self.path} was opened before this process forked; open it in the child"
+            )
+        if write and self.readonly:
+            raise StoreReadOnlyError(f"the store at {self.path} is open read-only")
+
+    # ---------------------------------------------------------------- the tree
+    @property
+    def tree(self) -> Any:
+        """The SuffixIndex over every stored sequence (loaded on first use)."""
+        with self._lock:
+            self._check()
+            if self._tree is None:
+                self._senv.read(self._load_tree)
+            return self._tree
+
+    @property
+    def tree_loaded(self) -> bool:
+        return self._tree is not None
+
+    def meta(self) -> StoreMeta:
+        """The current meta record (format, tokenizer, counters)."""
+        self._check()
+        return self._senv.read(self._read_meta)
+
+    def _read_meta(self, txn: Any) -> StoreMeta:
+        return meta_mod.read_meta(txn, self._senv.dbs.meta)
+
+    def _load_tree(self, txn: Any) -> None:
+        """Snapshot + log replay, all from one transaction."""
+        meta = self._read_meta(txn)
+        data = snapshot.read_chunks(txn, self._senv.dbs.snapshot, meta)
+        tree = _tree.load_tree(data) if data is not None else _tree.new_tree(meta.max_depth)
+        self._log_pos = self._replay(txn, tree, meta.snapshot_log_pos, meta.next_log_pos)
+        self._tree = tree
+
+    def _replay(self, txn: Any, tree: Any, start: int, end: int) -> int:
+        """Apply log records ``[start, end)`` to ``tree``; returns ``end``."""
+        dbs = self._senv.dbs
+        if start >= end:
+            return end
+        cursor = txn.cursor(db=dbs.log)
+        if not cursor.set_key(codec.u64_key(start)):
+            raise StoreCorruptError(f"log record {start} is missing")
+        expected = start
+        for key, value in cursor:
+            pos = codec.key_u64(key)
+            if pos >= end:
+                break
+            if pos != expected:
+                raise StoreCorruptError(f"log record {expected} is missing")
+            op, seq_id = codec.decode_log(value)
+            if op == codec.LOG_ADD:
+                stored = txn.get(codec.u64_key(seq_id), db=dbs.sequences)
+                if stored is not None:  # absent: removed later in the log
+                    _tree.add(tree, seq_id, codec.tokens_from_bytes(codec.decode_sequence(stored)[0]))
+            else:
+                _tree.remove(tree, seq_id)
+            expected += 1
+        if expected != end:
+            raise StoreCorruptError(f"log record {expected} is missing")
+        return end
+
+    def refresh(self) -> int:
+        """Apply what other processes (or Store objects) committed since the tree was
+        loaded; reloads if a checkpoint folded away log records it had not seen.
+        Returns how many log records were applied (-1 for a reload)."""
+        with self._lock:
+            self._check()
+            if self._tree is None:
+                return 0
+            return self._senv.read(self._catch_up)
+
+    def _catch_up(self, txn: Any) -> int:
+        meta = self._read_meta(txn)
+        if meta.snapshot_log_pos > self._log_pos:
+            self._load_tree(txn)
+            return -1
+        start = self._log_pos
+        self._log_pos = self._replay(txn, self._tree, start, meta.next_log_pos)
+        return self._log_pos - start
+
+    def rebuild_tree(self) -> Any:
+        """Rebuild the tree from the stored sequences alone (ignoring snapshot and log);
+        ``checkpoint()`` afterwards to persist it. For repairing a damaged snapshot."""
+        with self._lock:
+            self._check()
+
+            def build(txn: Any) -> None:
+                meta = self._read_meta(txn)
+                tree = _tree.new_tree(meta.max_depth)
+                for key, value in txn.cursor(db=self._senv.dbs.sequences):
+                    tok = codec.tokens_from_bytes(codec.decode_sequence(value)[0])
+                    _tree.add(tree, codec.key_u64(key), tok)
+                self._tree, self._log_pos = tree, meta.next_log_pos
+
+            self._senv.read(build)
+            return self._tree
+
+    # ---------------------------------------------------------------- writing
+    def append(self, tokens: Sequence[int], source: Mapping[str, Any] | None = None) -> int | None:
+        """Store one finished output in one small transaction and extend the tree.
+
+        Returns the new sequence id, or None when the same tokens are already stored.
+        """
+        prepared = _prepare(tokens, source)
+        with self._lock:
+            self._check(write=True)
+            added, _ = self._commit([prepared])
+        return added[0][0] if added else None
+
+    def add_many(self, records: Iterable[SequenceRecord], *, auto_checkpoint: bool = True) -> AddSummary:
+        """Store many outputs, a few thousand per transaction; duplicates (same token
+        ids, stored or earlier in ``records``) are skipped. Empty sequences raise ValueError."""
+        total = AddSummary()
+        batch: list[_Prepared] = []
+        batch_tokens = 0
+        with self._lock:
+            self._check(write=True)
+            for record in records:
+                prepared = _prepare(record.tokens, record.source)
+                batch.append(prepared)
+                batch_tokens += len(prepared.tok)
+                if len(batch) >= self.config.txn_records or batch_tokens >= self.config.txn_tokens:
+                    total += self._commit_summary(batch, auto_checkpoint)
+                    batch, batch_tokens = [], 0
+            if batch:
+                total += self._commit_summary(batch, auto_checkpoint)
+        return total
+
+    def _commit_summary(self, batch: list[_Prepared], auto_checkpoint: bool) -> AddSummary:
+        added, duplicates = self._commit(batch, auto_checkpoint)
+        return AddSummary(len(added), duplicates, sum(len(tok) for _, tok in added), 1)
+
+    def _commit(
+        self, batch: list[_Prepared], auto_checkpoint: bool = True
+    ) -> tuple[list[tuple[int, array]], int]:
+        dbs = self._senv.dbs
+
+        def write(txn: Any) -> tuple[list[tuple[int, array]], int, int, StoreMeta]:
+            meta = self._read_meta(txn)
+            seq_id, pos, tokens = meta.next_seq_id, meta.next_log_pos, 0
+            added: list[tuple[int, array]] = []
+            seen: set[bytes] = set()
+            for item in batch:
+                if item.digest in seen or txn.get(item.digest, db=dbs.hashes) is not None:
+                    continue
+                seen.add(item.digest)
+                key = codec.u64_key(seq_id)
+                txn.put(key, codec.encode_sequence(item.tok_bytes, item.digest, item.source), db=dbs.sequences)
+                txn.put(item.digest, key, db=dbs.hashes)
+                txn.put(codec.u64_key(pos), codec.encode_log(codec.LOG_ADD, seq_id), db=dbs.log, append=True)
+                added.append((seq_id, item.tok))
+                seq_id, pos, tokens = seq_id + 1, pos + 1, tokens + len(item.tok)
+            new = dataclasses.replace(
+                meta,
+                next_seq_id=seq_id,
+                next_log_pos=pos,
+                total_tokens=meta.total_tokens + tokens,
+                log_tokens=meta.log_tokens + tokens,
+            )
+            if added:
+                meta_mod.write_meta(txn, dbs.meta, new, old=meta)
+            return added, len(batch) - len(added), meta.next_log_pos, new
+
+        added, duplicates, start, new_meta = self._senv.write(write)
+        if added:
+            self._after_write(start, new_meta, lambda tree: [_tree.add(tree, s, t) for s, t in added])
+            if auto_checkpoint:
+                self._maybe_checkpoint(new_meta)
+        return added, duplicates
+
+    def _after_write(self, start: int, meta: StoreMeta, apply: Any) -> None:
+        """Mirror a committed write into the loaded tree, or catch up if others wrote too."""
+        if self._tree is None:
+            return
+        if start == self._log_pos:
+            apply(self._tree)
+            self._log_pos = meta.next_log_pos
+        else:
+            self._senv.read(self._catch_up)
+
+    def _maybe_checkpoint(self, meta: StoreMeta) -> None:
+        if self._tree is None:
+            return
+        if meta.log_length >= self.config.checkpoint_records or meta.log_tokens >= self.config.checkpoint_tokens:
+            self.checkpoint()
+
+    def remove(self, seq_id: int) -> bool:
+        """Delete a stored sequence (and its hash) and drop it from the tree."""
+        dbs = self._senv.dbs
+        with self._lock:
+            self._check(write=True)
+
+            def write(txn: Any) -> tuple[int, StoreMeta] | None:
+                key = codec.u64_key(seq_id)
+                stored = txn.get(key, db=dbs.sequences)
+                if stored is None:
+                    return None
+                tok_bytes, digest, _ = codec.decode_sequence(stored)
+                txn.delete(key, db=dbs.sequences)
+                txn.delete(digest, db=dbs.hashes)
+                meta = self._read_meta(txn)
+                txn.put(codec.u64_key(meta.next_log_pos), codec.encode_log(codec.LOG_REMOVE, seq_id), db=dbs.log)
+                new = dataclasses.replace(
+                    meta, next_log_pos=meta.next_log_pos + 1, total_tokens=meta.total_tokens - len(tok_bytes) // 4
+                )
+                meta_mod.write_meta(txn, dbs.meta, new, old=meta)
+                return meta.next_log_pos, new
+
+            result = self._senv.write(write)
+            if result is None:
+                return False
+            self._after_write(result[0], result[1], lambda tree: _tree.remove(tree, seq_id))
+            return True
+
+    def checkpoint(self, *, force: bool = False) -> None:
+        """Write the tree as the new snapshot and clear the log, in one transaction.
+
+        Loads the tree if needed and first applies anything other processes committed.
+        Does nothing when the log is empty and a snapshot exists, unless ``force``.
+        """
+        dbs = self._senv.dbs
+        with self._lock:
+            self._check(write=True)
+            self.tree  # load it if needed
+
+            def write(txn: Any) -> None:
+                meta = self._read_meta(txn)
+                if meta.snapshot_log_pos > self._log_pos:
+                    raise _Stale
+                self._log_pos = self._replay(txn, self._tree, self._log_pos, meta.next_log_pos)
+                if meta.log_length == 0 and meta.snapshot_chunks > 0 and not force:
+                    return
+                data = self._tree.serialize()
+                chunks = snapshot.write_chunks(txn, dbs.snapshot, data, self.config.snapshot_chunk_size, meta.snapshot_chunks)
+                txn.drop(dbs.log, delete=False)
+                new = dataclasses.replace(
+                    meta,
+                    snapshot_log_pos=meta.next_log_pos,
+                    snapshot_generation=meta.snapshot_generation + 1,
+                    snapshot_chunks=chunks,
+                    snapshot_bytes=len(data),
+                    snapshot_digest=snapshot.digest(data),
+                    log_tokens=0,
+                )
+                meta_mod.write_meta(txn, dbs.meta, new, old=meta)
+
+            for _ in range(5):
+                try:
+                    self._senv.write(write)
+                    return
+                except _Stale:
+                    self._senv.read(self._catch_up)
+            raise StoreError(f"the store at {self.path} kept changing under a checkpoint; try again")
+
+    # ---------------------------------------------------------------- reading
+    def get(self, seq_id: int) -> StoredSequence | None:
+        """One stored sequence, or None."""
+        self._check()
+        db = self._senv.dbs.sequences
+
+        def read(txn: Any) -> StoredSequence | None:
+            value = txn.get(codec.u64_key(seq_id), db=db)
+            return None if value is None else _stored(seq_id, value)
+
+        return self._senv.read(read)
+
+    def find(self, tokens: Sequence[int]) -> int | None:
+        """The id of the stored sequence with exactly these tokens, or None."""
+        self._check()
+        digest = codec.content_hash(codec.token_bytes(codec.to_token_array(tokens)))
+        value = self._senv.read(lambda txn: txn.get(digest, db=self._senv.dbs.hashes))
+        return None if value is None else codec.key_u64(value)
+
+    def iter_sequences(self, start: int = 0, *, batch: int = 1024) -> Iterator[StoredSequence]:
+        """Every stored sequence with id >= ``start``, in id order, read ``batch`` at a
+        time in short transactions (so iterating never holds a reader for long)."""
+        self._check()
+        db = self._senv.dbs.sequences
+        next_id = start
+        while True:
+            def read(txn: Any) -> list[StoredSequence]:
+                cursor = txn.cursor(db=db)
+                out: list[StoredSequence] = []
+                if not cursor.set_range(codec.u64_key(next_id)):
+                    return out
+                for key, value in cursor:
+                    out.append(_stored(codec.key_u64(key), value))
+                    if len(out) >= batch:
+                        break
+                return out
+
+            chunk = self._senv.read(read)
+            if not chunk:
+                return
+            yield from chunk
+            next_id = chunk[-1].seq_id + 1
+
+    def __len__(self) -> int:
+        self._check()
+        return int(self._senv.read(lambda txn: txn.stat(self._senv.dbs.sequences)["entries"]))
+
+    def verify(self, *, check_tree: bool = True) -> list[str]:
+        """Every inconsistency found, one sentence each; empty when the store is sound."""
+        from .verify import verify
+
+        return verify(self, check_tree=check_tree)
+
+    def repair(self) -> None:
+        """Rebuild the hash index, counters, tree and snapshot from the stored sequences."""
+        from .verify import repair
+
+        repair(self)
+
+    def stats(self) -> StoreStats:
+        """Counts and sizes for ``sufdec stats`` (does not load the tree)."""
+        self._check()
+        dbs = self._senv.dbs
+
+        def read(txn: Any) -> tuple[StoreMeta, int]:
+            return self._read_meta(txn), int(txn.stat(dbs.sequences)["entries"])
+
+        meta, sequences = self._senv.read(read)
+        env = self._senv.env
+        info, stat = env.info(), env.stat()
+        disk = sum((self.path / name).stat().st_size for name in (DATA_FILE, LOCK_FILE) if (self.path / name).exists())
+        return StoreStats(
+            path=str(self.path),
+            sequences=sequences,
+            tokens=meta.total_tokens,
+            disk_bytes=disk,
+            map_size=int(info["map_size"]),
+            used_bytes=(int(info["last_pgno"]) + 1) * int(stat["psize"]),
+            page_size=int(stat["psize"]),
+            tokenizer_name=meta.tokenizer_name,
+            tokenizer_fingerprint=meta.tokenizer_fingerprint,
+            format_version=meta.format_version,
+            created=meta.created,
+            max_depth=meta.max_depth,
+            log_length=meta.log_length,
+            log_tokens=meta.log_tokens,
+            snapshot_bytes=meta.snapshot_bytes,
+            snapshot_log_pos=meta.snapshot_log_pos,
+        )
+
+
+def _stored(seq_id: int, value: bytes) -> StoredSequence:
+    tok_bytes, digest, source = codec.decode_sequence(value)
+    return StoredSequence(seq_id, codec.tokens_from_bytes(tok_bytes).tolist(), digest, source)
