@@ -1,0 +1,61 @@
+"""KV-cache bookkeeping for tree verification on a transformers ``DynamicCache``.
+
+After a verification forward the cache holds the root and every tree row; only the root
+and the accepted path stay. The path rows are moved down onto the first slots of the new
+block (a copy of at most depth-many positions per layer), then ``crop(-n)`` drops the rest:
+that public call also keeps sliding-window layers' bookkeeping right. A chain accepted from
+its start needs no copy at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import DynamicCache
+
+
+def new_cache(model: torch.nn.Module) -> DynamicCache:
+    """A DynamicCache shaped by the model config (sliding-window layers included) that can
+    roll back: sliding layers keep every new key until the next ``crop``."""
+    cache = DynamicCache(config=model.config)
+    if hasattr(cache, "activate_past_recording"):
+        cache.activate_past_recording()
+    return cache
+
+
+def has_sliding_layers(cache: DynamicCache) -> bool:
+    return any(getattr(layer, "is_sliding", False) for layer in cache.layers)
+
+
+def commit_path(cache: DynamicCache, num_new: int, keep: Sequence[int]) -> None:
+    """Keep rows ``keep`` (ascending, within the last ``num_new`` cached positions) and
+    drop the other rows of that block."""
+    k = len(keep)
+    if any(r != i for i, r in enumerate(keep)):
+        for layer in cache.layers:
+            _move_rows(layer, num_new, keep)
+    drop = num_new - k
+    if drop > 0:
+        cache.crop(-drop)
+    elif has_sliding_layers(cache):
+        cache.crop(0)  # sliding layers recording the past shrink back to their window
+
+
+def _move_rows(layer: object, num_new: int, keep: Sequence[int]) -> None:
+    keys = getattr(layer, "keys", None)
+    values = getattr(layer, "values", None)
+    if keys is None or values is None or keys.dim() != 4 or keys.shape[-2] < num_new:
+        return  # uninitialised or KV-sharing layer: nothing stored here
+    base = keys.shape[-2] - num_new
+    idx = torch.tensor(keep, dtype=torch.long, device=keys.device) + base
+    k = len(keep)
+    # index_select copies first, and keep[i] >= i, so the in-place write is safe
+    keys[:, :, base : base + k] = keys.index_select(2, idx)        # [B, H_kv, k, D]
+    values[:, :, base : base + k] = values.index_select(2, idx)    # [B, H_kv, k, D]
+
+
+def crop_last(cache: DynamicCache, n: int) -> None:
+    """Remove the last ``n`` cached positions (calibration and rollbacks)."""
+    if n > 0:
+        cache.crop(-n)
