@@ -4,15 +4,16 @@ transactions that grow the memory map when it is full.
 LMDB allows one open Environment per file per process and an Environment must not be
 used across ``fork``; the registry here enforces both (it forgets everything in a forked
 child, and stores check their pid). ``set_mapsize`` may only run with no transaction
-active in the process, so every transaction goes through an entry's lock and growth
-happens after the failed write transaction has been aborted.
+active in the process, so transactions hold an entry's lock shared, growth holds it
+exclusively, and growth happens only after the failed write transaction was aborted.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, TypeVar
@@ -59,13 +60,61 @@ class Dbs(NamedTuple):
     log: object
 
 
+class _ResizeLock:
+    """Transactions hold it shared (re-entrantly); resizing the map holds it exclusively,
+    since ``set_mapsize`` needs every transaction in the process finished. Readers and
+    writers never wait for each other here (LMDB itself serialises writers)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._shared = 0
+        self._exclusive = False
+        self._waiting = 0
+        self._local = threading.local()
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            with self._cond:
+                while self._exclusive or self._waiting:
+                    self._cond.wait()
+                self._shared += 1
+        self._local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+            if depth == 0:
+                with self._cond:
+                    self._shared -= 1
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        if getattr(self._local, "depth", 0):
+            raise RuntimeError("cannot resize the map inside a transaction")
+        with self._cond:
+            self._waiting += 1
+            while self._exclusive or self._shared:
+                self._cond.wait()
+            self._waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
 class _Entry:
     def __init__(self, env: lmdb.Environment, dbs: Dbs, readonly: bool) -> None:
         self.env = env
         self.dbs = dbs
         self.readonly = readonly
         self.refs = 0
-        self.lock = threading.RLock()
+        self.lock = _ResizeLock()
 
 
 _registry: dict[str, _Entry] = {}
@@ -151,13 +200,12 @@ class StoreEnv:
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         """Run ``fn`` in a read transaction (re-reading the map size if another process grew it)."""
         for _ in range(3):
-            with self._entry.lock:
-                try:
-                    with self.env.begin(write=False, buffers=False) as txn:
-                        return fn(txn)
-                except lmdb.MapResizedError:
-                    _set_map_size(self.env, 0)
-        with self._entry.lock, self.env.begin(write=False) as txn:
+            try:
+                with self._entry.lock.shared(), self.env.begin(write=False) as txn:
+                    return fn(txn)
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+        with self._entry.lock.shared(), self.env.begin(write=False) as txn:
             return fn(txn)
 
     def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
@@ -172,22 +220,30 @@ class StoreEnv:
             raise StoreReadOnlyError(f"the store at {self.path} is open read-only")
         attempts = 0
         while True:
-            with self._entry.lock:
-                try:
-                    with self.env.begin(write=True) as txn:
-                        return fn(txn)
-                except lmdb.MapResizedError:
-                    _set_map_size(self.env, 0)
-                except lmdb.MapFullError:
-                    attempts += 1
-                    if attempts > self.limits.grow_attempts:
-                        raise StoreFullError(
-                            f"the store at {self.path} is still full after growing its map "
-                            f"{self.limits.grow_attempts} times; nothing was written"
-                        ) from None
-                    self._grow()
+            try:
+                with self._entry.lock.shared(), self.env.begin(write=True) as txn:
+                    return fn(txn)
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+            except lmdb.MapFullError:
+                attempts += 1
+                if attempts > self.limits.grow_attempts:
+                    raise StoreFullError(
+                        f"the store at {self.path} is still full after growing its map "
+                        f"{self.limits.grow_attempts} times; nothing was written"
+                    ) from None
+                self._grow()
+
+    def _adopt_map_size(self) -> None:
+        """Another process grew the file beyond our map: map what is there now."""
+        with self._entry.lock.exclusive():
+            _set_map_size(self.env, 0)
 
     def _grow(self) -> None:
+        with self._entry.lock.exclusive():
+            self._grow_locked()
+
+    def _grow_locked(self) -> None:
         current = self.env.info()["map_size"]
         new = min(current * 2, self.limits.maximum)
         if new <= current:
@@ -202,9 +258,6 @@ class StoreEnv:
                 f"the store at {self.path} could not grow its map to {new >> 20} MiB ({exc}); "
                 "nothing was written"
             ) from None
-
-    def map_size(self) -> int:
-        return int(self.env.info()["map_size"])
 
     def close(self) -> None:
         """Release this handle; the Environment closes with its last handle."""
@@ -221,7 +274,7 @@ class StoreEnv:
             entry.refs -= 1
             if entry.refs <= 0:
                 del _registry[key]
-                with entry.lock:
+                with entry.lock.exclusive():
                     entry.env.close()
 
 

@@ -162,9 +162,10 @@ class Store:
         The tree is not loaded until ``store.tree`` is first used.
         """
         cfg = config or StoreConfig()
-        senv = acquire(default_store_path(path), cfg.map, readonly=readonly, create=create)
+        where = default_store_path(path)
+        senv = acquire(where, cfg.map, readonly=readonly, create=create)
         if senv is None:
-            raise NotAStoreError(f"{path} holds an LMDB environment that is not a sufdec store")
+            raise NotAStoreError(f"{where} holds an LMDB environment that is not a sufdec store")
         try:
             store = cls(senv, cfg, readonly or senv.readonly)
             store._init_meta(tokenizer)
@@ -390,7 +391,8 @@ class Store:
                     continue
                 seen.add(item.digest)
                 key = codec.u64_key(seq_id)
-                txn.put(key, codec.encode_sequence(item.tok_bytes, item.digest, item.source), db=dbs.sequences)
+                value = codec.encode_sequence(item.tok_bytes, item.digest, item.source)
+                txn.put(key, value, db=dbs.sequences, append=True)  # ids only grow
                 txn.put(item.digest, key, db=dbs.hashes)
                 txn.put(codec.u64_key(pos), codec.encode_log(codec.LOG_ADD, seq_id), db=dbs.log, append=True)
                 added.append((seq_id, item.tok))
@@ -561,12 +563,11 @@ class Store:
         self._check()
         dbs = self._senv.dbs
 
-        def read(txn: Any) -> tuple[StoreMeta, int]:
-            return self._read_meta(txn), int(txn.stat(dbs.sequences)["entries"])
+        def read(txn: Any) -> tuple[StoreMeta, int, dict[str, int], int]:
+            meta, entries = self._read_meta(txn), int(txn.stat(dbs.sequences)["entries"])
+            return meta, entries, self._senv.env.info(), int(txn.stat(dbs.meta)["psize"])
 
-        meta, sequences = self._senv.read(read)
-        env = self._senv.env
-        info, stat = env.info(), env.stat()
+        meta, sequences, info, page_size = self._senv.read(read)
         disk = sum((self.path / name).stat().st_size for name in (DATA_FILE, LOCK_FILE) if (self.path / name).exists())
         return StoreStats(
             path=str(self.path),
@@ -574,8 +575,8 @@ class Store:
             tokens=meta.total_tokens,
             disk_bytes=disk,
             map_size=int(info["map_size"]),
-            used_bytes=(int(info["last_pgno"]) + 1) * int(stat["psize"]),
-            page_size=int(stat["psize"]),
+            used_bytes=(int(info["last_pgno"]) + 1) * page_size,
+            page_size=page_size,
             tokenizer_name=meta.tokenizer_name,
             tokenizer_fingerprint=meta.tokenizer_fingerprint,
             format_version=meta.format_version,

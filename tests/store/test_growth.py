@@ -95,3 +95,54 @@ def test_growth_by_another_process(tmp_path: Path) -> None:
         assert store.refresh() == 40 and store.tree.num_sequences == 41
         assert store.append([4, 5, 6]) == 41
         assert store.stats().map_size > SMALL.initial and store.verify() == []
+
+
+def test_threads_share_a_growing_store(tmp_path: Path) -> None:
+    """Writers and readers on several threads while the map grows under them."""
+    import threading
+
+    cfg = StoreConfig(map=SMALL)
+    errors: list[BaseException] = []
+    with Store.open(tmp_path, TOK, config=cfg) as store:
+        store.tree
+        stop = threading.Event()
+
+        def writer(k: int) -> None:
+            try:
+                for i in range(25):
+                    store.append([k + 1] * 4_000 + [i])
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        def reader() -> None:
+            try:
+                while not stop.is_set():
+                    store.get(0)
+                    store.stats()
+            except BaseException as exc:  # pragma: no cover
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(3)]
+        readers = [threading.Thread(target=reader) for _ in range(2)]
+        for t in threads + readers:
+            t.start()
+        for t in threads:
+            t.join()
+        stop.set()
+        for t in readers:
+            t.join()
+        assert errors == []
+        assert len(store) == 75 and store.tree.num_sequences == 75 and store.verify() == []
+        assert store.stats().map_size > SMALL.initial
+
+
+def test_lock_errors_are_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sufdec.store import StoreLockedError
+
+    def locked(*args: object, **kwargs: object) -> None:
+        raise lmdb.LockError("mdb_env_open: Resource temporarily unavailable")
+
+    monkeypatch.setattr(env_mod.lmdb, "open", locked)
+    with pytest.raises(StoreLockedError, match="is locked"):
+        Store.open(tmp_path, TOK)
+    assert env_mod.open_count() == 0
