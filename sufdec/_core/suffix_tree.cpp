@@ -1,1 +1,1298 @@
+// Implementation of the depth-bounded suffix tree; see suffix_tree.h for the design.
 #include "suffix_tree.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <queue>
+#include <tuple>
+
+namespace sufdec {
+
+namespace {
+
+inline u32 bit_ceil32(u32 n) {
+  if (n <= 1) return n;
+  return 1u << (32 - __builtin_clz(n - 1));
+}
+inline u32 cls_of(u32 cap) { return cap <= 1 ? 0 : 31 - __builtin_clz(cap); }
+inline u64 pack(u32 slot, u32 pos) { return (static_cast<u64>(slot) << 32) | pos; }
+
+[[noreturn]] void corrupt(const char* what) {
+  throw std::logic_error(std::string("sufdec suffix tree internal inconsistency: ") + what);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- FlatHash
+
+void FlatHash::init(u32 n) {
+  bits = 4;
+  while ((1u << bits) < 2 * n + 2) ++bits;
+  slots.assign(size_t{1} << bits, kEmpty);
+  size = 0;
+}
+
+u32 FlatHash::find(int32_t tok) const {
+  const u32 mask = (1u << bits) - 1;
+  for (u32 i = home(tok);; i = (i + 1) & mask) {
+    u64 s = slots[i];
+    if (s == kEmpty) return kNil;
+    if (static_cast<int32_t>(s >> 32) == tok) return static_cast<u32>(s);
+  }
+}
+
+void FlatHash::insert(int32_t tok, u32 idx) {
+  if (2 * (size + 1) + 2 > (1u << bits)) {
+    std::vector<u64> old;
+    old.swap(slots);
+    u32 n = size;
+    init(n + 1);
+    for (u64 s : old)
+      if (s != kEmpty) insert(static_cast<int32_t>(s >> 32), static_cast<u32>(s));
+  }
+  const u32 mask = (1u << bits) - 1;
+  u32 i = home(tok);
+  while (slots[i] != kEmpty) i = (i + 1) & mask;
+  slots[i] = (static_cast<u64>(static_cast<u32>(tok)) << 32) | idx;
+  ++size;
+}
+
+void FlatHash::set(int32_t tok, u32 idx) {
+  const u32 mask = (1u << bits) - 1;
+  for (u32 i = home(tok);; i = (i + 1) & mask) {
+    u64 s = slots[i];
+    if (s == kEmpty) corrupt("hash set of a missing token");
+    if (static_cast<int32_t>(s >> 32) == tok) {
+      slots[i] = (static_cast<u64>(static_cast<u32>(tok)) << 32) | idx;
+      return;
+    }
+  }
+}
+
+void FlatHash::erase(int32_t tok) {
+  const u32 mask = (1u << bits) - 1;
+  u32 i = home(tok);
+  for (;; i = (i + 1) & mask) {
+    if (slots[i] == kEmpty) corrupt("hash erase of a missing token");
+    if (static_cast<int32_t>(slots[i] >> 32) == tok) break;
+  }
+  // backward-shift deletion (linear probing)
+  u32 j = i;
+  for (;;) {
+    j = (j + 1) & mask;
+    if (slots[j] == kEmpty) break;
+    u32 h = home(static_cast<int32_t>(slots[j] >> 32));
+    // move slots[j] to i if its home is not cyclically in (i, j]
+    bool between = (i <= j) ? (h > i && h <= j) : (h > i || h <= j);
+    if (!between) {
+      slots[i] = slots[j];
+      i = j;
+    }
+  }
+  slots[i] = kEmpty;
+  --size;
+}
+
+// ---------------------------------------------------------------- basics
+
+SuffixTree::SuffixTree(int max_depth) {
+  if (max_depth < 1 || max_depth > static_cast<int>(kMaxDepthLimit))
+    throw std::invalid_argument("max_depth must be in [1, 65535]");
+  D_ = static_cast<u32>(max_depth);
+  Node root{};
+  root.parent = kNil;
+  root.ref_slot = kNil;
+  nodes_.push_back(root);
+  free_blocks_.resize(33);
+}
+
+u32 SuffixTree::edge_len(u32 v) const {
+  const Node& x = nodes_[v];
+  if (v != kRoot && x.cnt == 1 && x.nkids == 0) {
+    u32 n = static_cast<u32>(seqs_[x.ref_slot].toks.size());
+    return std::min(n - x.ref_start, D_ - x.pdepth);
+  }
+  return x.len;
+}
+
+u32 SuffixTree::find_kid(u32 v, int32_t tok) const {
+  const Node& x = nodes_[v];
+  if (x.nkids > kHashMin) return hashes_.find(v)->second.find(tok);
+  const Kid* k = pool_.data() + x.kids;
+  for (u32 i = 0; i < x.nkids; ++i)
+    if (k[i].tok == tok) return i;
+  return kNil;
+}
+
+u32 SuffixTree::new_node() {
+  u32 v;
+  if (free_nodes_ != kNil) {
+    v = free_nodes_;
+    free_nodes_ = nodes_[v].parent;
+  } else {
+    if (nodes_.size() >= kFreeMark) throw std::length_error("suffix tree node limit reached");
+    v = static_cast<u32>(nodes_.size());
+    nodes_.emplace_back();
+  }
+  nodes_[v] = Node{};
+  ++live_nodes_;
+  return v;
+}
+
+void SuffixTree::free_node(u32 v) {
+  Node& x = nodes_[v];
+  if (x.nkids) free_block(x.kids, cls_of(bit_ceil32(x.nkids)));
+  hashes_.erase(v);
+  x = Node{};
+  x.ref_slot = kFreeMark;
+  x.parent = free_nodes_;
+  free_nodes_ = v;
+  --live_nodes_;
+  ++epoch_;
+}
+
+u32 SuffixTree::alloc_block(u32 cls) {
+  auto& fl = free_blocks_[cls];
+  if (!fl.empty()) {
+    u32 off = fl.back();
+    fl.pop_back();
+    return off;
+  }
+  size_t off = pool_.size();
+  if (off + (size_t{1} << cls) >= kFreeMark) throw std::length_error("suffix tree child pool limit reached");
+  pool_.resize(off + (size_t{1} << cls));
+  return static_cast<u32>(off);
+}
+
+void SuffixTree::free_block(u32 off, u32 cls) { free_blocks_[cls].push_back(off); }
+
+void SuffixTree::add_kid(u32 v, int32_t tok, u32 child, u32 cnt) {
+  u32 n = nodes_[v].nkids;
+  u32 cap = bit_ceil32(n);
+  if (n == cap) {  // full (or empty): move to the next size class
+    u32 ncls = n == 0 ? 0 : cls_of(cap) + 1;
+    u32 off = alloc_block(ncls);
+    if (n) {
+      std::memcpy(pool_.data() + off, pool_.data() + nodes_[v].kids, n * sizeof(Kid));
+      free_block(nodes_[v].kids, cls_of(cap));
+    }
+    nodes_[v].kids = off;
+  }
+  pool_[nodes_[v].kids + n] = Kid{tok, child, cnt};
+  nodes_[v].nkids = n + 1;
+  if (n + 1 > kHashMin) {
+    auto it = hashes_.find(v);
+    if (it == hashes_.end()) {
+      FlatHash& h = hashes_[v];
+      h.init(n + 1);
+      const Kid* k = kids_of(v);
+      for (u32 i = 0; i <= n; ++i) h.insert(k[i].tok, i);
+    } else {
+      it->second.insert(tok, n);
+    }
+  }
+}
+
+void SuffixTree::drop_last_kid(u32 v) {
+  u32 n = nodes_[v].nkids;
+  int32_t tok = kids_of(v)[n - 1].tok;
+  if (n > kHashMin) {
+    if (n - 1 > kHashMin) hashes_[v].erase(tok);
+    else hashes_.erase(v);
+  }
+  u32 m = n - 1;
+  nodes_[v].nkids = m;
+  u32 cap = bit_ceil32(n);
+  if (m == 0) {
+    free_block(nodes_[v].kids, cls_of(cap));
+    nodes_[v].kids = 0;
+  } else if (bit_ceil32(m) < cap) {
+    u32 off = alloc_block(cls_of(bit_ceil32(m)));
+    std::memcpy(pool_.data() + off, pool_.data() + nodes_[v].kids, m * sizeof(Kid));
+    free_block(nodes_[v].kids, cls_of(cap));
+    nodes_[v].kids = off;
+  }
+}
+
+void SuffixTree::swap_kids(u32 v, u32 i, u32 j) {
+  if (i == j) return;
+  Kid* k = kids_of(v);
+  std::swap(k[i], k[j]);
+  if (nodes_[v].nkids > kHashMin) {
+    FlatHash& h = hashes_.find(v)->second;
+    h.set(k[i].tok, i);
+    h.set(k[j].tok, j);
+  }
+}
+
+void SuffixTree::inc_kid(u32 v, u32 idx) {
+  Kid* k = kids_of(v);
+  u32 c = k[idx].cnt;
+  // first index in [0, idx] whose count is <= c (sorted descending) == start of c-run
+  u32 lo = 0, hi = idx;
+  while (lo < hi) {
+    u32 mid = (lo + hi) / 2;
+    if (k[mid].cnt > c) lo = mid + 1;
+    else hi = mid;
+  }
+  swap_kids(v, lo, idx);
+  k = kids_of(v);
+  ++k[lo].cnt;
+  ++nodes_[k[lo].node].cnt;
+}
+
+void SuffixTree::dec_kid(u32 v, u32 idx) {
+  Kid* k = kids_of(v);
+  u32 n = nodes_[v].nkids;
+  u32 c = k[idx].cnt;
+  if (c == 0) corrupt("count underflow");
+  // first index in [idx, n) whose count is < c; the c-run ends just before it
+  u32 lo = idx, hi = n;
+  while (lo < hi) {
+    u32 mid = (lo + hi) / 2;
+    if (k[mid].cnt >= c) lo = mid + 1;
+    else hi = mid;
+  }
+  u32 last = lo - 1;
+  swap_kids(v, idx, last);
+  k = kids_of(v);
+  --k[last].cnt;
+  --nodes_[k[last].node].cnt;
+}
+
+void SuffixTree::maybe_merge(u32 u) {
+  if (u == kRoot) return;
+  Node& U = nodes_[u];
+  if (U.nkids != 1) return;
+  const Kid k0 = kids_of(u)[0];
+  if (k0.cnt != U.cnt) return;  // u still has ends
+  u32 c = k0.node;
+  u32 p = U.parent;
+  int32_t tok = label_at(u, 0);
+  Node& C = nodes_[c];
+  bool c_open = is_open(C);
+  C.pdepth = U.pdepth;
+  C.ref_start -= U.len;
+  if (!c_open) C.len = static_cast<uint16_t>(C.len + U.len);
+  C.parent = p;
+  u32 idx = find_kid(p, tok);
+  if (idx == kNil) corrupt("merge: node missing from its parent");
+  kids_of(p)[idx].node = c;
+  free_node(u);
+}
+
+void SuffixTree::dmap_add(u32 node, u32 slot, u32 pos) { dmap_[node].push_back(pack(slot, pos)); }
+
+void SuffixTree::dmap_erase(u32 node, u32 slot, u32 pos) {
+  auto it = dmap_.find(node);
+  if (it == dmap_.end()) return;
+  auto& v = it->second;
+  u64 key = pack(slot, pos);
+  for (size_t i = 0; i < v.size(); ++i)
+    if (v[i] == key) {
+      v[i] = v.back();
+      v.pop_back();
+      break;
+    }
+  if (v.empty()) dmap_.erase(it);
+}
+
+// ---------------------------------------------------------------- append
+
+void SuffixTree::on_close(u32 leaf, u32 depth) {
+  Node& L = nodes_[leaf];
+  L.len = static_cast<uint16_t>(edge_len(leaf));  // materialize before the count changes
+  u32 s = L.ref_slot;
+  u32 j = L.ref_start - L.pdepth;
+  if (depth == D_) {
+    dmap_add(leaf, s, j);
+  } else {
+    Seq& S = seqs_[s];
+    if (S.ring_ok) {
+      S.ring[j % D_] = leaf;
+      if (j < S.b) S.b = j;
+    }
+  }
+}
+
+SuffixTree::Ext SuffixTree::extend(u32 u, u32 d, int32_t t, u32 slot, u32 j) {
+  if (u != kRoot && is_open(nodes_[u])) return {u, true};
+  u32 idx = find_kid(u, t);
+  if (idx == kNil) {
+    u32 w = new_node();
+    Node& W = nodes_[w];
+    W.cnt = 1;
+    W.parent = u;
+    W.ref_slot = slot;
+    W.ref_start = j + d;
+    W.pdepth = static_cast<uint16_t>(d);
+    add_kid(u, t, w, 1);
+    return {w, true};
+  }
+  u32 c = kids_of(u)[idx].node;
+  u32 L = edge_len(c);
+  if (L == 1) {
+    if (is_open(nodes_[c])) on_close(c, d + 1);
+    inc_kid(u, idx);
+    maybe_merge(u);
+    return {c, false};
+  }
+  // split c's edge after its first token
+  bool c_open = is_open(nodes_[c]);
+  u32 w = new_node();
+  Node& C = nodes_[c];
+  Node& W = nodes_[w];
+  W.cnt = C.cnt;
+  W.parent = u;
+  W.ref_slot = C.ref_slot;
+  W.ref_start = C.ref_start;
+  W.pdepth = static_cast<uint16_t>(d);
+  W.len = 1;
+  C.parent = w;
+  C.pdepth = static_cast<uint16_t>(d + 1);
+  C.ref_start += 1;
+  if (!c_open) C.len = static_cast<uint16_t>(L - 1);
+  u32 ccnt = C.cnt;
+  int32_t tok2 = label_at(c, 0);
+  kids_of(u)[idx].node = w;
+  add_kid(w, tok2, c, ccnt);
+  inc_kid(u, idx);
+  maybe_merge(u);
+  return {w, false};
+}
+
+u32 SuffixTree::find_end(u32 slot, u32 j, u32 len) const {
+  const auto& toks = seqs_[slot].toks;
+  u32 x = kRoot, d = 0;
+  while (d < len) {
+    u32 idx = find_kid(x, toks[j + d]);
+    if (idx == kNil) corrupt("window not found");
+    x = kids_of(x)[idx].node;
+    d += edge_len(x);
+  }
+  if (d != len) corrupt("window ends inside an edge");
+  return x;
+}
+
+void SuffixTree::ensure_ring(u32 slot) {
+  Seq& S = seqs_[slot];
+  if (S.ring_ok) return;
+  S.ring.assign(D_, 0);
+  u32 n = static_cast<u32>(S.toks.size());
+  u32 lo = n >= D_ - 1 ? n - (D_ - 1) : 0;
+  S.b = lo;
+  bool uniq = true;
+  for (u32 j = lo; j < n; ++j) {
+    u32 e = find_end(slot, j, n - j);
+    if (uniq && is_open(nodes_[e])) {
+      S.b = j + 1;
+    } else {
+      uniq = false;
+      S.ring[j % D_] = e;
+    }
+  }
+  S.ring_ok = true;
+}
+
+void SuffixTree::append_one(u32 slot, int32_t t) {
+  ensure_ring(slot);
+  Seq& S0 = seqs_[slot];
+  u32 n = static_cast<u32>(S0.toks.size());
+  if (n == 0xFFFFFFF0u) throw std::length_error("sequence too long");
+  S0.toks.push_back(t);
+  ++num_tokens_;
+  ++nodes_[kRoot].cnt;
+  u32 lo = (n + 1 > D_) ? n + 1 - D_ : 0;
+  u32 j0 = std::max(S0.b, lo);
+  bool uniq = true;
+  u32 nb = j0;
+  for (u32 j = j0; j <= n; ++j) {
+    u32 u = j < n ? seqs_[slot].ring[j % D_] : kRoot;
+    Ext e = extend(u, n - j, t, slot, j);
+    bool full = (n + 1 - j == D_);
+    if (uniq && e.unique) {
+      nb = j + 1;
+    } else {
+      uniq = false;
+      if (!full) seqs_[slot].ring[j % D_] = e.node;
+    }
+    if (full && !is_open(nodes_[e.node])) dmap_add(e.node, slot, j);
+  }
+  seqs_[slot].b = nb;
+}
+
+void SuffixTree::append(int64_t seq_id, const int32_t* toks, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (toks[i] < 0) throw std::invalid_argument("token ids must be in [0, 2**31 - 1]");
+  std::unique_lock<std::shared_mutex> lock(mu);
+  u32 slot;
+  auto it = slot_of_.find(seq_id);
+  if (it == slot_of_.end()) {
+    if (!free_slots_.empty()) {
+      slot = free_slots_.back();
+      free_slots_.pop_back();
+    } else {
+      slot = static_cast<u32>(seqs_.size());
+      seqs_.emplace_back();
+    }
+    Seq& S = seqs_[slot];
+    S.id = seq_id;
+    S.alive = true;
+    S.ring_ok = false;
+    S.b = 0;
+    S.toks.clear();
+    slot_of_[seq_id] = slot;
+  } else {
+    slot = it->second;
+  }
+  seqs_[slot].toks.reserve(seqs_[slot].toks.size() + n);
+  for (size_t i = 0; i < n; ++i) append_one(slot, toks[i]);
+}
+
+// ---------------------------------------------------------------- remove
+
+std::vector<int32_t> SuffixTree::path_of(u32 v) const {
+  std::vector<u32> chain;
+  for (u32 x = v; x != kRoot; x = nodes_[x].parent) chain.push_back(x);
+  std::vector<int32_t> out;
+  for (size_t i = chain.size(); i-- > 0;) {
+    u32 x = chain[i];
+    u32 L = edge_len(x);
+    for (u32 k = 0; k < L; ++k) out.push_back(label_at(x, k));
+  }
+  return out;
+}
+
+bool SuffixTree::find_witness(u32 v, u32 dead, u32* slot, u32* pos) const {
+  // v has no children: every remaining occurrence of its path ends at v.
+  u32 depth = nodes_[v].pdepth + nodes_[v].len;
+  // (v is closed or was closed before the removal: its stored len is valid, unless it
+  // was open with a dead ref, in which case its count dropped to 0 and it is freed.)
+  if (depth == D_) {
+    auto it = dmap_.find(v);
+    if (it == dmap_.end()) return false;
+    for (u64 e : it->second)
+      if (static_cast<u32>(e >> 32) != dead) {
+        *slot = static_cast<u32>(e >> 32);
+        *pos = static_cast<u32>(e);
+        return true;
+      }
+    return false;
+  }
+  // a tail of some other sequence
+  std::vector<int32_t> path;
+  {
+    std::vector<u32> chain;
+    for (u32 x = v; x != kRoot; x = nodes_[x].parent) chain.push_back(x);
+    for (size_t i = chain.size(); i-- > 0;) {
+      u32 x = chain[i];
+      u32 L = nodes_[x].len;
+      for (u32 k = 0; k < L; ++k) path.push_back(label_at(x, k));
+    }
+  }
+  for (u32 s = 0; s < seqs_.size(); ++s) {
+    if (s == dead || !seqs_[s].alive) continue;
+    const auto& t = seqs_[s].toks;
+    if (t.size() < depth) continue;
+    if (std::equal(path.begin(), path.end(), t.end() - depth)) {
+      *slot = s;
+      *pos = static_cast<u32>(t.size() - depth);
+      return true;
+    }
+  }
+  return false;
+}
+
+void SuffixTree::remove(int64_t seq_id) {
+  std::unique_lock<std::shared_mutex> lock(mu);
+  auto it = slot_of_.find(seq_id);
+  if (it == slot_of_.end()) throw std::invalid_argument("unknown sequence id " + std::to_string(seq_id));
+  u32 s = it->second;
+  const std::vector<int32_t>& toks = seqs_[s].toks;
+  u32 n = static_cast<u32>(toks.size());
+  seqs_[s].ring_ok = false;
+  // Phase 1: take every window's occurrence off its path.
+  std::vector<std::pair<u32, u32>> touched;  // (depth, node)
+  touched.reserve(size_t{n} * 4);
+  for (u32 j = 0; j < n; ++j) {
+    u32 len = std::min(n - j, D_);
+    u32 x = kRoot, d = 0;
+    if (nodes_[kRoot].cnt == 0) corrupt("root count underflow");
+    --nodes_[kRoot].cnt;
+    while (d < len) {
+      u32 idx = find_kid(x, toks[j + d]);
+      if (idx == kNil) corrupt("remove: window not found");
+      u32 c = kids_of(x)[idx].node;
+      u32 L = edge_len(c);
+      if (nodes_[c].cnt == 1 && nodes_[c].nkids == 0) nodes_[c].len = static_cast<uint16_t>(L);
+      dec_kid(x, idx);
+      d += L;
+      touched.emplace_back(d, c);
+      x = c;
+    }
+    if (d != len) corrupt("remove: window ends inside an edge");
+    if (len == D_) dmap_erase(x, s, j);
+  }
+  std::sort(touched.begin(), touched.end(),
+            [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  // Phase 2 (deepest first): free emptied nodes, re-point refs into s.
+  for (auto [dep, v] : touched) {
+    Node& X = nodes_[v];
+    if (X.ref_slot == kFreeMark) continue;
+    if (X.cnt == 0) {
+      u32 p = X.parent;
+      u32 idx = find_kid(p, label_at(v, 0));
+      if (idx == kNil) corrupt("remove: node missing from its parent");
+      swap_kids(p, idx, nodes_[p].nkids - 1);
+      drop_last_kid(p);
+      dmap_.erase(v);
+      free_node(v);
+      continue;
+    }
+    if (X.ref_slot == s) {
+      if (X.nkids > 0) {
+        const Node& C = nodes_[kids_of(v)[0].node];
+        X.ref_slot = C.ref_slot;
+        X.ref_start = C.ref_start - X.len;
+      } else {
+        u32 ws, wp;
+        if (!find_witness(v, s, &ws, &wp)) corrupt("remove: no surviving occurrence");
+        X.ref_slot = ws;
+        X.ref_start = wp + X.pdepth;
+      }
+    }
+    if (X.cnt == 1 && X.nkids == 0 && dep == D_) dmap_.erase(v);
+  }
+  // Phase 3: restore the canonical shape (compress unary nodes without ends).
+  for (auto [dep, v] : touched) {
+    if (nodes_[v].ref_slot == kFreeMark) continue;
+    maybe_merge(v);
+  }
+  Seq& S = seqs_[s];
+  num_tokens_ -= n;
+  S.alive = false;
+  S.ring_ok = false;
+  std::vector<int32_t>().swap(S.toks);
+  std::vector<u32>().swap(S.ring);
+  slot_of_.erase(it);
+  free_slots_.push_back(s);
+  ++epoch_;
+}
+
+// ---------------------------------------------------------------- queries
+
+bool SuffixTree::has(int64_t seq_id) const {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  return slot_of_.count(seq_id) != 0;
+}
+std::vector<int32_t> SuffixTree::sequence(int64_t seq_id) const {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  auto it = slot_of_.find(seq_id);
+  if (it == slot_of_.end()) throw std::invalid_argument("unknown sequence id " + std::to_string(seq_id));
+  return seqs_[it->second].toks;
+}
+std::vector<int64_t> SuffixTree::sequence_ids() const {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  std::vector<int64_t> out;
+  for (const auto& S : seqs_)
+    if (S.alive) out.push_back(S.id);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+u64 SuffixTree::num_sequences() const {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  return slot_of_.size();
+}
+u64 SuffixTree::num_tokens() const {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  return num_tokens_;
+}
+u64 SuffixTree::num_nodes() const {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  return live_nodes_;
+}
+
+u64 SuffixTree::memory_bytes() const {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  u64 b = sizeof(*this);
+  b += nodes_.capacity() * sizeof(Node) + pool_.capacity() * sizeof(Kid);
+  for (const auto& fl : free_blocks_) b += fl.capacity() * sizeof(u32);
+  for (const auto& kv : hashes_) b += kv.second.bytes() + 48;
+  b += seqs_.capacity() * sizeof(Seq);
+  for (const auto& S : seqs_) b += S.toks.capacity() * sizeof(int32_t) + S.ring.capacity() * sizeof(u32);
+  b += free_slots_.capacity() * sizeof(u32) + slot_of_.size() * 32 + slot_of_.bucket_count() * 8;
+  for (const auto& kv : dmap_) b += kv.second.capacity() * sizeof(u64) + 48;
+  return b;
+}
+
+std::vector<u64> SuffixTree::depth_histogram() const {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  std::vector<u64> h(D_ + 1, 0);
+  for (u32 v = 0; v < nodes_.size(); ++v) {
+    if (nodes_[v].ref_slot == kFreeMark) continue;
+    if (v == kRoot) {
+      h[0]++;
+      continue;
+    }
+    h[std::min(depth_of(v), D_)]++;
+  }
+  return h;
+}
+
+// ---------------------------------------------------------------- drafting
+
+void SuffixTree::normalize(Point& p) const {
+  while (p.node != kRoot && p.depth <= nodes_[p.node].pdepth) p.node = nodes_[p.node].parent;
+}
+
+bool SuffixTree::advance(Point& p, int32_t t) const {
+  u32 dv = p.node == kRoot ? 0 : depth_of(p.node);
+  if (p.depth < dv) {
+    if (label_at(p.node, p.depth - nodes_[p.node].pdepth) != t) return false;
+    ++p.depth;
+    return true;
+  }
+  u32 idx = find_kid(p.node, t);
+  if (idx == kNil) return false;
+  p.node = kids_of(p.node)[idx].node;
+  ++p.depth;
+  return true;
+}
+
+Point SuffixTree::locate(const int32_t* prefix, size_t n, bool* ok) const {
+  Point p{kRoot, 0};
+  *ok = true;
+  for (size_t i = 0; i < n; ++i)
+    if (!advance(p, prefix[i])) {
+      *ok = false;
+      return p;
+    }
+  return p;
+}
+
+namespace {
+struct Item {
+  double prob;
+  u64 order;
+  u32 node;
+  u32 depth;
+  int32_t parent;
+  int32_t tok;
+  bool operator<(const Item& o) const {  // max-heap: higher prob first, then FIFO
+    if (prob != o.prob) return prob < o.prob;
+    return order > o.order;
+  }
+};
+}  // namespace
+
+void SuffixTree::expand(Point start, int budget, const SpecParams& p, DraftOut& out) const {
+  const double minp = p.min_token_prob;
+  if (!p.use_tree) {
+    Point cur = start;
+    double prob = 1.0;
+    int32_t parent = -1;
+    while (static_cast<int>(out.tokens.size()) < budget) {
+      u32 v = cur.node;
+      u32 dv = v == kRoot ? 0 : depth_of(v);
+      int32_t tok;
+      if (cur.depth < dv) {
+        tok = label_at(v, cur.depth - nodes_[v].pdepth);
+        cur.depth++;
+      } else {
+        if (nodes_[v].nkids == 0) break;
+        const Kid& k = kids_of(v)[0];
+        double q = prob * static_cast<double>(k.cnt) / static_cast<double>(nodes_[v].cnt);
+        if (q < minp) break;
+        prob = q;
+        tok = k.tok;
+        cur = Point{k.node, cur.depth + 1};
+      }
+      if (prob < minp) break;
+      out.tokens.push_back(tok);
+      out.parents.push_back(parent);
+      out.probs.push_back(prob);
+      out.score += prob;
+      parent = static_cast<int32_t>(out.tokens.size()) - 1;
+    }
+    return;
+  }
+  thread_local std::vector<Item> heap;
+  heap.clear();
+  u64 order = 0;
+  auto push_children = [&](Point pt, double prob, int32_t parent) {
+    u32 v = pt.node;
+    u32 dv = v == kRoot ? 0 : depth_of(v);
+    if (pt.depth < dv) {
+      if (prob >= minp) {
+        heap.push_back(Item{prob, order++, v, pt.depth + 1, parent, label_at(v, pt.depth - nodes_[v].pdepth)});
+        std::push_heap(heap.begin(), heap.end());
+      }
+      return;
+    }
+    const Node& X = nodes_[v];
+    const Kid* k = kids_of(v);
+    int room = budget - static_cast<int>(out.tokens.size());
+    double inv = prob / static_cast<double>(X.cnt);
+    for (u32 i = 0; i < X.nkids && room > 0; ++i, --room) {
+      double q = inv * static_cast<double>(k[i].cnt);
+      if (q < minp) break;
+      heap.push_back(Item{q, order++, k[i].node, pt.depth + 1, parent, k[i].tok});
+      std::push_heap(heap.begin(), heap.end());
+    }
+  };
+  push_children(start, 1.0, -1);
+  while (!heap.empty() && static_cast<int>(out.tokens.size()) < budget) {
+    std::pop_heap(heap.begin(), heap.end());
+    Item it = heap.back();
+    heap.pop_back();
+    int32_t idx = static_cast<int32_t>(out.tokens.size());
+    out.tokens.push_back(it.tok);
+    out.parents.push_back(it.parent);
+    out.probs.push_back(it.prob);
+    out.score += it.prob;
+    push_children(Point{it.node, it.depth}, it.prob, idx);
+  }
+}
+
+DraftOut SuffixTree::best_over(const std::vector<Point>& pts, const SpecParams& p) const {
+  DraftOut best;
+  for (size_t l = pts.size(); l >= 1; --l) {
+    double raw = std::floor(p.max_spec_factor * static_cast<double>(l) + p.max_spec_offset);
+    int budget = raw >= p.max_spec_tokens ? p.max_spec_tokens : (raw <= 0 ? 0 : static_cast<int>(raw));
+    if (budget <= 0) {
+      if (p.max_spec_factor >= 0) break;  // shorter matches get no larger budget
+      continue;
+    }
+    if (best.score >= budget) break;  // cannot beat it (ties go to the longer match)
+    DraftOut cur;
+    Point pt = pts[l - 1];
+    normalize(pt);
+    expand(pt, budget, p, cur);
+    if (cur.score > best.score) {
+      cur.match_len = static_cast<int>(l);
+      best = std::move(cur);
+    }
+  }
+  return best;
+}
+
+DraftOut SuffixTree::speculate(const int32_t* ctx, size_t n, const SpecParams& p) const {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  size_t take = std::min<size_t>(n, D_ - 1);
+  std::vector<Point> pts, nxt;
+  for (size_t i = n - take; i < n; ++i) {
+    int32_t t = ctx[i];
+    nxt.clear();
+    Point r{kRoot, 0};
+    if (advance(r, t)) {
+      nxt.push_back(r);
+      for (size_t l = 0; l < pts.size() && nxt.size() < D_ - 1; ++l) {
+        Point q = pts[l];
+        if (!advance(q, t)) break;
+        nxt.push_back(q);
+      }
+    }
+    pts.swap(nxt);
+  }
+  return best_over(pts, p);
+}
+
+DraftOut SuffixTree::speculate_tail(int64_t seq_id, const SpecParams& p) {
+  std::unique_lock<std::shared_mutex> lock(mu);
+  auto it = slot_of_.find(seq_id);
+  if (it == slot_of_.end()) throw std::invalid_argument("unknown sequence id " + std::to_string(seq_id));
+  u32 slot = it->second;
+  ensure_ring(slot);
+  const Seq& S = seqs_[slot];
+  u32 n = static_cast<u32>(S.toks.size());
+  u32 lo = n >= D_ - 1 ? n - (D_ - 1) : 0;
+  u32 b = std::max(S.b, lo);
+  std::vector<Point> pts;
+  for (u32 j = n; j-- > b;) {  // lengths 1, 2, ... (j = n-1 first)
+    u32 v = S.ring[j % D_];
+    pts.push_back(Point{v, n - j});
+  }
+  return best_over(pts, p);
+}
+
+// ---------------------------------------------------------------- Matcher
+
+Matcher::Matcher(const SuffixTree* tree) : tree_(tree) {
+  std::shared_lock<std::shared_mutex> lock(tree_->mu);
+  epoch_ = tree_->epoch_;
+}
+
+void Matcher::reset() {
+  pts_.clear();
+  recent_.clear();
+}
+
+void Matcher::feed_one(int32_t t) {
+  const SuffixTree& T = *tree_;
+  thread_local std::vector<Point> nxt;
+  nxt.clear();
+  Point r{SuffixTree::kRoot, 0};
+  if (T.advance(r, t)) {
+    nxt.push_back(r);
+    for (size_t l = 0; l < pts_.size() && nxt.size() < T.D_ - 1; ++l) {
+      Point q = pts_[l];
+      T.normalize(q);
+      if (!T.advance(q, t)) break;
+      nxt.push_back(q);
+    }
+  }
+  pts_.swap(nxt);
+}
+
+void Matcher::sync() {
+  if (epoch_ == tree_->epoch_) return;
+  epoch_ = tree_->epoch_;
+  pts_.clear();
+  for (int32_t t : recent_) feed_one(t);
+}
+
+void Matcher::feed(const int32_t* toks, size_t n) {
+  std::shared_lock<std::shared_mutex> lock(tree_->mu);
+  sync();
+  size_t keep = tree_->D_ - 1;
+  size_t start = n > keep ? n - keep : 0;  // older tokens cannot be part of a match
+  if (start > 0) pts_.clear();
+  for (size_t i = start; i < n; ++i) {
+    feed_one(toks[i]);
+    recent_.push_back(toks[i]);
+  }
+  if (recent_.size() > 2 * keep + 64) recent_.erase(recent_.begin(), recent_.end() - keep);
+}
+
+int Matcher::match_len() {
+  std::shared_lock<std::shared_mutex> lock(tree_->mu);
+  sync();
+  return static_cast<int>(pts_.size());
+}
+
+DraftOut Matcher::speculate(const SpecParams& p) {
+  std::shared_lock<std::shared_mutex> lock(tree_->mu);
+  sync();
+  return tree_->best_over(pts_, p);
+}
+
+// ---------------------------------------------------------------- introspection
+
+u64 SuffixTree::count(const int32_t* prefix, size_t n) const {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  bool ok;
+  Point p = locate(prefix, n, &ok);
+  if (!ok) return 0;
+  return nodes_[p.node].cnt;
+}
+
+std::vector<std::pair<int32_t, u64>> SuffixTree::top_continuations(const int32_t* prefix, size_t n,
+                                                                   int k) const {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  std::vector<std::pair<int32_t, u64>> out;
+  bool ok;
+  Point p = locate(prefix, n, &ok);
+  if (!ok || k <= 0) return out;
+  u32 v = p.node;
+  u32 dv = v == kRoot ? 0 : depth_of(v);
+  if (p.depth < dv) {
+    out.emplace_back(label_at(v, p.depth - nodes_[v].pdepth), nodes_[v].cnt);
+    return out;
+  }
+  const Kid* kk = kids_of(v);
+  for (u32 i = 0; i < nodes_[v].nkids && static_cast<int>(out.size()) < k; ++i)
+    out.emplace_back(kk[i].tok, kk[i].cnt);
+  return out;
+}
+
+std::vector<std::tuple<int32_t, int32_t, u64>> SuffixTree::continuations(const int32_t* prefix,
+                                                                         size_t n, int max_depth,
+                                                                         int top_k) const {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  std::vector<std::tuple<int32_t, int32_t, u64>> out;
+  bool ok;
+  Point p = locate(prefix, n, &ok);
+  if (!ok || max_depth <= 0 || top_k <= 0) return out;
+  const size_t kCap = 200000;
+  struct Frame {
+    Point pt;
+    int32_t parent;
+    int level;
+  };
+  std::vector<Frame> stack{{p, -1, 0}};
+  while (!stack.empty() && out.size() < kCap) {
+    Frame f = stack.back();
+    stack.pop_back();
+    if (f.level >= max_depth) continue;
+    u32 v = f.pt.node;
+    u32 dv = v == kRoot ? 0 : depth_of(v);
+    std::vector<Frame> kids;
+    if (f.pt.depth < dv) {
+      int32_t idx = static_cast<int32_t>(out.size());
+      out.emplace_back(f.parent, label_at(v, f.pt.depth - nodes_[v].pdepth), nodes_[v].cnt);
+      kids.push_back({Point{v, f.pt.depth + 1}, idx, f.level + 1});
+    } else {
+      const Kid* kk = kids_of(v);
+      for (u32 i = 0; i < nodes_[v].nkids && static_cast<int>(i) < top_k; ++i) {
+        int32_t idx = static_cast<int32_t>(out.size());
+        out.emplace_back(f.parent, kk[i].tok, kk[i].cnt);
+        kids.push_back({Point{kk[i].node, f.pt.depth + 1}, idx, f.level + 1});
+      }
+    }
+    for (size_t i = kids.size(); i-- > 0;) stack.push_back(kids[i]);
+  }
+  return out;
+}
+
+}  // namespace sufdec
+
+// ---------------------------------------------------------------- persistence
+//
+// Format (little-endian, version 1):
+//   "SUFDTREE" | u32 version | u32 max_depth | u64 payload_len | u64 checksum(payload)
+//   payload: u64 n_nodes | u32 free_head | u64 live_nodes | Node[n_nodes]
+//            u64 pool_len | Kid[pool_len]              (compacted child blocks)
+//            u64 n_slots | i64 ids[] | u8 alive[] | u64 lens[] | i32 tokens[sum lens]
+//            u64 n_dmap | (u32 node, u32 slot, u32 pos)[n_dmap]
+
+namespace sufdec {
+namespace {
+
+constexpr char kMagic[8] = {'S', 'U', 'F', 'D', 'T', 'R', 'E', 'E'};
+constexpr u32 kVersion = 1;
+constexpr size_t kHeader = 8 + 4 + 4 + 8 + 8;
+
+u64 checksum(const char* p, size_t n) {
+  u64 h = 0x243F6A8885A308D3ull ^ n;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    u64 w;
+    std::memcpy(&w, p + i, 8);
+    h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
+  }
+  for (; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * 0x100000001B3ull;
+  return h ^ (h >> 32);
+}
+
+struct Writer {
+  std::string& s;
+  template <class T>
+  void put(const T& v) {
+    s.append(reinterpret_cast<const char*>(&v), sizeof(T));
+  }
+  void raw(const void* p, size_t n) { s.append(static_cast<const char*>(p), n); }
+};
+
+struct Reader {
+  const char* p;
+  size_t n;
+  size_t at = 0;
+  template <class T>
+  T get() {
+    if (n - at < sizeof(T)) throw std::invalid_argument("truncated suffix tree buffer");
+    T v;
+    std::memcpy(&v, p + at, sizeof(T));
+    at += sizeof(T);
+    return v;
+  }
+  void raw(void* dst, u64 count, size_t elem) {
+    if (elem && count > (n - at) / elem) throw std::invalid_argument("truncated suffix tree buffer");
+    if (count) std::memcpy(dst, p + at, count * elem);
+    at += count * elem;
+  }
+};
+
+}  // namespace
+
+std::string SuffixTree::serialize() const {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  std::string out;
+  u64 tok_total = 0;
+  for (const auto& S : seqs_) tok_total += S.toks.size();
+  out.reserve(kHeader + 64 + nodes_.size() * sizeof(Node) + live_nodes_ * sizeof(Kid) * 2 +
+              tok_total * 4 + seqs_.size() * 17);
+  out.resize(kHeader);
+  Writer w{out};
+  // nodes with compacted child offsets
+  std::vector<Node> nodes(nodes_);
+  u64 off = 0;
+  for (auto& x : nodes) {
+    if (x.ref_slot == kFreeMark || x.nkids == 0) {
+      if (x.ref_slot != kFreeMark) x.kids = 0;
+      continue;
+    }
+    x.kids = static_cast<u32>(off);
+    off += bit_ceil32(x.nkids);
+  }
+  w.put<u64>(nodes.size());
+  w.put<u32>(free_nodes_);
+  w.put<u64>(live_nodes_);
+  w.raw(nodes.data(), nodes.size() * sizeof(Node));
+  w.put<u64>(off);
+  size_t pool_at = out.size();
+  out.resize(pool_at + off * sizeof(Kid));
+  char* dst = &out[pool_at];
+  for (size_t v = 0; v < nodes_.size(); ++v) {
+    const Node& x = nodes_[v];
+    if (x.ref_slot == kFreeMark || x.nkids == 0) continue;
+    size_t cap = bit_ceil32(x.nkids);
+    std::memset(dst, 0, cap * sizeof(Kid));
+    std::memcpy(dst, pool_.data() + x.kids, x.nkids * sizeof(Kid));
+    dst += cap * sizeof(Kid);
+  }
+  w.put<u64>(seqs_.size());
+  for (const auto& S : seqs_) w.put<int64_t>(S.alive ? S.id : 0);
+  for (const auto& S : seqs_) w.put<uint8_t>(S.alive ? 1 : 0);
+  for (const auto& S : seqs_) w.put<u64>(S.alive ? S.toks.size() : 0);
+  for (const auto& S : seqs_)
+    if (S.alive) w.raw(S.toks.data(), S.toks.size() * sizeof(int32_t));
+  u64 nd = 0;
+  for (const auto& kv : dmap_) nd += kv.second.size();
+  w.put<u64>(nd);
+  std::vector<std::tuple<u32, u32, u32>> dm;
+  dm.reserve(nd);
+  for (const auto& kv : dmap_)
+    for (u64 e : kv.second) dm.emplace_back(kv.first, static_cast<u32>(e >> 32), static_cast<u32>(e));
+  std::sort(dm.begin(), dm.end());
+  for (auto& [a, b, c] : dm) {
+    w.put<u32>(a);
+    w.put<u32>(b);
+    w.put<u32>(c);
+  }
+  // header
+  u64 payload = out.size() - kHeader;
+  u64 sum = checksum(out.data() + kHeader, payload);
+  char* h = &out[0];
+  std::memcpy(h, kMagic, 8);
+  std::memcpy(h + 8, &kVersion, 4);
+  std::memcpy(h + 12, &D_, 4);
+  std::memcpy(h + 16, &payload, 8);
+  std::memcpy(h + 24, &sum, 8);
+  return out;
+}
+
+std::unique_ptr<SuffixTree> SuffixTree::load(const char* data, size_t n) {
+  if (n < kHeader) throw std::invalid_argument("suffix tree buffer too short");
+  if (std::memcmp(data, kMagic, 8) != 0) throw std::invalid_argument("not a sufdec suffix tree (bad magic)");
+  u32 version, D;
+  u64 payload, sum;
+  std::memcpy(&version, data + 8, 4);
+  std::memcpy(&D, data + 12, 4);
+  std::memcpy(&payload, data + 16, 8);
+  std::memcpy(&sum, data + 24, 8);
+  if (version != kVersion)
+    throw std::invalid_argument("unsupported suffix tree format version " + std::to_string(version));
+  if (D < 1 || D > kMaxDepthLimit) throw std::invalid_argument("bad max_depth in suffix tree buffer");
+  if (payload != n - kHeader) throw std::invalid_argument("truncated or oversized suffix tree buffer");
+  if (checksum(data + kHeader, payload) != sum) throw std::invalid_argument("suffix tree buffer checksum mismatch");
+  auto t = std::make_unique<SuffixTree>(static_cast<int>(D));
+  Reader r{data + kHeader, payload};
+  u64 nn = r.get<u64>();
+  if (nn < 1 || nn >= kFreeMark || nn > payload / sizeof(Node)) throw std::invalid_argument("bad node count");
+  t->free_nodes_ = r.get<u32>();
+  t->live_nodes_ = r.get<u64>();
+  t->nodes_.resize(nn);
+  r.raw(t->nodes_.data(), nn, sizeof(Node));
+  u64 np = r.get<u64>();
+  if (np >= kFreeMark || np > payload / sizeof(Kid)) throw std::invalid_argument("bad child pool size");
+  t->pool_.resize(np);
+  r.raw(t->pool_.data(), np, sizeof(Kid));
+  u64 ns = r.get<u64>();
+  if (ns >= kFreeMark || ns > payload / 17) throw std::invalid_argument("bad sequence count");
+  t->seqs_.resize(ns);
+  for (auto& S : t->seqs_) S.id = r.get<int64_t>();
+  for (auto& S : t->seqs_) {
+    uint8_t a = r.get<uint8_t>();
+    if (a > 1) throw std::invalid_argument("bad sequence flag");
+    S.alive = a == 1;
+  }
+  std::vector<u64> lens(ns);
+  r.raw(lens.data(), ns, sizeof(u64));
+  for (u64 i = 0; i < ns; ++i) {
+    auto& S = t->seqs_[i];
+    if (!S.alive && lens[i] != 0) throw std::invalid_argument("dead sequence with tokens");
+    if (lens[i] > (payload - r.at) / 4 || lens[i] >= 0xFFFFFFF0u) throw std::invalid_argument("truncated suffix tree buffer");
+    S.toks.resize(lens[i]);
+    r.raw(S.toks.data(), lens[i], sizeof(int32_t));
+    for (int32_t tk : S.toks)
+      if (tk < 0) throw std::invalid_argument("negative token in suffix tree buffer");
+    if (S.alive) {
+      if (!t->slot_of_.emplace(S.id, static_cast<u32>(i)).second)
+        throw std::invalid_argument("duplicate sequence id in suffix tree buffer");
+      t->num_tokens_ += lens[i];
+    } else {
+      t->free_slots_.push_back(static_cast<u32>(i));
+    }
+  }
+  std::reverse(t->free_slots_.begin(), t->free_slots_.end());
+  u64 nd = r.get<u64>();
+  if (nd > (payload - r.at) / 12) throw std::invalid_argument("truncated suffix tree buffer");
+  for (u64 i = 0; i < nd; ++i) {
+    u32 a = r.get<u32>(), b = r.get<u32>(), c = r.get<u32>();
+    t->dmap_[a].push_back(pack(b, c));
+  }
+  if (r.at != payload) throw std::invalid_argument("trailing bytes in suffix tree buffer");
+  std::string err = t->validate_structure();
+  if (!err.empty()) throw std::invalid_argument("corrupt suffix tree buffer: " + err);
+  return t;
+}
+
+// Structural validation: everything later code indexes with is in range, the tree is a
+// tree (each live node is exactly one kid, depth strictly grows along edges), kid
+// mirrors match, blocks are sorted and tokens unique per node. Builds the hashes.
+std::string SuffixTree::validate_structure() const {
+  const u64 N = nodes_.size();
+  const u64 P = pool_.size();
+  const u64 S = seqs_.size();
+  const Node& R = nodes_[kRoot];
+  if (R.ref_slot != kNil || R.parent != kNil || R.pdepth != 0 || R.len != 0) return "bad root";
+  // free list
+  u64 nfree = 0;
+  for (u32 v = free_nodes_; v != kNil; v = nodes_[v].parent) {
+    if (v >= N || v == kRoot || nodes_[v].ref_slot != kFreeMark) return "bad free list";
+    if (++nfree > N) return "cycle in free list";
+  }
+  u64 marked = 0;
+  for (u64 v = 0; v < N; ++v) marked += nodes_[v].ref_slot == kFreeMark;
+  if (marked != nfree || live_nodes_ != N - nfree) return "free node count mismatch";
+  // refs and edge lengths
+  for (u64 v = 1; v < N; ++v) {
+    const Node& x = nodes_[v];
+    if (x.ref_slot == kFreeMark) continue;
+    if (x.ref_slot >= S || !seqs_[x.ref_slot].alive) return "node " + std::to_string(v) + ": bad ref sequence";
+    u64 L = seqs_[x.ref_slot].toks.size();
+    if (x.ref_start < x.pdepth || x.ref_start > L) return "node " + std::to_string(v) + ": bad ref start";
+    if (x.cnt == 0) return "node " + std::to_string(v) + ": zero count";
+    if (x.pdepth >= D_) return "node " + std::to_string(v) + ": too deep";
+    if (x.cnt == 1 && x.nkids == 0) {
+      if (x.ref_start == L) return "node " + std::to_string(v) + ": empty open leaf";
+    } else {
+      if (x.len == 0 || u64{x.pdepth} + x.len > D_ || u64{x.ref_start} + x.len > L)
+        return "node " + std::to_string(v) + ": bad edge length";
+    }
+    if (x.nkids > N || (x.nkids && u64{x.kids} + bit_ceil32(x.nkids) > P)) return "node " + std::to_string(v) + ": bad child block";
+  }
+  if (R.nkids > N || (R.nkids && u64{R.kids} + bit_ceil32(R.nkids) > P)) return "root: bad child block";
+  // kids
+  std::vector<uint8_t> seen(N, 0);
+  u64 total = 0;
+  std::vector<int32_t> toks;
+  for (u64 v = 0; v < N; ++v) {
+    const Node& x = nodes_[v];
+    if (x.ref_slot == kFreeMark || x.nkids == 0) continue;
+    u64 dv = v == kRoot ? 0 : depth_of(static_cast<u32>(v));
+    const Kid* k = pool_.data() + x.kids;
+    u64 sum = 0;
+    toks.clear();
+    for (u32 i = 0; i < x.nkids; ++i) {
+      u32 c = k[i].node;
+      if (c >= N || c == kRoot || nodes_[c].ref_slot == kFreeMark) return "node " + std::to_string(v) + ": bad kid";
+      if (seen[c]) return "node " + std::to_string(c) + " is a kid twice";
+      seen[c] = 1;
+      const Node& y = nodes_[c];
+      if (y.parent != v) return "node " + std::to_string(c) + ": parent mismatch";
+      if (y.pdepth != dv) return "node " + std::to_string(c) + ": depth mismatch";
+      if (k[i].cnt != y.cnt) return "node " + std::to_string(c) + ": count mirror mismatch";
+      if (i && k[i].cnt > k[i - 1].cnt) return "node " + std::to_string(v) + ": kids not sorted";
+      if (seqs_[y.ref_slot].toks[y.ref_start] != k[i].tok) return "node " + std::to_string(c) + ": token mismatch";
+      sum += y.cnt;
+      toks.push_back(k[i].tok);
+    }
+    std::sort(toks.begin(), toks.end());
+    if (std::adjacent_find(toks.begin(), toks.end()) != toks.end()) return "node " + std::to_string(v) + ": duplicate kid token";
+    if (v == kRoot ? sum != x.cnt : sum > x.cnt) return "node " + std::to_string(v) + ": count below kids' sum";
+    total += x.nkids;
+  }
+  if (total != live_nodes_ - 1) return "orphan nodes";
+  if (R.cnt != num_tokens_) return "root count != number of tokens";
+  for (const auto& kv : dmap_) {
+    if (kv.first >= N || kv.first == kRoot || nodes_[kv.first].ref_slot == kFreeMark) return "bad witness node";
+    for (u64 e : kv.second) {
+      u32 s = static_cast<u32>(e >> 32), pos = static_cast<u32>(e);
+      if (s >= S || !seqs_[s].alive || u64{pos} + D_ > seqs_[s].toks.size()) return "bad witness";
+    }
+  }
+  const_cast<SuffixTree*>(this)->rebuild_hashes();
+  return "";
+}
+
+void SuffixTree::rebuild_hashes() {
+  hashes_.clear();
+  for (u32 v = 0; v < nodes_.size(); ++v) {
+    const Node& x = nodes_[v];
+    if (x.ref_slot == kFreeMark || x.nkids <= kHashMin) continue;
+    FlatHash& h = hashes_[v];
+    h.init(x.nkids);
+    const Kid* k = kids_of(v);
+    for (u32 i = 0; i < x.nkids; ++i) h.insert(k[i].tok, i);
+  }
+}
+
+// Full semantic check: every window of every sequence is a path ending at an explicit
+// node, each node's count equals the windows ending there plus its kids' counts, the
+// shape is canonical, refs are real occurrences, rings and witnesses are right.
+std::string SuffixTree::check_integrity() const {
+  std::unique_lock<std::shared_mutex> lock(mu);  // validate_structure rebuilds hashes
+  std::string err = validate_structure();
+  if (!err.empty()) return err;
+  const u64 N = nodes_.size();
+  std::vector<u32> ends(N, 0);
+  std::unordered_map<u32, u64> dcount;
+  for (u32 s = 0; s < seqs_.size(); ++s) {
+    const Seq& S = seqs_[s];
+    if (!S.alive) continue;
+    u32 n = static_cast<u32>(S.toks.size());
+    for (u32 j = 0; j < n; ++j) {
+      u32 len = std::min(n - j, D_);
+      u32 x = kRoot, d = 0;
+      while (d < len) {
+        u32 idx = find_kid(x, S.toks[j + d]);
+        if (idx == kNil) return "window (" + std::to_string(S.id) + ", " + std::to_string(j) + ") missing";
+        x = kids_of(x)[idx].node;
+        u32 L = edge_len(x);
+        for (u32 k = 0; k < L; ++k)
+          if (d + k >= len || label_at(x, k) != S.toks[j + d + k])
+            return "window (" + std::to_string(S.id) + ", " + std::to_string(j) + ") diverges at node " + std::to_string(x);
+        d += L;
+      }
+      ends[x]++;
+      if (len == D_ && !is_open(nodes_[x])) {
+        auto it = dmap_.find(x);
+        bool found = false;
+        if (it != dmap_.end())
+          for (u64 e : it->second) found |= e == pack(s, j);
+        if (!found) return "missing witness for node " + std::to_string(x);
+        dcount[x]++;
+      }
+      bool tail = j + D_ > n;
+      if (tail && S.ring_ok) {
+        if (j >= S.b && S.ring[j % D_] != x) return "stale ring entry";
+        if (j < S.b && !is_open(nodes_[x])) return "ring boundary wrong";
+      }
+    }
+  }
+  for (const auto& kv : dmap_)
+    if (dcount[kv.first] != kv.second.size()) return "extra witnesses for node " + std::to_string(kv.first);
+  for (u32 v = 1; v < N; ++v) {
+    const Node& x = nodes_[v];
+    if (x.ref_slot == kFreeMark) continue;
+    u64 sum = ends[v];
+    const Kid* k = kids_of(v);
+    for (u32 i = 0; i < x.nkids; ++i) sum += k[i].cnt;
+    if (sum != x.cnt) return "node " + std::to_string(v) + ": count " + std::to_string(x.cnt) + " != ends + kids " + std::to_string(sum);
+    if (x.nkids == 1 && ends[v] == 0) return "node " + std::to_string(v) + ": unary node without ends (not canonical)";
+    // occurrence alignment: the ref sequence holds the whole path before the label
+    std::vector<int32_t> path = path_of(v);
+    const auto& t = seqs_[x.ref_slot].toks;
+    u32 p0 = x.ref_start - x.pdepth;
+    if (u64{p0} + path.size() > t.size() || !std::equal(path.begin(), path.end(), t.begin() + p0))
+      return "node " + std::to_string(v) + ": ref is not an occurrence";
+  }
+  return "";
+}
+
+}  // namespace sufdec
