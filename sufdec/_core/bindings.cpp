@@ -260,7 +260,8 @@ NB_MODULE(_suffix_tree, m) {
                       "O(L), never a rematch of the context. We keep all L points instead of\n"
                       "suffix links because speculation tries every match length anyway and\n"
                       "suffix links would have to survive node merges and removals; when the\n"
-                      "tree frees nodes, the matcher rematches its last max_depth-1 tokens once.")
+                      "tree changes (append/remove), the matcher rematches its last max_depth-1\n"
+                      "tokens once.")
       .def(nb::init<const SuffixTree*>(), "tree"_a, nb::keep_alive<1, 2>())
       .def(
           "feed",

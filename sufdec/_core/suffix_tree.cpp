@@ -449,6 +449,7 @@ void SuffixTree::append(int64_t seq_id, const int32_t* toks, size_t n) {
   }
   seqs_[slot].toks.reserve(seqs_[slot].toks.size() + n);
   for (size_t i = 0; i < n; ++i) append_one(slot, toks[i]);
+  ++epoch_;  // new occurrences may lengthen the matches of live matchers
 }
 
 // ---------------------------------------------------------------- remove
@@ -735,9 +736,9 @@ void SuffixTree::expand(Point start, int budget, const SpecParams& p, DraftOut& 
     const Node& X = nodes_[v];
     const Kid* k = kids_of(v);
     int room = budget - static_cast<int>(out.tokens.size());
-    double inv = prob / static_cast<double>(X.cnt);
+    const double denom = static_cast<double>(X.cnt);
     for (u32 i = 0; i < X.nkids && room > 0; ++i, --room) {
-      double q = inv * static_cast<double>(k[i].cnt);
+      double q = prob * static_cast<double>(k[i].cnt) / denom;  // same rounding as p*c/n
       if (q < minp) break;
       heap.push_back(Item{q, order++, k[i].node, pt.depth + 1, parent, k[i].tok});
       std::push_heap(heap.begin(), heap.end());

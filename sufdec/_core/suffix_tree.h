@@ -124,8 +124,9 @@ class SuffixTree;
 // decode step costs O(L), independent of the context length p; no O(p^2) rematching.
 // We keep all L points instead of suffix links because speculation tries every match
 // length anyway, and suffix links would have to survive node merges and removals.
-// If the tree frees nodes (merge / remove) between calls, the matcher notices through
-// the tree's epoch and rematches its last max_depth - 1 tokens once.
+// If the tree changes between calls (append / remove), the matcher notices through the
+// tree's epoch and rematches its last max_depth - 1 tokens once (O(max_depth^2) worst
+// case; for the global tree that is once per stored output, not per decode step).
 class Matcher {
  public:
   explicit Matcher(const SuffixTree* tree);
@@ -250,7 +251,7 @@ class SuffixTree {
   u64 num_tokens_ = 0;
   // witnesses of repeated full-depth windows: node -> packed (slot << 32 | pos)
   std::unordered_map<u32, std::vector<u64>> dmap_;
-  u64 epoch_ = 1;  // bumped whenever a node id is freed
+  u64 epoch_ = 1;  // bumped on every mutation (and whenever a node id is freed)
 };
 
 }  // namespace sufdec

@@ -1,0 +1,138 @@
+"""Micro-benchmark of the suffix-tree core: insert, speculate, memory, load.
+
+``run_tree_bench`` builds a tree over most of a corpus, then replays held-out sequences
+the way a decoder does: an incremental matcher is fed one token per step and asked for a
+draft after each. ``synthetic_corpus`` makes a corpus of Zipfian tokens with repeated
+phrases when no real one is at hand.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import numpy as np
+
+from sufdec._core import SuffixTree
+
+
+def synthetic_corpus(
+    n_tokens: int = 1_000_000,
+    vocab: int = 32000,
+    mean_len: int = 250,
+    n_phrases: int = 5000,
+    phrase_prob: float = 0.35,
+    zipf_a: float = 1.1,
+    seed: int = 0,
+) -> list[list[int]]:
+    """Replies of Zipfian tokens where a share of the text is copied from a phrase bank.
+
+    Phrases (3-40 tokens) are themselves Zipf-distributed, so popular phrases repeat
+    often and give the tree long, frequent paths, like boilerplate in chat replies.
+    """
+    rng = np.random.default_rng(seed)
+
+    def zipf_tokens(n: int) -> np.ndarray:
+        return (rng.zipf(zipf_a, size=n) - 1) % vocab
+
+    phrases = [zipf_tokens(int(rng.integers(3, 41))) for _ in range(n_phrases)]
+    phrase_rank_p = 1.0 / np.arange(1, n_phrases + 1) ** 0.9
+    phrase_rank_p /= phrase_rank_p.sum()
+    corpus: list[list[int]] = []
+    total = 0
+    while total < n_tokens:
+        length = max(8, int(rng.exponential(mean_len)))
+        parts: list[np.ndarray] = []
+        got = 0
+        while got < length:
+            if rng.random() < phrase_prob:
+                part = phrases[int(rng.choice(n_phrases, p=phrase_rank_p))]
+            else:
+                part = zipf_tokens(int(rng.integers(1, 12)))
+            parts.append(part)
+            got += len(part)
+        seq = np.concatenate(parts)[:length].astype(np.int64).tolist()
+        corpus.append(seq)
+        total += len(seq)
+    return corpus
+
+
+def run_tree_bench(
+    corpus: Sequence[Sequence[int]],
+    max_depth: int = 64,
+    held_out: float = 0.02,
+    max_queries: int = 20000,
+    max_spec_tokens: int = 32,
+    max_spec_factor: float = 4.0,
+    min_token_prob: float = 0.1,
+    use_tree: bool = True,
+) -> dict:
+    """Time insert / speculate / load of the core on ``corpus`` (lists of token ids).
+
+    The last ``held_out`` share of sequences is not inserted; each is replayed through a
+    fresh Matcher, one token per step, with a draft after every step (frozen protocol).
+    """
+    n_eval = max(1, int(len(corpus) * held_out))
+    train, evals = list(corpus[:-n_eval]), list(corpus[-n_eval:])
+    arrays = [np.asarray(s, dtype=np.int32) for s in train]
+    n_train_tokens = int(sum(len(a) for a in arrays))
+
+    tree = SuffixTree(max_depth)
+    t0 = time.perf_counter()
+    for i, a in enumerate(arrays):
+        tree.append(i, a)
+    insert_s = time.perf_counter() - t0
+
+    mem = tree.memory_bytes()
+    t0 = time.perf_counter()
+    blob = tree.serialize()
+    serialize_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    loaded = SuffixTree.load(blob)
+    load_s = time.perf_counter() - t0
+    assert loaded.num_tokens == tree.num_tokens
+    del loaded
+
+    times_ns: list[int] = []
+    drafted = 0
+    match_lens = 0
+    kw = dict(max_spec_tokens=max_spec_tokens, max_spec_factor=max_spec_factor,
+              min_token_prob=min_token_prob, use_tree=use_tree)
+    clock = time.perf_counter_ns
+    for seq in evals:
+        m = tree.matcher()
+        for tok in seq:
+            if len(times_ns) >= max_queries:
+                break
+            step = [int(tok)]
+            t0 = clock()
+            m.feed(step)
+            d = m.speculate(**kw)
+            times_ns.append(clock() - t0)
+            drafted += len(d)
+            match_lens += d.match_len
+        if len(times_ns) >= max_queries:
+            break
+    us = np.asarray(times_ns, dtype=np.float64) / 1e3
+    n_calls = len(us)
+    return {
+        "corpus_sequences": len(corpus),
+        "corpus_tokens": int(sum(len(s) for s in corpus)),
+        "train_tokens": n_train_tokens,
+        "max_depth": max_depth,
+        "num_nodes": tree.num_nodes,
+        "nodes_per_token": tree.num_nodes / max(1, n_train_tokens),
+        "update_us_per_token": insert_s * 1e6 / max(1, n_train_tokens),
+        "speculate_calls": n_calls,
+        "speculate_us_per_call": float(us.mean()) if n_calls else 0.0,
+        "speculate_us_p50": float(np.percentile(us, 50)) if n_calls else 0.0,
+        "speculate_us_p99": float(np.percentile(us, 99)) if n_calls else 0.0,
+        "speculate_us_per_token": float(us.sum() / drafted) if drafted else 0.0,
+        "drafted_tokens_per_call": drafted / max(1, n_calls),
+        "mean_match_len": match_lens / max(1, n_calls),
+        "memory_bytes": mem,
+        "memory_bytes_per_token": mem / max(1, n_train_tokens),
+        "serialized_bytes": len(blob),
+        "serialize_s": serialize_s,
+        "load_s": load_s,
+    }
