@@ -43,5 +43,5 @@ def read_chunks(txn: Any, db: Any, meta: StoreMeta) -> bytes | None:
         parts.append(part)
     data = b"".join(parts)
     if len(data) != meta.snapshot_bytes or digest(data) != meta.snapshot_digest:
-        raise StoreCorruptError("the tree snapshot fails its digest check")
+        raise StoreCorruptError("the tree snapshot fails its digest check; run `sufdec verify --repair`")
     return data

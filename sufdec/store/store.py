@@ -274,7 +274,16 @@ class Store:
         """Snapshot + log replay, all from one transaction."""
         meta = self._read_meta(txn)
         data = snapshot.read_chunks(txn, self._senv.dbs.snapshot, meta)
-        tree = _tree.load_tree(data) if data is not None else _tree.new_tree(meta.max_depth)
+        if data is None:
+            tree = _tree.new_tree(meta.max_depth)
+        else:
+            try:
+                tree = _tree.load_tree(data)
+            except (ValueError, RuntimeError) as exc:
+                raise StoreCorruptError(
+                    f"the tree snapshot of the store at {self.path} cannot be loaded ({exc}); "
+                    "run `sufdec verify --repair`"
+                ) from None
         self._log_pos = self._replay(txn, tree, meta.snapshot_log_pos, meta.next_log_pos)
         self._tree = tree
 

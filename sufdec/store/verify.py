@@ -12,13 +12,6 @@ from .errors import StoreCorruptError
 from .store import Store
 
 
-def _tree_count(tree: Any, name: str) -> int | None:
-    value = getattr(tree, name, None)
-    if callable(value):
-        value = value()
-    return None if value is None else int(value)
-
-
 def verify(store: Store, *, check_tree: bool = True) -> list[str]:
     """Every inconsistency found, one sentence each (empty: the store is sound).
 
@@ -73,20 +66,15 @@ def verify(store: Store, *, check_tree: bool = True) -> list[str]:
         except StoreCorruptError as exc:
             problems.append(f"the tree cannot be loaded: {exc}")
             return problems
-        n_seq, n_tok = _tree_count(tree, "num_sequences"), _tree_count(tree, "num_tokens")
-        if n_seq is not None and n_seq != count:
+        n_seq, n_tok = len(tree), tree.num_tokens
+        if n_seq != count:
             problems.append(f"the tree holds {n_seq} sequences, the store {count}")
-        if n_tok is not None and n_tok != tokens:
+        if n_tok != tokens:
             problems.append(f"the tree holds {n_tok} tokens, the store {tokens}")
-        check = getattr(tree, "check_integrity", None)
-        if check is not None:
-            try:
-                result = check()
-            except Exception as exc:  # the tree reports its own failure
-                problems.append(f"the tree fails its integrity check: {exc}")
-            else:
-                if result is False or (isinstance(result, (list, tuple)) and result):
-                    problems.append(f"the tree fails its integrity check: {result}")
+        try:
+            tree.check_integrity()
+        except ValueError as exc:
+            problems.append(f"the tree fails its integrity check: {exc}")
     return problems
 
 

@@ -19,8 +19,7 @@ class FakeSuffixIndex:
             raise KeyError(seq_id)
         del self._seqs[int(seq_id)]
 
-    @property
-    def num_sequences(self) -> int:
+    def __len__(self) -> int:
         return len(self._seqs)
 
     @property
@@ -38,4 +37,4 @@ class FakeSuffixIndex:
         return tree
 
     def check_integrity(self) -> None:
-        return None
+        """Raises ValueError on an inconsistency (never, here)."""

@@ -90,7 +90,7 @@ def test_append_is_one_transaction(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         monkeypatch.setattr(env_mod.StoreEnv, "write", lambda self, fn: calls.append(1) or original(self, fn))
         assert store.append([7, 8, 9]) == 0
         assert len(calls) == 1
-        assert store.tree.num_sequences == 1 and store.tree.num_tokens == 3
+        assert len(store.tree) == 1 and store.tree.num_tokens == 3
 
 
 def test_add_many_batches_and_duplicates(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_round_trip_log_replay_and_checkpoint(tmp_path: Path) -> None:
     with Store.open(tmp_path, TOK) as store:  # snapshot + log
         assert store.stats().log_length == 20
         assert store.tree.serialize() == after == rebuilt(store)
-        assert store.tree.num_sequences == 40
+        assert len(store.tree) == 40
         assert store.verify() == []
 
 
@@ -143,16 +143,16 @@ def test_refresh_sees_other_writers(tmp_path: Path) -> None:
     reader = Store.open(tmp_path, TOK)
     writer = Store.open(tmp_path, TOK)
     try:
-        assert reader.tree.num_sequences == 0
+        assert len(reader.tree) == 0
         writer.append([1, 2, 3])
-        assert reader.tree.num_sequences == 0
-        assert reader.refresh() == 1 and reader.tree.num_sequences == 1
+        assert len(reader.tree) == 0
+        assert reader.refresh() == 1 and len(reader.tree) == 1
         writer.add_many(records(seqs(5)))
         writer.checkpoint()  # folds records the reader has not seen into the snapshot
-        assert reader.refresh() == -1 and reader.tree.num_sequences == 6
+        assert reader.refresh() == -1 and len(reader.tree) == 6
         writer.append([9, 9])
         assert reader.append([8, 8]) is not None  # the reader's own write catches it up too
-        assert reader.tree.num_sequences == 8
+        assert len(reader.tree) == 8
         reader.checkpoint()
         assert writer.refresh() == -1 and writer.tree.serialize() == reader.tree.serialize()
     finally:
@@ -165,10 +165,10 @@ def test_remove(tmp_path: Path) -> None:
         store.add_many(records(seqs(4)))
         store.tree
         assert store.remove(1) and not store.remove(1)
-        assert store.tree.num_sequences == 3
+        assert len(store.tree) == 3
         assert store.find(seqs(4)[1]) is None and store.append(seqs(4)[1]) == 4
     with Store.open(tmp_path, TOK) as store:
-        assert store.tree.num_sequences == 4
+        assert len(store.tree) == 4
         assert [s.seq_id for s in store.iter_sequences()] == [0, 2, 3, 4]
         assert store.tree.serialize() == rebuilt(store) and store.verify() == []
 
@@ -193,7 +193,7 @@ def test_readonly(tmp_path: Path) -> None:
     with Store.open(tmp_path, TOK) as store:
         store.append([1, 2])
     with Store.open(tmp_path, readonly=True) as store:
-        assert store.tree.num_sequences == 1 and store.stats().sequences == 1
+        assert len(store.tree) == 1 and store.stats().sequences == 1
         with pytest.raises(StoreReadOnlyError):
             store.append([3])
         with pytest.raises(StoreReadOnlyError):
