@@ -19,9 +19,10 @@ import threading
 import time
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _tree, codec
 from . import meta as meta_mod
@@ -36,6 +37,9 @@ from .errors import (
     StoreReadOnlyError,
 )
 from .meta import StoreMeta, TokenizerInfo
+
+if TYPE_CHECKING:
+    from sufdec.suffix import SuffixIndex
 
 
 @dataclass(frozen=True)
@@ -175,52 +179,21 @@ class Store:
         return store
 
     def _init_meta(self, tokenizer: TokenizerInfo | None) -> None:
-        dbs = self._senv.dbs
-        where = str(self.path)
-
-        def needs_write(txn: Any) -> bool:
-            raw = meta_mod.read_raw(txn, dbs.meta)
-            if not raw:
-                return True
-            meta = meta_mod.read_meta(txn, dbs.meta)
-            meta_mod.check_version(meta.format_version, where)
-            if meta.format_version < meta_mod.FORMAT_VERSION:
-                return True
-            meta_mod.check_tokenizer(meta, tokenizer, where)
-            return tokenizer is not None and meta.tokenizer is None
-
-        if not self._senv.read(needs_write):
+        """Check (and if needed create, migrate or complete) the meta record."""
+        dbs, where = self._senv.dbs, str(self.path)
+        if not self._senv.read(lambda txn: _meta_needs_write(txn, dbs, tokenizer, where)):
             return
-        if self.readonly:
-            raw = self._senv.read(lambda txn: meta_mod.read_raw(txn, dbs.meta))
-            if not raw:
-                raise NotAStoreError(f"the store at {where} was never initialised")
-            if int(raw.get("format_version", 0)) < meta_mod.FORMAT_VERSION:
-                raise MigrationRequiredError(
-                    f"the store at {where} has format {raw['format_version']}; open it writable once to migrate it"
-                )
-            return  # a tokenizer to record, but read-only: nothing to do
-
-        def setup(txn: Any) -> None:
-            raw = meta_mod.read_raw(txn, dbs.meta)
-            if not raw:
-                meta_mod.write_meta(txn, dbs.meta, meta_mod.initial_meta(tokenizer, self.config.max_depth))
-                return
-            if raw.get("magic") != meta_mod.FORMAT_MAGIC:
-                raise NotAStoreError(f"{where} is not a sufdec store (no format magic)")
-            meta_mod.check_version(int(raw["format_version"]), where)
-            if int(raw["format_version"]) < meta_mod.FORMAT_VERSION:
-                migrations.migrate(txn, dbs, raw, meta_mod.FORMAT_VERSION)
-                meta_mod.write_raw(txn, dbs.meta, raw)
-            meta = meta_mod.read_meta(txn, dbs.meta)
-            meta_mod.check_tokenizer(meta, tokenizer, where)
-            if tokenizer is not None and meta.tokenizer is None:
-                new = dataclasses.replace(
-                    meta, tokenizer_name=tokenizer.name, tokenizer_fingerprint=tokenizer.fingerprint
-                )
-                meta_mod.write_meta(txn, dbs.meta, new, old=meta)
-
-        self._senv.write(setup)
+        if not self.readonly:
+            self._senv.write(lambda txn: _setup_meta(txn, dbs, tokenizer, self.config.max_depth, where))
+            return
+        raw = self._senv.read(lambda txn: meta_mod.read_raw(txn, dbs.meta))
+        if not raw:
+            raise NotAStoreError(f"the store at {where} was never initialised")
+        if int(raw["format_version"]) < meta_mod.FORMAT_VERSION:
+            raise MigrationRequiredError(
+                f"the store at {where} has format {raw['format_version']}; open it writable once to migrate it"
+            )
+        # else only a tokenizer to record, which a read-only open skips
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -231,6 +204,10 @@ class Store:
             self._closed = True
             self._tree = None
             self._senv.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("read-only" if self.readonly else "writable")
+        return f"Store({str(self.path)!r}, {state}, tree {'loaded' if self._tree is not None else 'not loaded'})"
 
     def __enter__(self) -> Store:
         return self
@@ -243,14 +220,15 @@ class Store:
             raise StoreError(f"the store at {self.path} is closed")
         if os.getpid() != self._senv.pid:
             raise ForkedStoreError(
-                f"the store at {self.path} was opened before this process forked; open it in the child"
+                f"the store at {self.path} was opened before this process forked; "
+                "open stores only after worker processes start"
             )
         if write and self.readonly:
             raise StoreReadOnlyError(f"the store at {self.path} is open read-only")
 
     # ---------------------------------------------------------------- the tree
     @property
-    def tree(self) -> Any:
+    def tree(self) -> SuffixIndex:
         """The SuffixIndex over every stored sequence (loaded on first use)."""
         with self._lock:
             self._check()
@@ -330,10 +308,21 @@ class Store:
             self._load_tree(txn)
             return -1
         start = self._log_pos
-        self._log_pos = self._replay(txn, self._tree, start, meta.next_log_pos)
+        with self._tree_guard():
+            self._log_pos = self._replay(txn, self._tree, start, meta.next_log_pos)
         return self._log_pos - start
 
-    def rebuild_tree(self) -> Any:
+    @contextmanager
+    def _tree_guard(self) -> Iterator[None]:
+        """A tree update that fails part-way leaves a tree matching no log position:
+        drop it, so the next use reloads it from the snapshot and log."""
+        try:
+            yield
+        except BaseException:
+            self._tree = None
+            raise
+
+    def rebuild_tree(self) -> SuffixIndex:
         """Rebuild the tree from the stored sequences alone (ignoring snapshot and log);
         ``checkpoint()`` afterwards to persist it. For repairing a damaged snapshot."""
         with self._lock:
@@ -429,7 +418,8 @@ class Store:
         if self._tree is None:
             return
         if start == self._log_pos:
-            apply(self._tree)
+            with self._tree_guard():
+                apply(self._tree)
             self._log_pos = meta.next_log_pos
         else:
             self._senv.read(self._catch_up)
@@ -477,13 +467,13 @@ class Store:
         dbs = self._senv.dbs
         with self._lock:
             self._check(write=True)
-            self.tree  # load it if needed
 
             def write(txn: Any) -> None:
                 meta = self._read_meta(txn)
                 if meta.snapshot_log_pos > self._log_pos:
                     raise _Stale
-                self._log_pos = self._replay(txn, self._tree, self._log_pos, meta.next_log_pos)
+                with self._tree_guard():
+                    self._log_pos = self._replay(txn, self._tree, self._log_pos, meta.next_log_pos)
                 if meta.log_length == 0 and meta.snapshot_chunks > 0 and not force:
                     return
                 data = self._tree.serialize()
@@ -501,6 +491,7 @@ class Store:
                 meta_mod.write_meta(txn, dbs.meta, new, old=meta)
 
             for _ in range(5):
+                self.tree  # (re)load it if needed
                 try:
                     self._senv.write(write)
                     return
@@ -596,6 +587,37 @@ class Store:
             snapshot_bytes=meta.snapshot_bytes,
             snapshot_log_pos=meta.snapshot_log_pos,
         )
+
+
+def _meta_needs_write(txn: Any, dbs: Any, tokenizer: TokenizerInfo | None, where: str) -> bool:
+    """Refuse a foreign, too new or other-tokenizer store; True if meta must be written."""
+    if not meta_mod.read_raw(txn, dbs.meta):
+        return True
+    meta = meta_mod.read_meta(txn, dbs.meta)
+    meta_mod.check_version(meta.format_version, where)
+    if meta.format_version < meta_mod.FORMAT_VERSION:
+        return True
+    meta_mod.check_tokenizer(meta, tokenizer, where)
+    return tokenizer is not None and meta.tokenizer is None
+
+
+def _setup_meta(txn: Any, dbs: Any, tokenizer: TokenizerInfo | None, max_depth: int, where: str) -> None:
+    """Create the meta record, or migrate it and record a first tokenizer (one write txn)."""
+    raw = meta_mod.read_raw(txn, dbs.meta)
+    if not raw:
+        meta_mod.write_meta(txn, dbs.meta, meta_mod.initial_meta(tokenizer, max_depth))
+        return
+    if raw.get("magic") != meta_mod.FORMAT_MAGIC:
+        raise NotAStoreError(f"{where} is not a sufdec store (no format magic)")
+    meta_mod.check_version(int(raw["format_version"]), where)
+    if int(raw["format_version"]) < meta_mod.FORMAT_VERSION:
+        migrations.migrate(txn, dbs, raw, meta_mod.FORMAT_VERSION)
+        meta_mod.write_raw(txn, dbs.meta, raw)
+    meta = meta_mod.read_meta(txn, dbs.meta)
+    meta_mod.check_tokenizer(meta, tokenizer, where)
+    if tokenizer is not None and meta.tokenizer is None:
+        named = dataclasses.replace(meta, tokenizer_name=tokenizer.name, tokenizer_fingerprint=tokenizer.fingerprint)
+        meta_mod.write_meta(txn, dbs.meta, named, old=meta)
 
 
 def _stored(seq_id: int, value: bytes) -> StoredSequence:

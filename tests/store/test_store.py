@@ -314,12 +314,40 @@ def test_fork_is_refused(tmp_path: Path) -> None:
     store.close()
 
 
-def test_import_is_light() -> None:
+def test_import_is_light(tmp_path: Path) -> None:
+    """Importing the store (and opening one, loading its tree) never pulls in torch."""
     code = (
         "import sys, time; t = time.perf_counter(); import sufdec.store, sufdec.store.ingest; "
         "dt = time.perf_counter() - t; "
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'; "
+        "s = sufdec.store.Store.open(sys.argv[1]); s.append([1, 2, 3]); len(s.tree); s.close(); "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'; "
         "print(dt)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
     assert float(out.stdout) < 1.0
+
+
+def test_failed_tree_update_drops_the_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh that fails half-way must not leave a half-updated tree behind."""
+    reader, writer = Store.open(tmp_path, TOK), Store.open(tmp_path, TOK)
+    try:
+        reader.tree
+        writer.add_many(records(seqs(6)))
+        real_add, calls = _tree.add, []
+
+        def flaky(tree, seq_id, tokens):
+            calls.append(seq_id)
+            if len(calls) == 3:
+                raise RuntimeError("boom")
+            real_add(tree, seq_id, tokens)
+
+        monkeypatch.setattr(_tree, "add", flaky)
+        with pytest.raises(RuntimeError):
+            reader.refresh()
+        assert not reader.tree_loaded
+        monkeypatch.setattr(_tree, "add", real_add)
+        assert len(reader.tree) == 6 and reader.tree.serialize() == rebuilt(reader)
+    finally:
+        reader.close()
+        writer.close()
