@@ -17,6 +17,13 @@ inline u32 bit_ceil32(u32 n) {
   return 1u << (32 - __builtin_clz(n - 1));
 }
 inline u32 cls_of(u32 cap) { return cap <= 1 ? 0 : 31 - __builtin_clz(cap); }
+// Grow by 1.25x instead of std::vector's 2x: the node and child arrays are most of the
+// memory, and doubling would leave up to half of them unused.
+template <class V>
+void grow(V& v, size_t extra) {
+  if (v.size() + extra <= v.capacity()) return;
+  v.reserve(std::max(v.size() + extra, v.capacity() + v.capacity() / 4 + 1024));
+}
 inline u64 pack(u32 slot, u32 pos) { return (static_cast<u64>(slot) << 32) | pos; }
 
 [[noreturn]] void corrupt(const char* what) {
@@ -111,7 +118,7 @@ SuffixTree::SuffixTree(int max_depth) {
 u32 SuffixTree::edge_len(u32 v) const {
   const Node& x = nodes_[v];
   if (v != kRoot && x.cnt == 1 && x.nkids == 0) {
-    u32 n = static_cast<u32>(seqs_[x.ref_slot].toks.size());
+    u32 n = slen_[x.ref_slot];
     return std::min(n - x.ref_start, D_ - x.pdepth);
   }
   return x.len;
@@ -134,6 +141,7 @@ u32 SuffixTree::new_node() {
   } else {
     if (nodes_.size() >= kFreeMark) throw std::length_error("suffix tree node limit reached");
     v = static_cast<u32>(nodes_.size());
+    grow(nodes_, 1);
     nodes_.emplace_back();
   }
   nodes_[v] = Node{};
@@ -144,7 +152,7 @@ u32 SuffixTree::new_node() {
 void SuffixTree::free_node(u32 v) {
   Node& x = nodes_[v];
   if (x.nkids) free_block(x.kids, cls_of(bit_ceil32(x.nkids)));
-  hashes_.erase(v);
+  if (x.nkids > kHashMin) hashes_.erase(v);
   x = Node{};
   x.ref_slot = kFreeMark;
   x.parent = free_nodes_;
@@ -162,6 +170,7 @@ u32 SuffixTree::alloc_block(u32 cls) {
   }
   size_t off = pool_.size();
   if (off + (size_t{1} << cls) >= kFreeMark) throw std::length_error("suffix tree child pool limit reached");
+  grow(pool_, size_t{1} << cls);
   pool_.resize(off + (size_t{1} << cls));
   return static_cast<u32>(off);
 }
@@ -402,6 +411,7 @@ void SuffixTree::append_one(u32 slot, int32_t t) {
   u32 n = static_cast<u32>(S0.toks.size());
   if (n == 0xFFFFFFF0u) throw std::length_error("sequence too long");
   S0.toks.push_back(t);
+  slen_[slot] = n + 1;
   ++num_tokens_;
   ++nodes_[kRoot].cnt;
   u32 lo = (n + 1 > D_) ? n + 1 - D_ : 0;
@@ -436,7 +446,9 @@ void SuffixTree::append(int64_t seq_id, const int32_t* toks, size_t n) {
     } else {
       slot = static_cast<u32>(seqs_.size());
       seqs_.emplace_back();
+      slen_.push_back(0);
     }
+    slen_[slot] = 0;
     Seq& S = seqs_[slot];
     S.id = seq_id;
     S.alive = true;
@@ -578,6 +590,7 @@ void SuffixTree::remove(int64_t seq_id) {
   S.ring_ok = false;
   std::vector<int32_t>().swap(S.toks);
   std::vector<u32>().swap(S.ring);
+  slen_[s] = 0;
   slot_of_.erase(it);
   free_slots_.push_back(s);
   ++epoch_;
@@ -622,7 +635,7 @@ u64 SuffixTree::memory_bytes() const {
   b += nodes_.capacity() * sizeof(Node) + pool_.capacity() * sizeof(Kid);
   for (const auto& fl : free_blocks_) b += fl.capacity() * sizeof(u32);
   for (const auto& kv : hashes_) b += kv.second.bytes() + 48;
-  b += seqs_.capacity() * sizeof(Seq);
+  b += seqs_.capacity() * sizeof(Seq) + slen_.capacity() * sizeof(u32);
   for (const auto& S : seqs_) b += S.toks.capacity() * sizeof(int32_t) + S.ring.capacity() * sizeof(u32);
   b += free_slots_.capacity() * sizeof(u32) + slot_of_.size() * 32 + slot_of_.bucket_count() * 8;
   for (const auto& kv : dmap_) b += kv.second.capacity() * sizeof(u64) + 48;
@@ -754,24 +767,49 @@ void SuffixTree::expand(Point start, int budget, const SpecParams& p, DraftOut& 
     out.parents.push_back(it.parent);
     out.probs.push_back(it.prob);
     out.score += it.prob;
-    push_children(Point{it.node, it.depth}, it.prob, idx);
+    Point pt{it.node, it.depth};
+    // Fast path: along an edge the only continuation keeps the same probability; while
+    // it beats everything in the heap it would be popped next anyway.
+    if (pt.node != kRoot) {
+      u32 dv = depth_of(pt.node);
+      u32 pd = nodes_[pt.node].pdepth;
+      while (pt.depth < dv && static_cast<int>(out.tokens.size()) < budget &&
+             (heap.empty() || it.prob > heap.front().prob)) {
+        out.tokens.push_back(label_at(pt.node, pt.depth - pd));
+        out.parents.push_back(idx);
+        out.probs.push_back(it.prob);
+        out.score += it.prob;
+        idx = static_cast<int32_t>(out.tokens.size()) - 1;
+        ++pt.depth;
+      }
+    }
+    if (static_cast<int>(out.tokens.size()) < budget) push_children(pt, it.prob, idx);
   }
 }
 
 DraftOut SuffixTree::best_over(const std::vector<Point>& pts, const SpecParams& p) const {
+  // Match lengths are tried longest first. Two exact prunings:
+  //  * a draft scores at most its budget, and budgets shrink with the match length, so
+  //    once the best score reaches the budget of length l nothing shorter can win
+  //    (ties go to the longer match);
+  //  * if the suffix of length l occurs exactly as often as an already tried longer
+  //    suffix L whose draft was not cut by the depth limit, every occurrence of the
+  //    shorter one extends the longer one, so the continuation probabilities are the
+  //    same and the smaller budget cannot score higher: skip it.
   DraftOut best;
+  u32 ref_cnt = 0;  // count of the last tried length whose draft was not depth-limited
   for (size_t l = pts.size(); l >= 1; --l) {
     double raw = std::floor(p.max_spec_factor * static_cast<double>(l) + p.max_spec_offset);
     int budget = raw >= p.max_spec_tokens ? p.max_spec_tokens : (raw <= 0 ? 0 : static_cast<int>(raw));
-    if (budget <= 0) {
-      if (p.max_spec_factor >= 0) break;  // shorter matches get no larger budget
-      continue;
-    }
-    if (best.score >= budget) break;  // cannot beat it (ties go to the longer match)
-    DraftOut cur;
+    if (budget <= 0) break;  // factor >= 0: shorter matches get no larger budget
+    if (best.score >= budget) break;  // cannot beat it
     Point pt = pts[l - 1];
     normalize(pt);
+    u32 c = nodes_[pt.node].cnt;
+    if (c == ref_cnt) continue;
+    DraftOut cur;
     expand(pt, budget, p, cur);
+    ref_cnt = (D_ - l >= static_cast<size_t>(budget)) ? c : 0;
     if (cur.score > best.score) {
       cur.match_len = static_cast<int>(l);
       best = std::move(cur);
@@ -1105,6 +1143,7 @@ std::unique_ptr<SuffixTree> SuffixTree::load(const char* data, size_t n) {
   u64 ns = r.get<u64>();
   if (ns >= kFreeMark || ns > payload / 17) throw std::invalid_argument("bad sequence count");
   t->seqs_.resize(ns);
+  t->slen_.assign(ns, 0);
   for (auto& S : t->seqs_) S.id = r.get<int64_t>();
   for (auto& S : t->seqs_) {
     uint8_t a = r.get<uint8_t>();
@@ -1118,6 +1157,7 @@ std::unique_ptr<SuffixTree> SuffixTree::load(const char* data, size_t n) {
     if (!S.alive && lens[i] != 0) throw std::invalid_argument("dead sequence with tokens");
     if (lens[i] > (payload - r.at) / 4 || lens[i] >= 0xFFFFFFF0u) throw std::invalid_argument("truncated suffix tree buffer");
     S.toks.resize(lens[i]);
+    t->slen_[i] = static_cast<u32>(lens[i]);
     r.raw(S.toks.data(), lens[i], sizeof(int32_t));
     for (int32_t tk : S.toks)
       if (tk < 0) throw std::invalid_argument("negative token in suffix tree buffer");

@@ -246,6 +246,7 @@ class SuffixTree {
   std::vector<std::vector<u32>> free_blocks_;  // per size class
   std::unordered_map<u32, FlatHash> hashes_;
   std::vector<Seq> seqs_;
+  std::vector<u32> slen_;  // sequence lengths, compact (open-leaf lengths read them)
   std::vector<u32> free_slots_;
   std::unordered_map<int64_t, u32> slot_of_;
   u64 num_tokens_ = 0;
