@@ -126,7 +126,7 @@ u32 SuffixTree::edge_len(u32 v) const {
 
 u32 SuffixTree::find_kid(u32 v, int32_t tok) const {
   const Node& x = nodes_[v];
-  if (x.nkids > kHashMin) return hashes_.find(v)->second.find(tok);
+  if (x.nkids > kHashMin) return hash_get(v)->find(tok);
   const Kid* k = pool_.data() + x.kids;
   for (u32 i = 0; i < x.nkids; ++i)
     if (k[i].tok == tok) return i;
@@ -152,7 +152,7 @@ u32 SuffixTree::new_node() {
 void SuffixTree::free_node(u32 v) {
   Node& x = nodes_[v];
   if (x.nkids) free_block(x.kids, cls_of(bit_ceil32(x.nkids)));
-  if (x.nkids > kHashMin) hashes_.erase(v);
+  if (x.nkids > kHashMin) hash_drop(v);
   x = Node{};
   x.ref_slot = kFreeMark;
   x.parent = free_nodes_;
@@ -192,14 +192,13 @@ void SuffixTree::add_kid(u32 v, int32_t tok, u32 child, u32 cnt) {
   pool_[nodes_[v].kids + n] = Kid{tok, child, cnt};
   nodes_[v].nkids = n + 1;
   if (n + 1 > kHashMin) {
-    auto it = hashes_.find(v);
-    if (it == hashes_.end()) {
-      FlatHash& h = hashes_[v];
+    if (n + 1 == kHashMin + 1) {
+      FlatHash& h = hash_make(v);
       h.init(n + 1);
       const Kid* k = kids_of(v);
       for (u32 i = 0; i <= n; ++i) h.insert(k[i].tok, i);
     } else {
-      it->second.insert(tok, n);
+      hash_get(v)->insert(tok, n);
     }
   }
 }
@@ -208,8 +207,8 @@ void SuffixTree::drop_last_kid(u32 v) {
   u32 n = nodes_[v].nkids;
   int32_t tok = kids_of(v)[n - 1].tok;
   if (n > kHashMin) {
-    if (n - 1 > kHashMin) hashes_[v].erase(tok);
-    else hashes_.erase(v);
+    if (n - 1 > kHashMin) hash_get(v)->erase(tok);
+    else hash_drop(v);
   }
   u32 m = n - 1;
   nodes_[v].nkids = m;
@@ -230,9 +229,9 @@ void SuffixTree::swap_kids(u32 v, u32 i, u32 j) {
   Kid* k = kids_of(v);
   std::swap(k[i], k[j]);
   if (nodes_[v].nkids > kHashMin) {
-    FlatHash& h = hashes_.find(v)->second;
-    h.set(k[i].tok, i);
-    h.set(k[j].tok, j);
+    FlatHash* h = hash_get(v);
+    h->set(k[i].tok, i);
+    h->set(k[j].tok, j);
   }
 }
 
@@ -418,8 +417,16 @@ void SuffixTree::append_one(u32 slot, int32_t t) {
   u32 j0 = std::max(S0.b, lo);
   bool uniq = true;
   u32 nb = j0;
+  const u32* ring = seqs_[slot].ring.data();
   for (u32 j = j0; j <= n; ++j) {
-    u32 u = j < n ? seqs_[slot].ring[j % D_] : kRoot;
+    // The tail nodes are scattered: prefetch the node two positions ahead and the child
+    // block of the next one, so their cache misses overlap with this step's work.
+    if (j + 2 < n) __builtin_prefetch(&nodes_[ring[(j + 2) % D_]]);
+    if (j + 1 < n) {
+      const Node& nx = nodes_[ring[(j + 1) % D_]];
+      if (nx.nkids) __builtin_prefetch(pool_.data() + nx.kids);
+    }
+    u32 u = j < n ? ring[j % D_] : kRoot;
     Ext e = extend(u, n - j, t, slot, j);
     bool full = (n + 1 - j == D_);
     if (uniq && e.unique) {
@@ -429,6 +436,7 @@ void SuffixTree::append_one(u32 slot, int32_t t) {
       if (!full) seqs_[slot].ring[j % D_] = e.node;
     }
     if (full && !is_open(nodes_[e.node])) dmap_add(e.node, slot, j);
+    ring = seqs_[slot].ring.data();
   }
   seqs_[slot].b = nb;
 }
@@ -635,6 +643,7 @@ u64 SuffixTree::memory_bytes() const {
   b += nodes_.capacity() * sizeof(Node) + pool_.capacity() * sizeof(Kid);
   for (const auto& fl : free_blocks_) b += fl.capacity() * sizeof(u32);
   for (const auto& kv : hashes_) b += kv.second.bytes() + 48;
+  b += root_hash_.bytes();
   b += seqs_.capacity() * sizeof(Seq) + slen_.capacity() * sizeof(u32);
   for (const auto& S : seqs_) b += S.toks.capacity() * sizeof(int32_t) + S.ring.capacity() * sizeof(u32);
   b += free_slots_.capacity() * sizeof(u32) + slot_of_.size() * 32 + slot_of_.bucket_count() * 8;
@@ -1263,10 +1272,11 @@ std::string SuffixTree::validate_structure() const {
 
 void SuffixTree::rebuild_hashes() {
   hashes_.clear();
+  root_hash_ = FlatHash{};
   for (u32 v = 0; v < nodes_.size(); ++v) {
     const Node& x = nodes_[v];
     if (x.ref_slot == kFreeMark || x.nkids <= kHashMin) continue;
-    FlatHash& h = hashes_[v];
+    FlatHash& h = hash_make(v);
     h.init(x.nkids);
     const Kid* k = kids_of(v);
     for (u32 i = 0; i < x.nkids; ++i) h.insert(k[i].tok, i);

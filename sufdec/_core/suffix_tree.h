@@ -244,7 +244,15 @@ class SuffixTree {
   u64 live_nodes_ = 1;
   std::vector<Kid> pool_;
   std::vector<std::vector<u32>> free_blocks_;  // per size class
-  std::unordered_map<u32, FlatHash> hashes_;
+  std::unordered_map<u32, FlatHash> hashes_;  // hashed nodes other than the root
+  FlatHash root_hash_;                         // the root is looked up for every token
+  FlatHash* hash_get(u32 v) { return v == kRoot ? &root_hash_ : &hashes_.find(v)->second; }
+  const FlatHash* hash_get(u32 v) const { return v == kRoot ? &root_hash_ : &hashes_.find(v)->second; }
+  FlatHash& hash_make(u32 v) { return v == kRoot ? root_hash_ : hashes_[v]; }
+  void hash_drop(u32 v) {
+    if (v == kRoot) root_hash_ = FlatHash{};
+    else hashes_.erase(v);
+  }
   std::vector<Seq> seqs_;
   std::vector<u32> slen_;  // sequence lengths, compact (open-leaf lengths read them)
   std::vector<u32> free_slots_;

@@ -78,10 +78,11 @@ def run_tree_bench(
     n_train_tokens = int(sum(len(a) for a in arrays))
 
     tree = SuffixTree(max_depth)
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     for i, a in enumerate(arrays):
         tree.append(i, a)
     insert_s = time.perf_counter() - t0
+    insert_cpu_s = time.process_time() - c0
 
     mem = tree.memory_bytes()
     t0 = time.perf_counter()
@@ -99,6 +100,7 @@ def run_tree_bench(
     kw = dict(max_spec_tokens=max_spec_tokens, max_spec_factor=max_spec_factor,
               min_token_prob=min_token_prob, use_tree=use_tree)
     clock = time.perf_counter_ns
+    spec_cpu0 = time.process_time()
     for seq in evals:
         m = tree.matcher()
         for tok in seq:
@@ -113,6 +115,7 @@ def run_tree_bench(
             match_lens += d.match_len
         if len(times_ns) >= max_queries:
             break
+    spec_cpu_s = time.process_time() - spec_cpu0
     us = np.asarray(times_ns, dtype=np.float64) / 1e3
     n_calls = len(us)
     return {
@@ -123,11 +126,15 @@ def run_tree_bench(
         "num_nodes": tree.num_nodes,
         "nodes_per_token": tree.num_nodes / max(1, n_train_tokens),
         "update_us_per_token": insert_s * 1e6 / max(1, n_train_tokens),
+        # CPU time of this process: on a shared, overloaded machine wall time also counts
+        # the time the scheduler gave to others (the CPU figure includes Python overhead)
+        "update_cpu_us_per_token": insert_cpu_s * 1e6 / max(1, n_train_tokens),
         "speculate_calls": n_calls,
         "speculate_us_per_call": float(us.mean()) if n_calls else 0.0,
         "speculate_us_p50": float(np.percentile(us, 50)) if n_calls else 0.0,
         "speculate_us_p99": float(np.percentile(us, 99)) if n_calls else 0.0,
         "speculate_us_per_token": float(us.sum() / drafted) if drafted else 0.0,
+        "speculate_cpu_us_per_call": spec_cpu_s * 1e6 / max(1, n_calls),
         "drafted_tokens_per_call": drafted / max(1, n_calls),
         "mean_match_len": match_lens / max(1, n_calls),
         "memory_bytes": mem,
