@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-from sufdec.suffix import SuffixIndex, RequestTree, best_draft
+from sufdec.suffix import RequestTree, SpecParams, SuffixIndex, pick_best, to_draft
 from sufdec.suffix.draft import Draft
 
 
@@ -103,27 +103,26 @@ def replay(
     if config.trees in ("global", "both"):
         for i, seq in enumerate(train):
             global_tree.add(i, list(seq))
-    params = dict(
-        max_spec_tokens=config.max_spec_tokens,
-        max_spec_factor=config.max_spec_factor,
-        max_spec_offset=config.max_spec_offset,
-        min_token_prob=config.min_token_prob,
-        use_tree=config.use_tree,
+    params = SpecParams(
+        config.max_spec_tokens, config.max_spec_factor, config.max_spec_offset,
+        config.min_token_prob, config.use_tree,
     )
+    kwargs = params.kwargs()
     next_id = len(train)
     for prompt, output in held_out:
         output = list(output)
         request = RequestTree(list(prompt), max_depth=config.max_depth)
-        g_cursor = global_tree.cursor(list(prompt))
+        matcher = global_tree.matcher()
+        matcher.feed(list(prompt))
         pos = 0
         while pos < len(output):
             t0 = time.perf_counter()
             if config.trees == "global":
-                draft = g_cursor.speculate(**params)
+                draft = to_draft(matcher.speculate(**kwargs))
             elif config.trees == "request":
-                draft = request.speculate(**params)
+                draft = request.speculate(params)
             else:
-                draft = best_draft(g_cursor.speculate(**params), request.speculate(**params))
+                draft = pick_best(to_draft(matcher.speculate(**kwargs)), request.speculate(params))
             result.speculate_s += time.perf_counter() - t0
             acc = accepted_length(draft, output[pos:])
             result.steps += 1
@@ -136,7 +135,7 @@ def replay(
             step = output[pos : pos + acc + 1]
             pos += len(step)
             request.extend(step)
-            g_cursor.extend(step)
+            matcher.feed(step)
         result.records += 1
         result.tokens += len(output)
         if config.online and config.trees in ("global", "both"):

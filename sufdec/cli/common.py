@@ -45,6 +45,11 @@ def clean_errors() -> Iterator[None]:
         from sufdec.store import StoreError
 
         known = known + (StoreError,)
+    if "sufdec.engine.session" in sys.modules:  # only once torch is loaded anyway
+        from sufdec.engine.loading import ModelLoadError
+        from sufdec.engine.session import PromptTooLongError
+
+        known = known + (ModelLoadError, PromptTooLongError)
     try:
         yield
     except typer.Exit:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from sufdec.drafters.base import ContextDrafter
-from sufdec.suffix import RequestTree, SuffixIndex, best_draft
+from sufdec.suffix import RequestTree, SpecParams, SuffixIndex, pick_best, to_draft
 from sufdec.suffix.draft import Draft
 
 
@@ -52,7 +52,10 @@ class SuffixDrafter(ContextDrafter):
 
     def begin(self, prompt_ids: list[int]) -> None:
         super().begin(prompt_ids)
-        self._cursor = self.global_tree.cursor(self.context) if self.global_tree is not None else None
+        self._cursor = None
+        if self.global_tree is not None:
+            self._cursor = self.global_tree.matcher()
+            self._cursor.feed(self.context)
         self._request = (
             RequestTree(self.context, max_depth=self.config.max_depth)
             if self.config.use_request_tree
@@ -63,21 +66,16 @@ class SuffixDrafter(ContextDrafter):
         budget = min(max_nodes, self.config.max_spec_tokens)
         if budget <= 0:
             return Draft()
-        params = dict(
-            max_spec_tokens=budget,
-            max_spec_factor=self.config.max_spec_factor,
-            max_spec_offset=self.config.max_spec_offset,
-            min_token_prob=self.config.min_token_prob,
-            use_tree=self.config.use_tree,
-        )
-        g = self._cursor.speculate(**params) if self._cursor is not None else Draft()
-        r = self._request.speculate(**params) if self._request is not None else Draft()
-        return best_draft(g, r)
+        c = self.config
+        params = SpecParams(budget, c.max_spec_factor, c.max_spec_offset, c.min_token_prob, c.use_tree)
+        g = to_draft(self._cursor.speculate(**params.kwargs())) if self._cursor is not None else Draft()
+        r = self._request.speculate(params) if self._request is not None else Draft()
+        return pick_best(g, r)
 
     def observe(self, new_ids: list[int]) -> None:
         super().observe(new_ids)
         if self._cursor is not None:
-            self._cursor.extend(new_ids)
+            self._cursor.feed(new_ids)
         if self._request is not None:
             self._request.extend(new_ids)
 

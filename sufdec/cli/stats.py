@@ -1,0 +1,150 @@
+"""``sufdec stats``: what the store and its suffix tree hold."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+from rich.tree import Tree
+
+from sufdec.cli import common
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def collect(store_dir: Optional[Path]) -> tuple[dict, object]:
+    """Everything ``stats --json`` prints, plus the open tree for prefix queries."""
+    from sufdec.store import Store
+
+    path = common.resolve_store(store_dir)
+    st = Store.open(path, readonly=True, create=False)
+    t0 = time.perf_counter()
+    tree = st.tree
+    open_s = time.perf_counter() - t0
+    s = st.stats()
+    ts = tree.stats()
+    info = {
+        "path": s.path,
+        "sequences": s.sequences,
+        "tokens": s.tokens,
+        "nodes": ts["nodes"],
+        "max_depth": s.max_depth,
+        "memory_bytes": ts["memory_bytes"],
+        "disk_bytes": s.disk_bytes,
+        "map_size": s.map_size,
+        "map_used_bytes": s.used_bytes,
+        "tokenizer": s.tokenizer_name,
+        "tokenizer_fingerprint": s.tokenizer_fingerprint,
+        "format_version": s.format_version,
+        "created": s.created,
+        "log_records": s.log_length,
+        "snapshot_bytes": s.snapshot_bytes,
+        "tree_load_s": round(open_s, 4),
+        "depth_histogram": list(ts["depth_histogram"]),
+    }
+    return info, (st, tree)
+
+
+def _render_summary(info: dict) -> None:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    created = time.strftime("%Y-%m-%d %H:%M", time.localtime(info["created"])) if info["created"] else "?"
+    rows = [
+        ("store", info["path"]),
+        ("sequences", f"{info['sequences']:,}"),
+        ("tokens", f"{info['tokens']:,}"),
+        ("nodes", f"{info['nodes']:,}"),
+        ("max depth", str(info["max_depth"])),
+        ("tree memory", f"{_human(info['memory_bytes'])} ({info['memory_bytes'] / max(info['tokens'], 1):.0f} B/token)"),
+        ("disk", _human(info["disk_bytes"])),
+        ("map", f"{_human(info['map_used_bytes'])} used of {_human(info['map_size'])}"),
+        ("tokenizer", f"{info['tokenizer']} ({info['tokenizer_fingerprint']})"),
+        ("format", f"v{info['format_version']}, created {created}"),
+        ("log", f"{info['log_records']:,} records after the snapshot ({_human(info['snapshot_bytes'])})"),
+        ("tree loaded in", f"{info['tree_load_s'] * 1000:.0f} ms"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    common.console.print(table)
+    hist = info["depth_histogram"]
+    if any(hist):
+        peak = max(hist)
+        common.console.print("\n[bold]nodes by depth[/]")
+        last = max(i for i, n in enumerate(hist) if n)
+        for depth in range(0, last + 1):
+            bar = "#" * max(1 if hist[depth] else 0, round(40 * hist[depth] / peak))
+            common.console.print(f"{depth:>4} {hist[depth]:>10,} {bar}", highlight=False)
+
+
+def _render_prefix(tree, tok, prefix_ids: list[int], prefix_text: str, depth: int, width: int) -> None:
+    core = tree.tree
+    total = core.count(prefix_ids)
+    root = Tree(f"[bold]{prefix_text!r}[/] occurs {total:,} times")
+    if total == 0:
+        common.console.print(root)
+        return
+    entries = core.continuations(prefix_ids, depth, width)
+    nodes: list[Tree] = []
+    counts: list[int] = []
+    for parent, token, count in entries:
+        parent_count = total if parent < 0 else counts[parent]
+        label = f"{tok.token_text(token)!r} [dim]x{count:,}  p={count / parent_count:.2f}[/]"
+        nodes.append((root if parent < 0 else nodes[parent]).add(label, highlight=False))
+        counts.append(count)
+    common.console.print(root)
+
+
+def stats(
+    store: Optional[Path] = common.StoreOption,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    prefix: Optional[str] = typer.Option(
+        None, "--prefix", help="Draw the continuation tree under this text.", show_default=False),
+    top: int = typer.Option(0, "--top", help="List the N most frequent continuations (of --prefix if given).", min=0),
+    depth: int = typer.Option(4, "--depth", help="Levels drawn under --prefix.", min=1),
+    width: int = typer.Option(3, "--width", help="Children drawn per node under --prefix.", min=1),
+    model: Optional[str] = common.ModelOption,
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer for --prefix/--top (default: the model's).", show_default=False),
+) -> None:
+    """Show what the store holds: sequences, tokens, nodes, depth histogram, memory, disk, tokenizer."""
+    with common.clean_errors():
+        info, (st, tree) = collect(store)
+        try:
+            tok = None
+            prefix_ids: list[int] = []
+            if prefix is not None or top:
+                from sufdec.tokenization import load_tokenizer
+
+                tok = load_tokenizer(tokenizer or model)
+                if info["tokenizer_fingerprint"] and tok.fingerprint != info["tokenizer_fingerprint"]:
+                    raise common.fail(
+                        f"the store was built with tokenizer {info['tokenizer']}, not {tok.name}; "
+                        "pass the same --model or --tokenizer")
+                prefix_ids = tok.encode(prefix) if prefix else []
+            if top:
+                conts = tree.tree.top_continuations(prefix_ids, top)
+                info["top"] = [{"token": t, "text": tok.token_text(t), "count": c} for t, c in conts]
+            if as_json:
+                print(json.dumps(info))
+                return
+            _render_summary(info)
+            if prefix is not None:
+                common.console.print()
+                _render_prefix(tree, tok, prefix_ids, prefix, depth, width)
+            if top:
+                table = Table("count", "next token", title=f"most frequent continuations{' of ' + repr(prefix) if prefix else ''}")
+                for row in info["top"]:
+                    table.add_row(f"{row['count']:,}", repr(row["text"]))
+                common.console.print(table)
+        finally:
+            st.close()
