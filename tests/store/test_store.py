@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -292,26 +291,40 @@ def test_corrupt_snapshot_detected_and_repaired(tmp_path: Path) -> None:
         assert store.tree.serialize() == good
 
 
-def test_fork_is_refused(tmp_path: Path) -> None:
-    store = Store.open(tmp_path, TOK)
-    store.append([1])
-    pid = os.fork()
-    if pid == 0:  # child: the inherited store and a reopen of its path must both refuse
-        code = 1
+FORK_SCRIPT = """
+import os, sys
+sys.path.insert(0, sys.argv[2])
+from tests.store.helpers import TOK, use_fake_tree_if_needed
+use_fake_tree_if_needed()
+from sufdec.store import ForkedStoreError, Store
+store = Store.open(sys.argv[1], TOK)
+store.append([1])
+pid = os.fork()
+if pid == 0:  # the inherited store and a reopen of its path must both refuse
+    code = 1
+    try:
         try:
+            store.append([2])
+        except ForkedStoreError:
             try:
-                store.append([2])
+                Store.open(sys.argv[1], TOK)
             except ForkedStoreError:
-                try:
-                    Store.open(tmp_path, TOK)
-                except ForkedStoreError:
-                    code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WEXITSTATUS(status) == 0
-    assert store.refresh() == 0 and len(store) == 1 and store.append([2]) == 1
-    store.close()
+                code = 0
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+assert store.refresh() == 0 and len(store) == 1 and store.append([2]) == 1
+store.close()
+print("ok")
+"""
+
+
+def test_fork_is_refused(tmp_path: Path) -> None:
+    """Run in a fresh interpreter: forking the (multi-threaded) test runner is unsafe."""
+    root = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-c", FORK_SCRIPT, str(tmp_path), root], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
 def test_import_is_light(tmp_path: Path) -> None:
