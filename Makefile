@@ -29,7 +29,7 @@ test-all: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) scripts/demo.py
+	bash scripts/demo.sh
 
 bench-tree: setup
 	$(SUFDEC) bench tree

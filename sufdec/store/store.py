@@ -251,7 +251,7 @@ class Store:
     def _load_tree(self, txn: Any) -> None:
         """Snapshot + log replay, all from one transaction."""
         meta = self._read_meta(txn)
-        data = snapshot.read_chunks(txn, self._senv.dbs.snapshot, meta)
+        data = snapshot.read_chunks(txn, self._senv.dbs.snapshot, meta, check_digest=False)
         if data is None:
             tree = _tree.new_tree(meta.max_depth)
         else:

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The demo behind `make demo`: pull the default model, index the sample corpus (the model's
+# own past answers to Spider questions), then generate the held-out questions with plain
+# decoding and with speculation, and compare. Run from the repo root after `make setup`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+OUT=.demo
+rm -rf "$OUT" && mkdir -p "$OUT"
+export SUFDEC_STORE="$PWD/$OUT/store"
+
+echo "== 1. the default model"
+$BIN/sufdec model pull
+echo "== 2. index the sample corpus (157 past outputs)"
+$BIN/sufdec index data/spider_demo/corpus.jsonl
+$BIN/sufdec stats --prefix "SELECT" --depth 3
+echo "== 3. generate 40 held-out prompts: plain decoding, then speculation (greedy, float32, CPU)"
+$BIN/sufdec generate --prompts data/spider_demo/prompts.jsonl --spec off --no-learn --max-new-tokens 128 --json > "$OUT/off.jsonl"
+$BIN/sufdec generate --prompts data/spider_demo/prompts.jsonl --spec tree --no-learn --max-new-tokens 128 --json > "$OUT/tree.jsonl"
+echo "== 4. compare"
+$BIN/python scripts/demo_report.py "$OUT/off.jsonl" "$OUT/tree.jsonl"
