@@ -41,3 +41,27 @@ def word_tokenizer_dir(tmp_path: Path) -> Path:
 def _isolated_dirs(tmp_path_factory, monkeypatch):
     """Never touch the user's store; keep the model cache (pulling it is slow)."""
     monkeypatch.setenv("SUFDEC_STORE", str(tmp_path_factory.mktemp("default-store")))
+
+
+def build_tiny_model(folder: Path, words: list[str] = SQL_WORDS, seed: int = 0, max_positions: int = 256) -> Path:
+    """A tiny random Llama (2 layers, hidden 32) with a word-level tokenizer, saved as a
+    Hugging Face folder: what `sufdec generate --model DIR` loads in well under a second."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    build_word_tokenizer(folder / "tok", words)
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tok" / "tokenizer.json"),
+                                  eos_token="<eos>", unk_token="<unk>", pad_token="<eos>")
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
+                         eos_token_id=tok.eos_token_id, bos_token_id=None, pad_token_id=tok.pad_token_id)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

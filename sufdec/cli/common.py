@@ -30,7 +30,7 @@ ModelOption = typer.Option(
 
 def fail(message: str, code: int = 1) -> "typer.Exit":
     """Print one clear error line and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

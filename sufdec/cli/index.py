@@ -89,7 +89,7 @@ def index(
         print(json.dumps(report))
         return
     for p in summary.problems:
-        common.err_console.print(f"[yellow]line {p.line}:[/] {p.reason}", highlight=False)
+        common.err_console.print(f"[yellow]line {p.line}:[/] {p.reason}", highlight=False, soft_wrap=True)
     if summary.skipped > len(summary.problems):
         common.err_console.print(f"[yellow]... and {summary.skipped - len(summary.problems)} more malformed lines[/]")
     common.console.print(

@@ -1,0 +1,60 @@
+"""generate through typer's CliRunner with a tiny random model built in the test."""
+
+import json
+
+from typer.testing import CliRunner
+
+from sufdec.cli.app import app
+
+runner = CliRunner()
+KEYS = ("text", "new_tokens", "steps", "accepted_per_step", "tokens_per_s", "elapsed_s", "spec")
+
+
+def _gen(model_dir, store, *extra, prompt="SELECT name FROM singer WHERE"):
+    res = runner.invoke(app, ["generate", "--model", str(model_dir), "--store", str(store), "--prompt", prompt,
+                              "--max-new-tokens", "24", "--json", "--sizing", "fixed", *extra])
+    assert res.exit_code == 0, res.output
+    return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+
+
+def test_generate_json_learns_and_then_drafts_from_what_it_learned(tmp_path, tiny_model_dir):
+    store = tmp_path / "store"
+    plain = _gen(tiny_model_dir, store, "--spec", "off", "--no-learn")[0]
+    for key in KEYS:
+        assert key in plain
+    assert plain["new_tokens"] == plain["steps"]  # plain decoding: one token per step
+    first = _gen(tiny_model_dir, store)[0]
+    assert first["text"] == plain["text"]  # lossless greedy
+    assert first["learned"] is True
+    second = _gen(tiny_model_dir, store)[0]
+    assert second["text"] == plain["text"]
+    assert second["steps"] < plain["steps"]  # the learned output is drafted and accepted
+    assert second["accepted_per_step"] > 1.5
+    stats = json.loads(runner.invoke(app, ["stats", "--store", str(store), "--json"]).stdout)
+    assert stats["sequences"] == 1  # the same output is stored once
+
+
+def test_generate_prompts_file_and_path_mode(tmp_path, tiny_model_dir):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "SELECT name"}\n{"messages": [{"role": "user", "content": "count(*) FROM"}]}\n')
+    res = runner.invoke(app, ["generate", "--model", str(tiny_model_dir), "--store", str(tmp_path / "s"),
+                              "--prompts", str(prompts), "--max-new-tokens", "8", "--json", "--spec", "path"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 2 and rows[0]["id"] == "a" and rows[1]["spec"] == "path"
+
+
+def test_generate_streams_text_and_prints_a_summary(tmp_path, tiny_model_dir):
+    res = runner.invoke(app, ["generate", "--model", str(tiny_model_dir), "--store", str(tmp_path / "s"),
+                              "--prompt", "SELECT", "--max-new-tokens", "6", "--no-learn"])
+    assert res.exit_code == 0, res.output
+    assert "tokens in" in res.output and "per step" in res.output
+
+
+def test_generate_refuses_bad_options(tmp_path, tiny_model_dir):
+    res = runner.invoke(app, ["generate", "--model", str(tiny_model_dir), "--store", str(tmp_path / "s"),
+                              "--prompt", "x", "--spec", "sideways"])
+    assert res.exit_code == 2 and "--spec" in res.output
+    res = runner.invoke(app, ["generate", "--model", str(tmp_path / "missing"), "--store", str(tmp_path / "s"),
+                              "--prompt", "x"])
+    assert res.exit_code == 1 and "error" in res.output

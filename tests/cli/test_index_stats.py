@@ -1,0 +1,110 @@
+"""index and stats through typer's CliRunner on a temporary store."""
+
+import json
+
+from typer.testing import CliRunner
+
+from sufdec.cli.app import app
+
+runner = CliRunner()
+
+LINES = [
+    {"text": "SELECT name FROM singer WHERE age > 30"},
+    {"prompt": "how many?", "completion": "SELECT count(*) FROM singer"},
+    {"prompt": "p", "response": "SELECT name FROM singer ORDER BY age DESC"},
+    {"prompt": "p", "output": "SELECT avg(age) FROM singer"},
+    {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "SELECT name FROM concert"},
+                  {"role": "user", "content": "more"}, {"role": "assistant", "content": "SELECT name FROM stadium"}]},
+    {"token_ids": [2, 3, 4, 5]},
+]
+
+
+def _write(path, lines, extra=""):
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n" + extra)
+    return path
+
+
+def _index(store, src, tok_dir, *extra):
+    return runner.invoke(app, ["index", str(src), "--store", str(store), "--tokenizer", str(tok_dir), "--json", *extra])
+
+
+def test_index_all_shapes_then_rerun_adds_nothing(tmp_path, word_tokenizer_dir):
+    src = _write(tmp_path / "out.jsonl", LINES)
+    res = _index(tmp_path / "store", src, word_tokenizer_dir)
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    assert report["records_added"] == 7  # the chat line holds two assistant turns
+    assert report["skipped"] == 0
+    again = json.loads(_index(tmp_path / "store", src, word_tokenizer_dir).stdout.strip().splitlines()[-1])
+    assert again["records_added"] == 0 and again["duplicates"] == 7
+    assert again["store_sequences"] == 7
+
+
+def test_malformed_lines_are_reported_and_skipped(tmp_path, word_tokenizer_dir):
+    src = _write(tmp_path / "out.jsonl", LINES[:2], extra='not json\n[1, 2]\n{"prompt": "no output"}\n')
+    res = _index(tmp_path / "store", src, word_tokenizer_dir)
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    assert report["records_added"] == 2
+    assert report["skipped"] == 3
+    assert [p["line"] for p in report["problems"]] == [3, 4, 5]
+
+
+def test_strict_aborts_with_the_line_number(tmp_path, word_tokenizer_dir):
+    src = _write(tmp_path / "out.jsonl", LINES[:2], extra="not json\n")
+    res = runner.invoke(app, ["index", str(src), "--store", str(tmp_path / "s"), "--tokenizer",
+                              str(word_tokenizer_dir), "--strict"])
+    assert res.exit_code != 0
+    assert "line 3" in res.output
+
+
+def test_index_reads_stdin(tmp_path, word_tokenizer_dir):
+    data = "\n".join(json.dumps(x) for x in LINES[:3]) + "\n"
+    res = runner.invoke(app, ["index", "-", "--store", str(tmp_path / "s"), "--tokenizer", str(word_tokenizer_dir),
+                              "--json"], input=data)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["records_added"] == 3
+
+
+def test_missing_file_is_one_clear_error(tmp_path, word_tokenizer_dir):
+    res = runner.invoke(app, ["index", str(tmp_path / "nope.jsonl"), "--store", str(tmp_path / "s"),
+                              "--tokenizer", str(word_tokenizer_dir)])
+    assert res.exit_code == 2
+    assert "no such file" in res.output
+
+
+def test_stats_json_keys_and_prefix_tree(tmp_path, word_tokenizer_dir):
+    src = _write(tmp_path / "out.jsonl", LINES)
+    assert _index(tmp_path / "store", src, word_tokenizer_dir).exit_code == 0
+    res = runner.invoke(app, ["stats", "--store", str(tmp_path / "store"), "--json", "--tokenizer",
+                              str(word_tokenizer_dir), "--prefix", "SELECT name", "--top", "3"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    for key in ("sequences", "tokens", "nodes", "memory_bytes", "disk_bytes", "tokenizer", "format_version"):
+        assert key in info
+    assert info["sequences"] == 7
+    assert info["tokens"] == sum(len(s.split()) for s in [
+        "SELECT name FROM singer WHERE age > 30", "SELECT count(*) FROM singer",
+        "SELECT name FROM singer ORDER BY age DESC", "SELECT avg(age) FROM singer",
+        "SELECT name FROM concert", "SELECT name FROM stadium"]) + 4
+    # after "SELECT name" comes " FROM" in all 4 records that have it
+    assert info["top"][0]["text"] == "FROM" and info["top"][0]["count"] == 4
+    pretty = runner.invoke(app, ["stats", "--store", str(tmp_path / "store"), "--tokenizer", str(word_tokenizer_dir),
+                                 "--prefix", "SELECT name"])
+    assert pretty.exit_code == 0
+    assert "occurs 4 times" in pretty.output and "p=0.50" in pretty.output  # singer 2 of 4
+
+
+def test_stats_without_a_store_fails_clearly(tmp_path):
+    res = runner.invoke(app, ["stats", "--store", str(tmp_path / "none")])
+    assert res.exit_code == 1
+    assert "no store" in res.output
+
+
+def test_model_list_and_help():
+    res = runner.invoke(app, ["model", "list", "--json"])
+    assert res.exit_code == 0
+    assert isinstance(json.loads(res.stdout), list)
+    for cmd in (["--help"], ["index", "--help"], ["stats", "--help"], ["generate", "--help"], ["bench", "tree", "--help"]):
+        out = runner.invoke(app, cmd)
+        assert out.exit_code == 0, cmd
