@@ -34,22 +34,27 @@ def fail(message: str, code: int = 1) -> "typer.Exit":
     return typer.Exit(code)
 
 
-@contextlib.contextmanager
-def clean_errors() -> Iterator[None]:
-    """Turn sufdec's typed errors (and Ctrl-C) into one line and a non-zero exit."""
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """sufdec's typed errors, each meant to be shown as one line (engine ones once loaded)."""
     from sufdec.models import ModelPullError
     from sufdec.tokenization import TokenizerLoadError
 
-    known: tuple[type[BaseException], ...] = (ModelPullError, TokenizerLoadError, FileNotFoundError)
+    known: list[type[BaseException]] = [ModelPullError, TokenizerLoadError, FileNotFoundError]
     with contextlib.suppress(ImportError):
         from sufdec.store import StoreError
 
-        known = known + (StoreError,)
-    if "sufdec.engine.session" in sys.modules:  # only once torch is loaded anyway
+        known.append(StoreError)
+    if "sufdec.engine.session" in sys.modules:  # never import torch just to name its errors
         from sufdec.engine.loading import ModelLoadError
         from sufdec.engine.session import PromptTooLongError
 
-        known = known + (ModelLoadError, PromptTooLongError)
+        known += [ModelLoadError, PromptTooLongError]
+    return tuple(known)
+
+
+@contextlib.contextmanager
+def clean_errors() -> Iterator[None]:
+    """Turn sufdec's typed errors (and Ctrl-C) into one line and a non-zero exit."""
     try:
         yield
     except typer.Exit:
@@ -57,8 +62,10 @@ def clean_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted:[/] what was committed before Ctrl-C is kept.")
         raise typer.Exit(130)
-    except known as exc:
-        raise fail(str(exc)) from None
+    except Exception as exc:
+        if isinstance(exc, _known_errors()):
+            raise fail(str(exc)) from None
+        raise
 
 
 def say(message: str) -> None:

@@ -54,6 +54,10 @@ def tokenizer_info(tokenizer: Any, name: str):
     return TokenizerInfo(name, fingerprint(backend))
 
 
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith(("/", ".", "~")) or spec.endswith(".gguf") or "\\" in spec
+
+
 class GenerationSession:
     """A loaded model + store + drafter; ``generate`` serves one request at a time."""
 
@@ -75,6 +79,10 @@ class GenerationSession:
         spec = config.model
         if spec is None:
             spec = str(models.ensure_default_model(say))
+        elif _looks_like_path(spec) and not Path(spec).expanduser().exists():
+            from sufdec.engine.loading import ModelLoadError
+
+            raise ModelLoadError(f"no model at {spec}: expected a Hugging Face folder or a .gguf file")
         name = Path(str(spec)).name if Path(str(spec)).exists() else str(spec)
         say(f"loading {name} ...")
         model, tokenizer = load_model(spec, device=config.device, dtype=config.dtype,
