@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sufdec.cli import bench, data, generate, index, model, stats
+from sufdec.cli import bench, data, generate, index, maintenance, model, stats
 
 app = typer.Typer(
     name="sufdec",
@@ -22,6 +22,9 @@ app = typer.Typer(
 app.command("index")(index.index)
 app.command("stats")(stats.stats)
 app.command("generate")(generate.generate)
+app.command("verify")(maintenance.verify)
+app.command("evict")(maintenance.evict)
+app.command("compact")(maintenance.compact)
 app.add_typer(model.app, name="model")
 app.add_typer(data.app, name="data")
 app.add_typer(bench.app, name="bench")

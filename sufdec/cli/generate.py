@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from sufdec.cli import common
+from sufdec.cli import common, maintenance
 
 
 def read_prompts(prompt: Optional[str], prompts: Optional[Path]) -> list[dict]:
@@ -85,6 +85,9 @@ def generate(
     dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
     device_map: Optional[str] = typer.Option(None, "--device-map", help="auto: spread a large model over devices (accelerate).", show_default=False),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per prompt instead of streamed text."),
+    max_tokens: Optional[int] = maintenance.MaxTokensOption,
+    max_bytes: Optional[str] = maintenance.MaxBytesOption,
+    eviction: Optional[str] = maintenance.EvictionOption,
 ) -> None:
     """Generate with speculation: drafts from past outputs, verified in one forward pass.
 
@@ -98,7 +101,12 @@ def generate(
     if sizing not in ("cost", "fixed"):
         raise common.fail("--sizing must be cost or fixed", 2)
     requests = read_prompts(prompt, prompts)
+    budget = maintenance.budget_config(max_tokens, max_bytes, eviction)
     with common.clean_errors():
+        if (max_tokens, max_bytes, eviction) != (None, None, None):
+            from sufdec.store import Store
+
+            Store.open(common.resolve_store(store), config=budget).close()  # records the budget
         from sufdec.engine.session import GenerationSession, SessionConfig
 
         session = GenerationSession.open(

@@ -9,17 +9,18 @@ from typing import Optional
 
 import typer
 
-from sufdec.cli import common
+from sufdec.cli import common, maintenance
 
 
-def open_store_for(store_dir: Optional[Path], model: Optional[str], tokenizer: Optional[str], *, say=common.say):
+def open_store_for(store_dir: Optional[Path], model: Optional[str], tokenizer: Optional[str], *, say=common.say,
+                   config=None):
     """Load the tokenizer named by --model/--tokenizer and open the store with it."""
     from sufdec.store import Store, TokenizerInfo
     from sufdec.tokenization import load_tokenizer
 
     tok = load_tokenizer(tokenizer or model)
     path = common.resolve_store(store_dir)
-    store = Store.open(path, TokenizerInfo(tok.name, tok.fingerprint))
+    store = Store.open(path, TokenizerInfo(tok.name, tok.fingerprint), config=config)
     return tok, store
 
 
@@ -34,6 +35,11 @@ def index(
         None, "--field", help="Read the output from this key instead of the usual ones.", show_default=False),
     strict: bool = typer.Option(False, "--strict", help="Abort at the first malformed line instead of skipping it."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    max_tokens: Optional[int] = maintenance.MaxTokensOption,
+    max_bytes: Optional[str] = maintenance.MaxBytesOption,
+    eviction: Optional[str] = maintenance.EvictionOption,
+    txn_records: Optional[int] = typer.Option(
+        None, "--txn-records", min=1, hidden=True, help="Records per write transaction (default 4096)."),
 ) -> None:
     """Add past outputs to the store (the suffix tree learns from them).
 
@@ -49,8 +55,15 @@ def index(
 
     if source != "-" and not Path(source).is_file():
         raise common.fail(f"{source}: no such file (use - to read standard input)", 2)
+    if source != "-" and Path(source).stat().st_size == 0:
+        raise common.fail(f"{source} is empty: nothing to index")
+    config = maintenance.budget_config(max_tokens, max_bytes, eviction)
+    if txn_records is not None:
+        import dataclasses
+
+        config = dataclasses.replace(config, txn_records=txn_records)
     with common.clean_errors():
-        tok, st = open_store_for(store, model, tokenizer)
+        tok, st = open_store_for(store, model, tokenizer, config=config)
         try:
             with Progress(
                 TextColumn("[bold]indexing[/]"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -85,8 +98,11 @@ def index(
         "store_tokens": stats.tokens,
         "problems": [{"line": p.line, "reason": p.reason} for p in summary.problems],
     }
+    usable = summary.records_added + summary.duplicates
     if as_json:
         print(json.dumps(report))
+        if not usable:
+            raise typer.Exit(1)
         return
     for p in summary.problems:
         common.err_console.print(f"[yellow]line {p.line}:[/] {p.reason}", highlight=False, soft_wrap=True)
@@ -98,3 +114,6 @@ def index(
         f"Store {stats.path}: {stats.sequences:,} sequences, {stats.tokens:,} tokens.",
         highlight=False,
     )
+    if not usable:
+        what = f"{summary.skipped:,} malformed lines" if summary.skipped else "only blank lines"
+        raise common.fail(f"no usable record in {source} ({what}); the store is unchanged")

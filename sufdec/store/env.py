@@ -10,8 +10,11 @@ exclusively, and growth happens only after the failed write transaction was abor
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,13 +23,21 @@ from typing import NamedTuple, TypeVar
 
 import lmdb
 
-from .errors import ForkedStoreError, StoreFullError, StoreLockedError, StoreNotFoundError, StoreReadOnlyError
+from .errors import (
+    ForkedStoreError,
+    NotAStoreError,
+    StoreFullError,
+    StoreLockedError,
+    StoreNotFoundError,
+    StoreReadOnlyError,
+)
 
 T = TypeVar("T")
 
 ENV_VAR = "SUFDEC_STORE"
 DATA_FILE = "data.mdb"
 LOCK_FILE = "lock.mdb"
+USE_FILE = "sufdec.lock"  # flock: shared while a process has the store open, exclusive while compacting
 DB_NAMES = ("meta", "sequences", "hashes", "snapshot", "log")
 
 
@@ -109,12 +120,53 @@ class _ResizeLock:
 
 
 class _Entry:
-    def __init__(self, env: lmdb.Environment, dbs: Dbs, readonly: bool) -> None:
+    def __init__(self, env: lmdb.Environment, dbs: Dbs, readonly: bool, use_fd: int | None) -> None:
         self.env = env
         self.dbs = dbs
         self.readonly = readonly
         self.refs = 0
         self.lock = _ResizeLock()
+        self.use_fd = use_fd
+
+
+def _open_use_file(path: Path, create: bool) -> int | None:
+    """The store's use-lock file, or None where it cannot exist (a read-only directory)."""
+    try:
+        return os.open(path / USE_FILE, (os.O_RDWR | os.O_CREAT) if create else os.O_RDONLY, 0o644)
+    except PermissionError:
+        pass
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.ENOENT, errno.EACCES):
+            raise
+    try:
+        return os.open(path / USE_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+
+
+def lock_use(path: Path, *, exclusive: bool, wait_s: float, create: bool = True) -> int | None:
+    """Take the store's use lock (flock; shared for every open, exclusive for compaction).
+
+    Returns the descriptor holding it (close it to release), None when the directory
+    cannot hold the lock file. Raises StoreLockedError after ``wait_s`` seconds.
+    flock, not fcntl: closing another descriptor of the file never drops it, and it does
+    not interfere with LMDB's own fcntl locks on lock.mdb.
+    """
+    fd = _open_use_file(path, create)
+    if fd is None:
+        return None
+    mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, mode)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                what = "is open in another process" if exclusive else "is being compacted"
+                raise StoreLockedError(f"the store at {path} {what}; try again when it is done") from None
+            time.sleep(0.05)
 
 
 _registry: dict[str, _Entry] = {}
@@ -160,8 +212,9 @@ def _open_lmdb(path: Path, limits: MapLimits, readonly: bool) -> lmdb.Environmen
         raise StoreLockedError(f"the store at {path} is locked or its reader table is full: {exc}") from None
     except lmdb.Error as exc:
         if isinstance(exc, lmdb.ReadonlyError) or "Permission denied" in str(exc):
+            what = "read" if readonly else "write to"
             raise StoreLockedError(
-                f"cannot use the lock file of the store at {path} (permission denied)"
+                f"cannot {what} the store at {path}: permission denied (a read-only directory or files?)"
             ) from None
         raise
 
@@ -276,18 +329,25 @@ class StoreEnv:
                 del _registry[key]
                 with entry.lock.exclusive():
                     entry.env.close()
+                if entry.use_fd is not None:
+                    os.close(entry.use_fd)
 
 
 def store_exists(path: Path) -> bool:
     return (path / DATA_FILE).is_file()
 
 
-def acquire(path: Path, limits: MapLimits, *, readonly: bool, create: bool) -> StoreEnv | None:
+def acquire(
+    path: Path, limits: MapLimits, *, readonly: bool, create: bool, wait_s: float = 30.0
+) -> StoreEnv | None:
     """The process's shared environment for ``path`` (opened on first use).
 
     Returns None when the environment exists but has no sufdec databases and is read-only.
+    Waits up to ``wait_s`` for a running compaction to finish.
     """
     path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_dir():
+        raise NotAStoreError(f"{path} is a file, not a store directory")
     with _registry_lock:
         entry = _registry.get(str(path))
         if entry is not None:
@@ -305,13 +365,24 @@ def acquire(path: Path, limits: MapLimits, *, readonly: bool, create: bool) -> S
             if not store_exists(path):
                 if readonly or not create:
                     raise StoreNotFoundError(f"no store at {path}")
-                path.mkdir(parents=True, exist_ok=True)
-            env = _open_lmdb(path, limits, readonly)
-            dbs = _open_dbs(env, readonly)
+                try:
+                    path.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreLockedError(f"cannot create the store at {path}: {exc.strerror}") from None
+            use_fd = lock_use(path, exclusive=False, wait_s=wait_s, create=not readonly)
+            try:
+                env = _open_lmdb(path, limits, readonly)
+                dbs = _open_dbs(env, readonly)
+            except BaseException:
+                if use_fd is not None:
+                    os.close(use_fd)
+                raise
             if dbs is None:
                 env.close()
+                if use_fd is not None:
+                    os.close(use_fd)
                 return None
-            entry = _Entry(env, dbs, readonly)
+            entry = _Entry(env, dbs, readonly, use_fd)
             _registry[str(path)] = entry
         entry.refs += 1
         return StoreEnv(path, entry, limits)

@@ -169,12 +169,39 @@ def parse_line(raw: bytes | str, line: int, vocab_size: int, field: str | None =
 
 
 # ----------------------------------------------------------------------- reading
-def _open_lines(source: Source) -> tuple[Iterator[bytes | str], str, int | None, Callable[[], None]]:
+MAX_LINE_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class _TooLong:
+    """A line longer than the limit: skipped without ever holding it in memory."""
+
+    size: int
+
+
+def _bounded_lines(stream: Any, limit: int) -> Iterator[bytes | str | _TooLong]:
+    """Lines of ``stream``; a line over ``limit`` is read in ``limit``-sized pieces,
+    dropped, and reported as ``_TooLong`` (memory stays O(limit) for any input)."""
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit or line[-1:] in (b"\n", "\n"):
+            yield line
+            continue
+        size = len(line)
+        while line and line[-1:] not in (b"\n", "\n"):
+            line = stream.readline(limit)
+            size += len(line)
+        yield _TooLong(size)
+
+
+def _open_lines(source: Source, limit: int) -> tuple[Iterator[bytes | str | _TooLong], str, int | None, Callable[[], None]]:
     """(line iterator, display name, total bytes or None, close)."""
     if isinstance(source, (str, os.PathLike)) and str(source) != "-":
         path = Path(source)
         handle = path.open("rb")
-        return iter(handle), str(path), path.stat().st_size, handle.close
+        return _bounded_lines(handle, limit), str(path), path.stat().st_size, handle.close
     stream: Any = sys.stdin if isinstance(source, (str, os.PathLike)) else source
     name = getattr(stream, "name", None)
     name = name if isinstance(name, str) and not name.startswith("<") else "<stdin>"
@@ -186,7 +213,7 @@ def _open_lines(source: Source) -> tuple[Iterator[bytes | str], str, int | None,
             total = st.st_size
     except (AttributeError, OSError, io.UnsupportedOperation):
         pass
-    return iter(stream), name, total, lambda: None
+    return _bounded_lines(stream, limit), name, total, lambda: None
 
 
 # ----------------------------------------------------------------------- ingest
@@ -267,6 +294,7 @@ def ingest_jsonl(
     encode_batch_size: int = 256,
     max_problems: int = 100,
     checkpoint: bool = True,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> IngestSummary:
     """Add every output in a JSONL file (a path, ``"-"`` for stdin, or an open stream).
 
@@ -275,15 +303,20 @@ def ingest_jsonl(
     bytes_read, total_bytes)`` is called after each batch (``total_bytes`` is None for a
     pipe). Under ``strict`` the first malformed line raises ``MalformedLineError`` and
     the records not yet committed are dropped (earlier transactions stay). Ends with a
-    checkpoint when anything was added (``checkpoint=False`` to skip it).
+    checkpoint when anything was added (``checkpoint=False`` to skip it). A line longer
+    than ``max_line_bytes`` is reported and skipped without being held in memory.
     """
     started = time.perf_counter()
-    lines, name, total, close = _open_lines(source)
+    lines, name, total, close = _open_lines(source, max_line_bytes)
     cfg = store.config
     run = _Run(store, encode, name, strict, max_problems, on_progress, total)
     line_no = 0
     try:
         for line_no, raw in enumerate(lines, 1):
+            if isinstance(raw, _TooLong):
+                run.bytes_read += raw.size
+                run.problem(line_no, f"line is {raw.size:,} bytes, over the {max_line_bytes:,}-byte limit")
+                continue
             run.bytes_read += len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
             if line_no == 1:
                 raw = raw.lstrip(b"\xef\xbb\xbf" if isinstance(raw, bytes) else "\ufeff")

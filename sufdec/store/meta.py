@@ -50,6 +50,10 @@ class StoreMeta:
     snapshot_digest: bytes = b""
     total_tokens: int = 0
     log_tokens: int = 0
+    # Budget (0 = unlimited); optional keys, so older stores read as unlimited.
+    max_tokens: int = 0
+    max_bytes: int = 0
+    eviction: str = "fifo"
 
     @property
     def tokenizer(self) -> TokenizerInfo | None:

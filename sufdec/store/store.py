@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _tree, codec
+from . import evict as evict_mod
 from . import meta as meta_mod
 from . import migrations, snapshot
+from .evict import Budget, EvictSummary
 from .env import DATA_FILE, LOCK_FILE, MapLimits, StoreEnv, acquire, default_store_path
 from .errors import (
     ForkedStoreError,
@@ -47,6 +49,10 @@ class StoreConfig:
     """How a store is opened and maintained.
 
     ``max_depth`` only applies when the store is created (the tree's depth is recorded).
+    ``max_tokens`` / ``max_bytes`` / ``eviction``: the budget (see ``evict.Budget``; 0 =
+    unlimited); None keeps what the store records, a value is recorded by a writable open
+    and kept by later opens. ``open_wait_s``: how long an open waits for a running
+    ``compact`` before giving up.
     A checkpoint runs after a write once the log holds ``checkpoint_records`` records or
     ``checkpoint_tokens`` tokens (only while the tree is loaded). ``add_many`` commits
     at most ``txn_records`` records / ``txn_tokens`` tokens per transaction.
@@ -59,6 +65,18 @@ class StoreConfig:
     snapshot_chunk_size: int = 4 << 20
     txn_records: int = 4096
     txn_tokens: int = 4_000_000
+    max_tokens: int | None = None
+    max_bytes: int | None = None
+    eviction: str | None = None
+    open_wait_s: float = 30.0
+
+    def budget_over(self, recorded: Budget) -> Budget:
+        """``recorded`` with the limits this config names put over it."""
+        return Budget(
+            recorded.max_tokens if self.max_tokens is None else self.max_tokens,
+            recorded.max_bytes if self.max_bytes is None else self.max_bytes,
+            recorded.eviction if self.eviction is None else self.eviction,
+        )
 
 
 @dataclass(frozen=True)
@@ -167,7 +185,8 @@ class Store:
         """
         cfg = config or StoreConfig()
         where = default_store_path(path)
-        senv = acquire(where, cfg.map, readonly=readonly, create=create)
+        Budget(cfg.max_tokens or 0, cfg.max_bytes or 0, cfg.eviction or "fifo")  # validate early
+        senv = acquire(where, cfg.map, readonly=readonly, create=create, wait_s=cfg.open_wait_s)
         if senv is None:
             raise NotAStoreError(f"{where} holds an LMDB environment that is not a sufdec store")
         try:
@@ -180,12 +199,15 @@ class Store:
 
     def _init_meta(self, tokenizer: TokenizerInfo | None) -> None:
         """Check (and if needed create, migrate or complete) the meta record."""
-        dbs, where = self._senv.dbs, str(self.path)
-        if not self._senv.read(lambda txn: _meta_needs_write(txn, dbs, tokenizer, where)):
+        dbs, where, cfg = self._senv.dbs, str(self.path), self.config
+        needs = self._senv.read(lambda txn: _meta_needs_write(txn, dbs, tokenizer, where, cfg))
+        if not needs:
             return
         if not self.readonly:
-            self._senv.write(lambda txn: _setup_meta(txn, dbs, tokenizer, self.config.max_depth, where))
+            self._senv.write(lambda txn: _setup_meta(txn, dbs, tokenizer, cfg, where))
             return
+        if needs == "budget":
+            return  # a read-only open never writes, and never evicts either
         raw = self._senv.read(lambda txn: meta_mod.read_raw(txn, dbs.meta))
         if not raw:
             raise NotAStoreError(f"the store at {where} was never initialised")
@@ -377,38 +399,48 @@ class Store:
     def _commit(
         self, batch: list[_Prepared], auto_checkpoint: bool = True
     ) -> tuple[list[tuple[int, array]], int]:
+        """Store a batch in one transaction; under a budget, evict in the same transaction."""
         dbs = self._senv.dbs
 
-        def write(txn: Any) -> tuple[list[tuple[int, array]], int, int, StoreMeta]:
-            meta = self._read_meta(txn)
-            seq_id, pos, tokens = meta.next_seq_id, meta.next_log_pos, 0
+        def write(txn: Any) -> tuple[list[tuple[int, array]], int, int, StoreMeta, list[evict_mod.Op]]:
+            meta = old = self._read_meta(txn)
+            lru = meta.eviction == "lru"
             added: list[tuple[int, array]] = []
+            ops: list[evict_mod.Op] = []
             seen: set[bytes] = set()
             for item in batch:
-                if item.digest in seen or txn.get(item.digest, db=dbs.hashes) is not None:
+                if item.digest in seen:
                     continue
                 seen.add(item.digest)
+                existing = txn.get(item.digest, db=dbs.hashes)
+                if existing is not None:
+                    if lru:
+                        meta, touched = evict_mod.touch(txn, dbs, meta, existing)
+                        ops += touched
+                    continue
+                seq_id, pos = meta.next_seq_id, meta.next_log_pos
                 key = codec.u64_key(seq_id)
                 value = codec.encode_sequence(item.tok_bytes, item.digest, item.source)
                 txn.put(key, value, db=dbs.sequences, append=True)  # ids only grow
                 txn.put(item.digest, key, db=dbs.hashes)
                 txn.put(codec.u64_key(pos), codec.encode_log(codec.LOG_ADD, seq_id), db=dbs.log, append=True)
                 added.append((seq_id, item.tok))
-                seq_id, pos, tokens = seq_id + 1, pos + 1, tokens + len(item.tok)
-            new = dataclasses.replace(
-                meta,
-                next_seq_id=seq_id,
-                next_log_pos=pos,
-                total_tokens=meta.total_tokens + tokens,
-                log_tokens=meta.log_tokens + tokens,
-            )
+                ops.append((codec.LOG_ADD, seq_id, item.tok))
+                n = len(item.tok)
+                meta = dataclasses.replace(
+                    meta, next_seq_id=seq_id + 1, next_log_pos=pos + 1,
+                    total_tokens=meta.total_tokens + n, log_tokens=meta.log_tokens + n,
+                )
             if added:
-                meta_mod.write_meta(txn, dbs.meta, new, old=meta)
-            return added, len(batch) - len(added), meta.next_log_pos, new
+                meta, evicted, _ = evict_mod.enforce(txn, dbs, meta)
+                ops += evicted
+            if meta != old:
+                meta_mod.write_meta(txn, dbs.meta, meta, old=old)
+            return added, len(batch) - len(added), old.next_log_pos, meta, ops
 
-        added, duplicates, start, new_meta = self._senv.write(write)
-        if added:
-            self._after_write(start, new_meta, lambda tree: [_tree.add(tree, s, t) for s, t in added])
+        added, duplicates, start, new_meta, ops = self._senv.write(write)
+        if ops:
+            self._after_write(start, new_meta, lambda tree: _apply_ops(tree, ops))
             if auto_checkpoint:
                 self._maybe_checkpoint(new_meta)
         return added, duplicates
@@ -437,26 +469,59 @@ class Store:
             self._check(write=True)
 
             def write(txn: Any) -> tuple[int, StoreMeta] | None:
-                key = codec.u64_key(seq_id)
-                stored = txn.get(key, db=dbs.sequences)
-                if stored is None:
-                    return None
-                tok_bytes, digest, _ = codec.decode_sequence(stored)
-                txn.delete(key, db=dbs.sequences)
-                txn.delete(digest, db=dbs.hashes)
                 meta = self._read_meta(txn)
-                txn.put(codec.u64_key(meta.next_log_pos), codec.encode_log(codec.LOG_REMOVE, seq_id), db=dbs.log)
-                new = dataclasses.replace(
-                    meta, next_log_pos=meta.next_log_pos + 1, total_tokens=meta.total_tokens - len(tok_bytes) // 4
-                )
-                meta_mod.write_meta(txn, dbs.meta, new, old=meta)
-                return meta.next_log_pos, new
+                result = evict_mod.remove_in_txn(txn, dbs, meta, seq_id)
+                if result is None:
+                    return None
+                meta_mod.write_meta(txn, dbs.meta, result[0], old=meta)
+                return meta.next_log_pos, result[0]
 
             result = self._senv.write(write)
             if result is None:
                 return False
             self._after_write(result[0], result[1], lambda tree: _tree.remove(tree, seq_id))
             return True
+
+    # ---------------------------------------------------------------- budget
+    @property
+    def budget(self) -> Budget:
+        """The budget this store keeps (recorded in meta; 0 = unlimited)."""
+        return Budget.of(self.meta())
+
+    def set_budget(self, budget: Budget) -> None:
+        """Record a new budget; it is enforced at the next write (or ``evict()``)."""
+        dbs = self._senv.dbs
+        with self._lock:
+            self._check(write=True)
+
+            def write(txn: Any) -> None:
+                meta = self._read_meta(txn)
+                new = dataclasses.replace(
+                    meta, max_tokens=budget.max_tokens, max_bytes=budget.max_bytes, eviction=budget.eviction
+                )
+                meta_mod.write_meta(txn, dbs.meta, new, old=meta)
+
+            self._senv.write(write)
+
+    def evict(self, budget: Budget | None = None) -> EvictSummary:
+        """Evict the oldest sequences until ``budget`` (default: the recorded one) holds,
+        in one write transaction; the recorded budget is left as it is."""
+        dbs = self._senv.dbs
+        with self._lock:
+            self._check(write=True)
+
+            def write(txn: Any) -> tuple[int, StoreMeta, list[evict_mod.Op], int]:
+                meta = self._read_meta(txn)
+                new, ops, tokens = evict_mod.enforce(txn, dbs, meta, budget)
+                if ops:
+                    meta_mod.write_meta(txn, dbs.meta, new, old=meta)
+                return meta.next_log_pos, new, ops, tokens
+
+            start, new, ops, tokens = self._senv.write(write)
+            if ops:
+                self._after_write(start, new, lambda tree: _apply_ops(tree, ops))
+                self._maybe_checkpoint(new)
+            return EvictSummary(len(ops), tokens, tuple(seq_id for _, seq_id, _ in ops))
 
     def checkpoint(self, *, force: bool = False) -> None:
         """Write the tree as the new snapshot and clear the log, in one transaction.
@@ -589,8 +654,11 @@ class Store:
         )
 
 
-def _meta_needs_write(txn: Any, dbs: Any, tokenizer: TokenizerInfo | None, where: str) -> bool:
-    """Refuse a foreign, too new or other-tokenizer store; True if meta must be written."""
+def _meta_needs_write(
+    txn: Any, dbs: Any, tokenizer: TokenizerInfo | None, where: str, cfg: StoreConfig
+) -> bool | str:
+    """Refuse a foreign, too new or other-tokenizer store; truthy if meta must be written
+    (``"budget"`` when only the budget the config names differs from the recorded one)."""
     if not meta_mod.read_raw(txn, dbs.meta):
         return True
     meta = meta_mod.read_meta(txn, dbs.meta)
@@ -598,14 +666,20 @@ def _meta_needs_write(txn: Any, dbs: Any, tokenizer: TokenizerInfo | None, where
     if meta.format_version < meta_mod.FORMAT_VERSION:
         return True
     meta_mod.check_tokenizer(meta, tokenizer, where)
-    return tokenizer is not None and meta.tokenizer is None
+    if tokenizer is not None and meta.tokenizer is None:
+        return True
+    return "budget" if cfg.budget_over(Budget.of(meta)) != Budget.of(meta) else False
 
 
-def _setup_meta(txn: Any, dbs: Any, tokenizer: TokenizerInfo | None, max_depth: int, where: str) -> None:
-    """Create the meta record, or migrate it and record a first tokenizer (one write txn)."""
+def _setup_meta(txn: Any, dbs: Any, tokenizer: TokenizerInfo | None, cfg: StoreConfig, where: str) -> None:
+    """Create the meta record, or migrate it, record a first tokenizer and the budget the
+    config names (one write txn). The budget is enforced at the next write."""
     raw = meta_mod.read_raw(txn, dbs.meta)
     if not raw:
-        meta_mod.write_meta(txn, dbs.meta, meta_mod.initial_meta(tokenizer, max_depth))
+        meta = meta_mod.initial_meta(tokenizer, cfg.max_depth)
+        budget = cfg.budget_over(Budget.of(meta))
+        meta = dataclasses.replace(meta, max_tokens=budget.max_tokens, max_bytes=budget.max_bytes, eviction=budget.eviction)
+        meta_mod.write_meta(txn, dbs.meta, meta)
         return
     if raw.get("magic") != meta_mod.FORMAT_MAGIC:
         raise NotAStoreError(f"{where} is not a sufdec store (no format magic)")
@@ -615,9 +689,20 @@ def _setup_meta(txn: Any, dbs: Any, tokenizer: TokenizerInfo | None, max_depth: 
         meta_mod.write_raw(txn, dbs.meta, raw)
     meta = meta_mod.read_meta(txn, dbs.meta)
     meta_mod.check_tokenizer(meta, tokenizer, where)
+    new = meta
     if tokenizer is not None and meta.tokenizer is None:
-        named = dataclasses.replace(meta, tokenizer_name=tokenizer.name, tokenizer_fingerprint=tokenizer.fingerprint)
-        meta_mod.write_meta(txn, dbs.meta, named, old=meta)
+        new = dataclasses.replace(new, tokenizer_name=tokenizer.name, tokenizer_fingerprint=tokenizer.fingerprint)
+    budget = cfg.budget_over(Budget.of(meta))
+    new = dataclasses.replace(new, max_tokens=budget.max_tokens, max_bytes=budget.max_bytes, eviction=budget.eviction)
+    meta_mod.write_meta(txn, dbs.meta, new, old=meta)
+
+
+def _apply_ops(tree: Any, ops: list[evict_mod.Op]) -> None:
+    for op, seq_id, tokens in ops:
+        if op == codec.LOG_ADD:
+            _tree.add(tree, seq_id, tokens)
+        else:
+            _tree.remove(tree, seq_id)
 
 
 def _stored(seq_id: int, value: bytes) -> StoredSequence:

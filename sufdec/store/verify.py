@@ -4,12 +4,33 @@ everything derived from the stored sequences (``sufdec verify --repair``)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
-from . import codec, snapshot
+from . import _tree, codec, snapshot
 from . import meta as meta_mod
 from .errors import StoreCorruptError
 from .store import Store
+
+
+Progress = Callable[[str, int, int], None]
+"""``on_progress(phase, done, total)``: phase is "records" or "rebuild"."""
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What ``sufdec verify`` found; ``ok`` when ``problems`` is empty."""
+
+    problems: list[str] = field(default_factory=list)
+    sequences: int = 0
+    tokens: int = 0
+    tree_nodes: Optional[int] = None  # the snapshot + log tree
+    rebuilt_nodes: Optional[int] = None  # the tree rebuilt from the sequences
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
 
 def verify(store: Store, *, check_tree: bool = True) -> list[str]:
@@ -18,14 +39,26 @@ def verify(store: Store, *, check_tree: bool = True) -> list[str]:
     Checks each sequence against its hash and the hash index, the meta counters, the
     snapshot digest, the log's continuity and (``check_tree``) the loaded tree's counts.
     """
+    return verify_report(store, check_tree=check_tree, rebuild=False).problems
+
+
+def verify_report(
+    store: Store, *, check_tree: bool = True, rebuild: bool = True, on_progress: Optional[Progress] = None
+) -> VerifyReport:
+    """``verify`` plus (``rebuild``) a tree rebuilt from the stored sequences alone,
+    compared with the snapshot + log tree: sequences, tokens, nodes and nodes per depth."""
     dbs = store._senv.dbs
     problems: list[str] = []
+    tick = on_progress or (lambda _p, _d, _t: None)
 
     def scan(txn: Any) -> tuple[int, int]:
         meta = meta_mod.read_meta(txn, dbs.meta)
         count = tokens = 0
         last = -1
+        total = int(txn.stat(dbs.sequences)["entries"])
         for key, value in txn.cursor(db=dbs.sequences):
+            if count % 1024 == 0:
+                tick("records", count, total)
             seq_id = codec.key_u64(key)
             last = seq_id
             try:
@@ -59,23 +92,55 @@ def verify(store: Store, *, check_tree: bool = True) -> list[str]:
         return count, tokens
 
     count, tokens = store._senv.read(scan)
-    if check_tree and not problems:
+    tick("records", count, count)
+    report = VerifyReport(problems, count, tokens)
+    if not check_tree or problems:
+        return report
+    with store._lock:
         try:
-            store.refresh()
-            tree = store.tree
+            return store._senv.read(lambda txn: _check_tree(store, txn, report, rebuild, tick))
         except StoreCorruptError as exc:
             problems.append(f"the tree cannot be loaded: {exc}")
-            return problems
-        n_seq, n_tok = len(tree), tree.num_tokens
-        if n_seq != count:
-            problems.append(f"the tree holds {n_seq} sequences, the store {count}")
-        if n_tok != tokens:
-            problems.append(f"the tree holds {n_tok} tokens, the store {tokens}")
-        try:
-            tree.check_integrity()
-        except ValueError as exc:
-            problems.append(f"the tree fails its integrity check: {exc}")
-    return problems
+            return report
+
+
+def _check_tree(store: Store, txn: Any, report: VerifyReport, rebuild: bool, tick: Progress) -> VerifyReport:
+    """Reload the snapshot + log tree and (``rebuild``) build one from the sequences, both
+    in one read transaction, so writers running meanwhile cannot cause false alarms."""
+    dbs, problems = store._senv.dbs, report.problems
+    store._load_tree(txn)
+    tree = store._tree
+    meta = meta_mod.read_meta(txn, dbs.meta)
+    count, tokens = int(txn.stat(dbs.sequences)["entries"]), meta.total_tokens
+    report = dataclasses.replace(report, sequences=count, tokens=tokens, tree_nodes=tree.num_nodes)
+    if len(tree) != count:
+        problems.append(f"the tree holds {len(tree)} sequences, the store {count}")
+    if tree.num_tokens != tokens:
+        problems.append(f"the tree holds {tree.num_tokens} tokens, the store {tokens}")
+    try:
+        tree.check_integrity()
+    except ValueError as exc:
+        problems.append(f"the tree fails its integrity check: {exc}")
+    if not rebuild or problems:
+        return report
+    fresh = _tree.new_tree(meta.max_depth)
+    for done, (key, value) in enumerate(txn.cursor(db=dbs.sequences)):
+        if done % 256 == 0:
+            tick("rebuild", done, count)
+        _tree.add(fresh, codec.key_u64(key), codec.tokens_from_bytes(codec.decode_sequence(value)[0]))
+    tick("rebuild", count, count)
+    _compare(tree, fresh, problems)
+    return dataclasses.replace(report, rebuilt_nodes=fresh.num_nodes)
+
+
+def _compare(tree: Any, fresh: Any, problems: list[str]) -> None:
+    """The same sequences give the same tree whatever the history of adds and removes."""
+    a, b = tree.stats(), fresh.stats()
+    for key in ("sequences", "tokens", "nodes"):
+        if a[key] != b[key]:
+            problems.append(f"the snapshot + log tree has {a[key]} {key}, a rebuild from the sequences {b[key]}")
+    if list(a["depth_histogram"]) != list(b["depth_histogram"]):
+        problems.append("the snapshot + log tree's nodes per depth differ from a rebuild from the sequences")
 
 
 def repair(store: Store) -> None:
