@@ -1,0 +1,250 @@
+"""Bad input through the CLI: one clear error line, a non-zero exit where the command
+failed, and the store left exactly as it was (its data file byte for byte)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import lmdb
+import pytest
+from typer.testing import CliRunner
+
+from sufdec.cli.app import app
+from sufdec.store import codec
+from sufdec.store import env as env_mod
+
+from ..conftest import SQL_WORDS, build_tiny_model, build_word_tokenizer
+
+runner = CliRunner()
+GOOD = {"text": "SELECT name FROM singer WHERE age > 30"}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _index(store: Path, src: Path, tok: Path, *extra: str):
+    return runner.invoke(app, ["index", str(src), "--store", str(store), "--tokenizer", str(tok), *extra])
+
+
+def _errors(res) -> list[str]:
+    return [line for line in res.output.splitlines() if line.startswith("error:")]
+
+
+def _digest(store: Path) -> str:
+    return hashlib.sha256((store / "data.mdb").read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def store(tmp_path: Path, word_tokenizer_dir: Path) -> Path:
+    """A store holding one record."""
+    src = tmp_path / "good.jsonl"
+    src.write_text(json.dumps(GOOD) + "\n")
+    assert _index(tmp_path / "store", src, word_tokenizer_dir).exit_code == 0
+    return tmp_path / "store"
+
+
+def _refused(store: Path, res, *needles: str, code: int = 1) -> None:
+    before = _digest(store) if (store / "data.mdb").exists() else None
+    assert res.exit_code == code, res.output
+    errors = _errors(res)
+    assert len(errors) == 1, res.output
+    for needle in needles:
+        assert needle in errors[0] or needle in res.output, res.output
+    if before is not None:
+        assert _digest(store) == before
+
+
+def test_empty_file(tmp_path: Path, word_tokenizer_dir: Path) -> None:
+    src = tmp_path / "empty.jsonl"
+    src.write_bytes(b"")
+    res = _index(tmp_path / "new-store", src, word_tokenizer_dir)
+    _refused(tmp_path / "new-store", res, "is empty")
+    assert not (tmp_path / "new-store").exists()  # not even created
+
+
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        (b"\xff\xfe not utf-8 \xc3\x28", "invalid UTF-8"),
+        (b"[1, 2, 3]", "expected a JSON object, got an array"),
+        (b'"just a string"', "expected a JSON object, got a string"),
+        (b'{"title": "no output here"}', "no output field"),
+        (b'{"token_ids": [3, -2, 4]}', "token_ids[1] = -2 is outside the vocabulary"),
+        (b'{"token_ids": [3, 99999]}', "outside the vocabulary"),
+        (b'{"token_ids": []}', "empty output"),
+        (b'{"text": 42}', "must be a string"),
+        (b'{"text": "unterminated', "invalid JSON"),
+        (b"   \n\n", "blank lines"),
+    ],
+)
+def test_unusable_lines(store: Path, tmp_path: Path, word_tokenizer_dir: Path, line: bytes, reason: str) -> None:
+    before = _digest(store)
+    src = tmp_path / "bad.jsonl"
+    src.write_bytes(line + b"\n")
+    res = _index(store, src, word_tokenizer_dir)
+    _refused(store, res, reason, "the store is unchanged")
+    assert _digest(store) == before
+
+
+def test_a_100mb_line_is_skipped_without_reading_it_whole(tmp_path: Path, word_tokenizer_dir: Path) -> None:
+    """One 100 MB line between two good ones: reported and skipped, the good ones kept, and
+    the indexing process's peak memory stays far below the line's size (read in 16 MiB pieces)."""
+    src = tmp_path / "huge.jsonl"
+    with open(src, "wb") as f:
+        f.write(json.dumps(GOOD).encode() + b"\n" + b'{"text": "')
+        block = b"name " * (1 << 18)  # 1.25 MiB
+        for _ in range(80):
+            f.write(block)
+        f.write(b'"}\n' + json.dumps({"text": "SELECT count(*) FROM concert"}).encode() + b"\n")
+    assert src.stat().st_size > 100 * 10**6
+    code = (
+        "import resource, sys; from sufdec.cli.app import app\n"
+        "try:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+        "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, 'exit', code)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "index", str(src), "--store", str(tmp_path / "s"),
+         "--tokenizer", str(word_tokenizer_dir), "--json"],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )
+    out = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("{")))
+    assert out["records_added"] == 2 and out["skipped"] == 1
+    assert "over the 16,777,216-byte limit" in out["problems"][0]["reason"] and out["problems"][0]["line"] == 2
+    rss_kb = int(proc.stdout.split("maxrss_kb")[1].split()[0])
+    assert rss_kb < 200 * 1024, rss_kb  # well under the 100 MB line (the interpreter alone is ~60 MB)
+
+
+def test_store_path_that_is_a_file(tmp_path: Path, word_tokenizer_dir: Path) -> None:
+    src = tmp_path / "good.jsonl"
+    src.write_text(json.dumps(GOOD) + "\n")
+    afile = tmp_path / "not-a-dir"
+    afile.write_text("hello")
+    for res in (
+        _index(afile, src, word_tokenizer_dir),
+        runner.invoke(app, ["stats", "--store", str(afile)]),
+        runner.invoke(app, ["verify", "--store", str(afile)]),
+        runner.invoke(app, ["evict", "--store", str(afile), "--max-tokens", "1"]),
+    ):
+        assert res.exit_code == 1 and len(_errors(res)) == 1 and "is a file" in res.output, res.output
+    assert afile.read_text() == "hello"
+
+
+def _without_root_override() -> list[str]:
+    """A command prefix that makes permissions bind (root ignores them otherwise)."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: file permissions cannot be enforced")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
+
+
+def test_read_only_store(store: Path, tmp_path: Path, word_tokenizer_dir: Path) -> None:
+    """Store files and directory without write permission: `index` fails with one line,
+    nothing changes; `stats` still reads it only if LMDB can use its lock file, else one line too."""
+    src = tmp_path / "more.jsonl"
+    src.write_text(json.dumps({"text": "SELECT age FROM singer"}) + "\n")
+    before = _digest(store)
+    paths = [store, *store.iterdir()]
+    try:
+        for p in paths:
+            os.chmod(p, 0o555 if p.is_dir() else 0o444)
+        code = "import sys; from sufdec.cli.app import app; app(sys.argv[1:])"
+        for args in (["index", str(src), "--tokenizer", str(word_tokenizer_dir)], ["stats"]):
+            proc = subprocess.run([*_without_root_override(), sys.executable, "-c", code, *args, "--store", str(store)],
+                                  capture_output=True, text=True, timeout=60, cwd=REPO)
+            errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+            if args[0] == "stats" and proc.returncode == 0:
+                continue
+            assert proc.returncode == 1 and len(errors) == 1 and "permission denied" in errors[0], proc.stderr
+        assert _digest(store) == before
+    finally:
+        for p in paths:
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+
+
+def test_store_made_with_another_tokenizer(store: Path, tmp_path: Path) -> None:
+    other = build_word_tokenizer(tmp_path / "other-tok", ["completely", "different", "words"])
+    src = tmp_path / "x.jsonl"
+    src.write_text(json.dumps({"text": "different words"}) + "\n")
+    _refused(store, _index(store, src, other), "was built with tokenizer")
+
+
+def _set_meta(store: Path, **values) -> None:
+    env = lmdb.open(str(store), max_dbs=8)
+    db = env.open_db(b"meta")
+    with env.begin(write=True) as txn:
+        for k, v in values.items():
+            txn.put(k.encode(), codec.pack(v), db=db)
+    env.close()
+
+
+def test_store_of_a_newer_format(store: Path, tmp_path: Path, word_tokenizer_dir: Path) -> None:
+    _set_meta(store, format_version=99)
+    src = tmp_path / "x.jsonl"
+    src.write_text(json.dumps(GOOD) + "\n")
+    _refused(store, _index(store, src, word_tokenizer_dir), "format version 99", "upgrade sufdec")
+    for cmd in (["stats"], ["verify"], ["compact"]):
+        res = runner.invoke(app, [*cmd, "--store", str(store)])
+        assert res.exit_code == 1 and "format version 99" in res.output, (cmd, res.output)
+
+
+def test_full_disk(store: Path, tmp_path: Path, word_tokenizer_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The map is full and cannot grow (what a full disk looks like to LMDB): one line, nothing written."""
+    real_open = env_mod._open_lmdb
+
+    def small_map(path, limits, readonly):
+        return real_open(path, env_mod.MapLimits(initial=256 << 10, maximum=1 << 30), readonly)
+
+    def refuse(env, size):
+        if size:
+            raise lmdb.Error("mdb_env_set_mapsize: No space left on device")
+
+    monkeypatch.setattr(env_mod, "_open_lmdb", small_map)
+    monkeypatch.setattr(env_mod, "_set_map_size", refuse)
+    src = tmp_path / "big.jsonl"
+    src.write_text("".join(json.dumps({"token_ids": [2 + (i + j) % 40 for j in range(2000)]}) + "\n" for i in range(60)))
+    _refused(store, _index(store, src, word_tokenizer_dir), "could not grow", "nothing was written")
+    monkeypatch.undo()
+    res = runner.invoke(app, ["verify", "--store", str(store), "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["sequences"] == 1
+
+
+def test_interrupted_model_pull(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during `sufdec model pull`: exit 130, one line, no model folder or temp files left."""
+    from sufdec import models
+    import sufdec.engine.loading as loading
+
+    monkeypatch.setenv("SUFDEC_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"right")
+    fake = models.PackagedModel("Fake", "fake", "0.1", "fake/model.gguf", hashlib.sha256(b"right").hexdigest())
+    monkeypatch.setattr(models, "DEFAULT_MODEL", fake)
+
+    def interrupted(src, out):
+        Path(out).mkdir(parents=True)
+        (Path(out) / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loading, "convert_gguf_to_safetensors", interrupted)
+    res = runner.invoke(app, ["model", "pull", "--gguf", str(gguf)])
+    assert res.exit_code == 130 and "interrupted" in res.output
+    assert list((tmp_path / "cache" / "models").iterdir()) == []
+    assert not models.is_ready(models.model_dir(fake))
+
+
+def test_prompt_longer_than_the_context(tmp_path: Path) -> None:
+    """A 16-position model, a 40-word prompt: one line naming both sizes, the store untouched."""
+    model = build_tiny_model(tmp_path / "model16", SQL_WORDS, max_positions=16)
+    src = tmp_path / "good.jsonl"
+    src.write_text(json.dumps(GOOD) + "\n")
+    store = tmp_path / "store"
+    assert runner.invoke(app, ["index", str(src), "--store", str(store), "--model", str(model)]).exit_code == 0
+    prompt = " ".join(["SELECT name FROM singer"] * 10)
+    res = runner.invoke(app, ["generate", "--model", str(model), "--store", str(store), "--prompt", prompt,
+                              "--raw", "--max-new-tokens", "4"])
+    _refused(store, res, "the prompt has 40 tokens", "context holds 16")
