@@ -1,5 +1,5 @@
 """C++17 suffix-tree core (nanobind). See ``suffix_tree.h`` for the design."""
 
-from ._suffix_tree import SuffixTree, Matcher  # noqa: F401
+from ._suffix_tree import CoreDraft, Matcher, SpecConfig, SuffixTree, speculate_both  # noqa: F401
 
-__all__ = ["SuffixTree", "Matcher"]
+__all__ = ["CoreDraft", "Matcher", "SpecConfig", "SuffixTree", "speculate_both"]

@@ -87,19 +87,27 @@ std::vector<int32_t> to_tokens(nb::handle obj) {
 }
 
 SpecParams make_params(int max_spec_tokens, double max_spec_factor, double max_spec_offset,
-                       double min_token_prob, bool use_tree) {
+                       double min_token_prob, bool use_tree, const std::string& mode = "paper",
+                       double prior = 0.5, int max_sources = 3) {
   if (max_spec_tokens < 0) throw nb::value_error("max_spec_tokens must be >= 0");
   if (!std::isfinite(max_spec_factor) || max_spec_factor < 0)
     throw nb::value_error("max_spec_factor must be a finite number >= 0");
   if (!std::isfinite(max_spec_offset)) throw nb::value_error("max_spec_offset must be finite");
   if (!(min_token_prob >= 0.0 && min_token_prob <= 1.0))
     throw nb::value_error("min_token_prob must be in [0, 1]");
+  if (!(std::isfinite(prior) && prior >= 0.0)) throw nb::value_error("prior must be a finite number >= 0");
+  if (max_sources < 1) throw nb::value_error("max_sources must be >= 1");
   SpecParams p;
   p.max_spec_tokens = max_spec_tokens;
   p.max_spec_factor = max_spec_factor;
   p.max_spec_offset = max_spec_offset;
   p.min_token_prob = min_token_prob;
   p.use_tree = use_tree;
+  if (mode == "paper") p.mode = sufdec::SpecMode::kPaper;
+  else if (mode == "merged") p.mode = sufdec::SpecMode::kMerged;
+  else throw nb::value_error("mode must be 'paper' or 'merged'");
+  p.prior = prior;
+  p.max_sources = max_sources;
   return p;
 }
 
@@ -121,6 +129,8 @@ struct BufferView {
 #define SPEC_ARGS                                                                           \
   "max_spec_tokens"_a = 32, "max_spec_factor"_a = 4.0, "max_spec_offset"_a = 0.0,           \
       "min_token_prob"_a = 0.1, "use_tree"_a = true
+// speculate_both also takes the merged-mode parameters
+#define BOTH_ARGS SPEC_ARGS, "mode"_a = "paper", "prior"_a = 0.5, "max_sources"_a = 3
 
 }  // namespace
 
@@ -195,6 +205,18 @@ NB_MODULE(_suffix_tree, m) {
           "seq_id"_a, SPEC_ARGS,
           "Draft continuing the stored sequence seq_id itself (per-request tree): the match\n"
           "points are the sequence's own tail windows, kept up to date by append().")
+      .def(
+          "expand_prefix",
+          [](const SuffixTree& t, nb::handle prefix, int budget, double min_token_prob, bool use_tree) {
+            if (budget < 0) throw nb::value_error("budget must be >= 0");
+            if (!(min_token_prob >= 0.0 && min_token_prob <= 1.0))
+              throw nb::value_error("min_token_prob must be in [0, 1]");
+            std::vector<int32_t> v = to_tokens(prefix);
+            nb::gil_scoped_release g;
+            return t.expand_prefix(v.data(), v.size(), budget, min_token_prob, use_tree);
+          },
+          "prefix"_a, "budget"_a = 32, "min_token_prob"_a = 0.0, "use_tree"_a = true,
+          "Best-first draft below exactly this prefix (probs relative to count(prefix)).")
       .def("matcher", [](nb::handle self) { return new Matcher(nb::cast<const SuffixTree*>(self)); },
            nb::keep_alive<0, 1>(), "A new incremental Matcher over this tree.")
       .def("serialize",
@@ -272,6 +294,8 @@ NB_MODULE(_suffix_tree, m) {
           },
           "tokens"_a, "Append tokens to the context.")
       .def("reset", &Matcher::reset, "Forget the context.")
+      .def("match_counts", &Matcher::match_counts,
+           "Count of the context suffix of each length 1..match_len (non-increasing).")
       .def_prop_ro("match_len", &Matcher::match_len, "Length of the longest context suffix found in the tree.")
       .def(
           "speculate",
@@ -282,4 +306,52 @@ NB_MODULE(_suffix_tree, m) {
             return mt.speculate(p);
           },
           SPEC_ARGS, "Draft for the current context (same rules as SuffixTree.speculate).");
+
+  nb::class_<SpecParams>(m, "SpecConfig",
+                         "Validated drafting parameters, built once and passed to speculate_both\n"
+                         "(cheaper than keyword arguments on every call).")
+      .def(
+          "__init__",
+          [](SpecParams* self, int max_spec_tokens, double max_spec_factor, double max_spec_offset,
+             double min_token_prob, bool use_tree, const std::string& mode, double prior, int max_sources) {
+            new (self) SpecParams(make_params(max_spec_tokens, max_spec_factor, max_spec_offset,
+                                              min_token_prob, use_tree, mode, prior, max_sources));
+          },
+          BOTH_ARGS)
+      .def_ro("max_spec_tokens", &SpecParams::max_spec_tokens)
+      .def_ro("max_spec_factor", &SpecParams::max_spec_factor)
+      .def_ro("max_spec_offset", &SpecParams::max_spec_offset)
+      .def_ro("min_token_prob", &SpecParams::min_token_prob)
+      .def_ro("use_tree", &SpecParams::use_tree)
+      .def_prop_ro("mode", [](const SpecParams& p) { return p.mode == sufdec::SpecMode::kMerged ? "merged" : "paper"; })
+      .def_ro("prior", &SpecParams::prior)
+      .def_ro("max_sources", &SpecParams::max_sources);
+
+  const char* both_doc =
+      "Draft from a request's two trees: the global tree through its fed Matcher and the\n"
+      "request tree continuing its sequence request_seq_id (either may be None).\n"
+      "mode='paper': the higher-scoring of the two trees' best drafts (SuffixDecoding).\n"
+      "mode='merged': one tree merged over both trees and the max_sources deepest\n"
+      "distinct-count match lengths of each; a path's probability is the max over those\n"
+      "sources of prod c/(n + prior) (request counts exclude the request's own current\n"
+      "occurrence); the top-budget paths are kept, probabilities never increase from a\n"
+      "node to its children. Parameters as a SpecConfig, or as keywords.";
+  auto both = [](Matcher* matcher, SuffixTree* request, int64_t seq_id, const SpecParams& p) {
+    if (matcher && request && matcher->tree() == request)
+      throw nb::value_error("the global and the request tree must differ");
+    nb::gil_scoped_release g;
+    return sufdec::speculate_both(matcher, request, seq_id, p);
+  };
+  m.def("speculate_both", both, "matcher"_a.none(), "request"_a.none(), "request_seq_id"_a,
+        "config"_a, both_doc);
+  m.def(
+      "speculate_both",
+      [both](Matcher* matcher, SuffixTree* request, int64_t request_seq_id, int max_spec_tokens,
+             double max_spec_factor, double max_spec_offset, double min_token_prob, bool use_tree,
+             const std::string& mode, double prior, int max_sources) {
+        return both(matcher, request, request_seq_id,
+                    make_params(max_spec_tokens, max_spec_factor, max_spec_offset, min_token_prob,
+                                use_tree, mode, prior, max_sources));
+      },
+      "matcher"_a.none(), "request"_a.none(), "request_seq_id"_a = 0, BOTH_ARGS, both_doc);
 }

@@ -711,7 +711,7 @@ struct Item {
 };
 }  // namespace
 
-void SuffixTree::expand(Point start, int budget, const SpecParams& p, DraftOut& out) const {
+void SuffixTree::expand(Point start, int budget, const SpecParams& p, DraftOut& out, u32 minus) const {
   const double minp = p.min_token_prob;
   if (!p.use_tree) {
     Point cur = start;
@@ -727,7 +727,8 @@ void SuffixTree::expand(Point start, int budget, const SpecParams& p, DraftOut& 
       } else {
         if (nodes_[v].nkids == 0) break;
         const Kid& k = kids_of(v)[0];
-        double q = prob * static_cast<double>(k.cnt) / static_cast<double>(nodes_[v].cnt);
+        u32 den = nodes_[v].cnt - (parent < 0 ? minus : 0);
+        double q = prob * static_cast<double>(k.cnt) / static_cast<double>(den);
         if (q < minp) break;
         prob = q;
         tok = k.tok;
@@ -758,7 +759,7 @@ void SuffixTree::expand(Point start, int budget, const SpecParams& p, DraftOut& 
     const Node& X = nodes_[v];
     const Kid* k = kids_of(v);
     int room = budget - static_cast<int>(out.tokens.size());
-    const double denom = static_cast<double>(X.cnt);
+    const double denom = static_cast<double>(X.cnt - (parent < 0 ? minus : 0));
     for (u32 i = 0; i < X.nkids && room > 0; ++i, --room) {
       double q = prob * static_cast<double>(k[i].cnt) / denom;  // same rounding as p*c/n
       if (q < minp) break;
@@ -796,7 +797,7 @@ void SuffixTree::expand(Point start, int budget, const SpecParams& p, DraftOut& 
   }
 }
 
-DraftOut SuffixTree::best_over(const std::vector<Point>& pts, const SpecParams& p) const {
+DraftOut SuffixTree::best_over(const std::vector<Point>& pts, const SpecParams& p, u32 minus) const {
   // Match lengths are tried longest first. Two exact prunings:
   //  * a draft scores at most its budget, and budgets shrink with the match length, so
   //    once the best score reaches the budget of length l nothing shorter can win
@@ -815,9 +816,9 @@ DraftOut SuffixTree::best_over(const std::vector<Point>& pts, const SpecParams& 
     Point pt = pts[l - 1];
     normalize(pt);
     u32 c = nodes_[pt.node].cnt;
-    if (c == ref_cnt) continue;
+    if (c == ref_cnt || c <= minus) continue;
     DraftOut cur;
-    expand(pt, budget, p, cur);
+    expand(pt, budget, p, cur, minus);
     ref_cnt = (D_ - l >= static_cast<size_t>(budget)) ? c : 0;
     if (cur.score > best.score) {
       cur.match_len = static_cast<int>(l);
@@ -864,6 +865,258 @@ DraftOut SuffixTree::speculate_tail(int64_t seq_id, const SpecParams& p) {
     pts.push_back(Point{v, n - j});
   }
   return best_over(pts, p);
+}
+
+DraftOut SuffixTree::expand_prefix(const int32_t* prefix, size_t n, int budget,
+                                   double min_token_prob, bool use_tree) const {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  DraftOut out;
+  bool ok;
+  Point pt = locate(prefix, n, &ok);
+  if (!ok || budget <= 0) return out;
+  SpecParams p;
+  p.min_token_prob = min_token_prob;
+  p.use_tree = use_tree;
+  expand(pt, budget, p, out);
+  out.match_len = static_cast<int>(n);
+  return out;
+}
+
+// ---------------------------------------------------------------- both trees
+
+void SuffixTree::tail_points(u32 slot, std::vector<Point>& pts) const {
+  const Seq& S = seqs_[slot];
+  u32 n = static_cast<u32>(S.toks.size());
+  u32 lo = n >= D_ - 1 ? n - (D_ - 1) : 0;
+  u32 b = std::max(S.b, lo);
+  pts.clear();
+  for (u32 j = n; j-- > b;) pts.push_back(Point{S.ring[j % D_], n - j});  // lengths 1, 2, ...
+}
+
+void SuffixTree::collect_sources(const std::vector<Point>& pts, u32 minus, int max_sources,
+                                 std::vector<Source>& out) const {
+  // Longest first; within a run of equal counts every occurrence of the shorter suffix
+  // extends to the longer one, so the continuations are the same: keep the run's
+  // shortest length, whose subtree is cut later by the depth limit.
+  int taken = 0;
+  bool open = false;
+  u32 run_cnt = 0;
+  Source run{this, Point{kRoot, 0}, 0.0, 0};
+  auto close = [&]() {
+    if (open && run_cnt > minus) {
+      run.n_eff = static_cast<double>(run_cnt - minus);
+      out.push_back(run);
+      ++taken;
+    }
+    open = false;
+  };
+  for (size_t l = pts.size(); l >= 1 && taken < max_sources; --l) {
+    Point q = pts[l - 1];
+    normalize(q);
+    u32 c = nodes_[q.node].cnt;
+    if (open && c == run_cnt) {
+      run.pt = q;
+      run.len = static_cast<int>(l);
+      continue;
+    }
+    close();
+    if (taken >= max_sources) break;
+    open = true;
+    run_cnt = c;
+    run.pt = q;
+    run.len = static_cast<int>(l);
+  }
+  if (taken < max_sources) close();
+}
+
+namespace {
+struct MItem {
+  double prob;  // the source's own path probability of this item's path
+  double f;     // prob of the item's parent / (parent count + prior): sibling i has f * cnt_i
+  u32 order;
+  u32 src;
+  u32 node;     // node holding the item's last token (the kid, or the edge it is on)
+  u32 depth;    // depth of the item's last token
+  u32 from;     // node whose kid list the item is in (kNil: a step along an edge)
+  u32 kid;      // index in that list
+  int32_t parent;  // index of the merged parent node, -1 at the top
+  int32_t tok;
+  bool operator<(const MItem& o) const {  // max-heap: higher prob first, then FIFO
+    if (prob != o.prob) return prob < o.prob;
+    return order > o.order;
+  }
+};
+static_assert(sizeof(MItem) == 48, "MItem layout");
+struct MergeScratch {
+  std::vector<MItem> heap;
+  std::vector<u64> keys;  // (parent + 1) << 32 | tok, ~0 when empty
+  std::vector<int32_t> vals;
+};
+}  // namespace
+
+void SuffixTree::expand_merged(const std::vector<Source>& srcs, int budget, const SpecParams& p,
+                               DraftOut& out) {
+  // Best-first over (source, path) items. The first item popped for a path (parent
+  // node, token) creates the merged node with that item's probability, the max over
+  // sources since pops come in non-increasing order; later items for the same path only
+  // add their source's continuations below it. Every pushed item has a probability no
+  // higher than the item that pushed it, so the output order is non-increasing and the
+  // first `budget` distinct paths are the top ones (a child's probability is clamped to
+  // its parent's, so rounding cannot break that). Kid lists are sorted by count, so a
+  // node's kids enter the heap one at a time: popping kid i pushes kid i + 1.
+  thread_local MergeScratch scratch;  // one TLS lookup, then plain references
+  std::vector<MItem>& heap = scratch.heap;
+  std::vector<u64>& keys = scratch.keys;
+  std::vector<int32_t>& vals = scratch.vals;
+  heap.clear();
+  u32 cap = 64;
+  while (cap < 4u * static_cast<u32>(budget)) cap <<= 1;
+  keys.assign(cap, ~0ull);
+  vals.resize(cap);
+  const size_t want = static_cast<size_t>(std::min(budget, 4096));
+  out.tokens.reserve(want);
+  out.parents.reserve(want);
+  out.probs.reserve(want);
+  const u32 mask = cap - 1;
+  const double a = p.prior, minp = p.min_token_prob;
+  u32 order = 0;
+  auto push = [&](const MItem& it) {
+    // its node is read when it is popped: start loading it now
+    __builtin_prefetch(&srcs[it.src].tree->nodes_[it.node]);
+    heap.push_back(it);
+    std::push_heap(heap.begin(), heap.end());
+  };
+  // the first continuation of point pt of source s (path probability prob, count den)
+  auto push_first = [&](u32 s, Point pt, double prob, double den, int32_t parent) {
+    const SuffixTree& T = *srcs[s].tree;
+    u32 v = pt.node;
+    const Node& X = T.nodes_[v];
+    u32 dv = v == kRoot ? 0 : X.pdepth + T.edge_len(v);
+    const double f = prob / (den + a);
+    if (pt.depth < dv) {
+      double q = std::min(prob, f * static_cast<double>(X.cnt));
+      if (q >= minp)
+        push(MItem{q, f, order++, s, v, pt.depth + 1, kNil, 0, parent, T.label_at(v, pt.depth - X.pdepth)});
+      return;
+    }
+    if (X.nkids == 0) return;
+    const Kid& k = T.kids_of(v)[0];
+    double q = std::min(prob, f * static_cast<double>(k.cnt));
+    if (q >= minp) push(MItem{q, f, order++, s, k.node, pt.depth + 1, v, 0, parent, k.tok});
+  };
+  for (const Source& s : srcs) {  // overlap the sources' first cache misses
+    const Node& X = s.tree->nodes_[s.pt.node];
+    __builtin_prefetch(s.tree->pool_.data() + X.kids);
+  }
+  for (u32 s = 0; s < srcs.size(); ++s) push_first(s, srcs[s].pt, 1.0, srcs[s].n_eff, -1);
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end());
+    MItem it = heap.back();
+    heap.pop_back();
+    if (!heap.empty()) {  // likely next: load its kid block while this one is handled
+      const MItem& nx = heap.front();
+      const SuffixTree& NT = *srcs[nx.src].tree;
+      __builtin_prefetch(NT.pool_.data() + NT.nodes_[nx.node].kids);
+    }
+    const SuffixTree& T = *srcs[it.src].tree;
+    if (it.from != kNil) {  // the next sibling takes this one's place in the heap
+      const Node& F = T.nodes_[it.from];
+      if (it.kid + 1 < F.nkids) {
+        const Kid& k = T.kids_of(it.from)[it.kid + 1];
+        double q = std::min(it.prob, it.f * static_cast<double>(k.cnt));
+        if (q >= minp) push(MItem{q, it.f, order++, it.src, k.node, it.depth, it.from, it.kid + 1, it.parent, k.tok});
+      }
+    }
+    for (;;) {
+      u64 key = (static_cast<u64>(static_cast<u32>(it.parent + 1)) << 32) | static_cast<u32>(it.tok);
+      u32 h = static_cast<u32>((key * 0x9E3779B97F4A7C15ull) >> 40) & mask;
+      while (keys[h] != ~0ull && keys[h] != key) h = (h + 1) & mask;
+      int32_t idx;
+      if (keys[h] == key) {
+        idx = vals[h];
+      } else {
+        idx = static_cast<int32_t>(out.tokens.size());
+        keys[h] = key;
+        vals[h] = idx;
+        out.tokens.push_back(it.tok);
+        out.parents.push_back(it.parent);
+        out.probs.push_back(it.prob);
+        out.score += it.prob;
+        if (static_cast<int>(out.tokens.size()) >= budget) return;
+      }
+      const Node& X = T.nodes_[it.node];
+      const double den = static_cast<double>(X.cnt);
+      u32 dv = X.pdepth + T.edge_len(it.node);
+      if (it.depth < dv) {
+        // inside an edge: one continuation; take it at once while it beats the heap
+        double f = it.prob / (den + a);
+        double q = std::min(it.prob, f * den);
+        if (q < minp) break;
+        MItem nx{q, f, order++, it.src, it.node, it.depth + 1, kNil, 0, idx, T.label_at(it.node, it.depth - X.pdepth)};
+        if (heap.empty() || q > heap.front().prob) {
+          it = nx;
+          continue;
+        }
+        push(nx);
+        break;
+      }
+      push_first(it.src, Point{it.node, it.depth}, it.prob, den, idx);
+      break;
+    }
+  }
+}
+
+DraftOut speculate_both(Matcher* g, SuffixTree* r, int64_t seq_id, const SpecParams& p) {
+  if (g && r && g->tree_ == r) throw std::invalid_argument("the global and the request tree must differ");
+  if (p.mode == SpecMode::kMerged && !p.use_tree) throw std::invalid_argument("merged mode drafts trees: use_tree must be true");
+  std::unique_lock<std::shared_mutex> rlock;
+  u32 slot = 0;
+  if (r) {
+    rlock = std::unique_lock<std::shared_mutex>(r->mu);
+    auto it = r->slot_of_.find(seq_id);
+    if (it == r->slot_of_.end()) throw std::invalid_argument("unknown sequence id " + std::to_string(seq_id));
+    slot = it->second;
+    r->ensure_ring(slot);
+  }
+  std::shared_lock<std::shared_mutex> glock;
+  if (g) {
+    glock = std::shared_lock<std::shared_mutex>(g->tree_->mu);
+    g->sync();
+  }
+  if (p.mode == SpecMode::kPaper) {
+    // As published: request-tree probabilities count the request's own current
+    // occurrence in the denominator (excluding it moved tau by under 0.02 either way).
+    DraftOut a, b;
+    if (g) a = g->tree_->best_over(g->pts_, p);
+    if (r) {
+      std::vector<Point> pts;
+      r->tail_points(slot, pts);
+      b = r->best_over(pts, p);
+    }
+    if (b.score > a.score || (b.score == a.score && b.match_len > a.match_len && !b.tokens.empty())) return b;
+    return a;
+  }
+  // The request's own current occurrence ends at every tail point: not a continuation.
+  const u32 self = 1;
+  thread_local std::vector<SuffixTree::Source> srcs;
+  srcs.clear();
+  size_t L = 0;
+  if (g) {
+    g->tree_->collect_sources(g->pts_, 0, p.max_sources, srcs);
+    L = g->pts_.size();
+  }
+  if (r) {
+    thread_local std::vector<Point> pts;
+    r->tail_points(slot, pts);
+    r->collect_sources(pts, self, p.max_sources, srcs);
+    L = std::max(L, pts.size());
+  }
+  DraftOut out;
+  out.match_len = static_cast<int>(L);
+  double raw = std::floor(p.max_spec_factor * static_cast<double>(L) + p.max_spec_offset);
+  int budget = raw >= p.max_spec_tokens ? p.max_spec_tokens : (raw <= 0 ? 0 : static_cast<int>(raw));
+  if (budget > 0 && !srcs.empty()) SuffixTree::expand_merged(srcs, budget, p, out);
+  return out;
 }
 
 // ---------------------------------------------------------------- Matcher
@@ -919,6 +1172,18 @@ int Matcher::match_len() {
   std::shared_lock<std::shared_mutex> lock(tree_->mu);
   sync();
   return static_cast<int>(pts_.size());
+}
+
+std::vector<u64> Matcher::match_counts() {
+  std::shared_lock<std::shared_mutex> lock(tree_->mu);
+  sync();
+  std::vector<u64> out;
+  out.reserve(pts_.size());
+  for (Point q : pts_) {
+    tree_->normalize(q);
+    out.push_back(tree_->nodes_[q.node].cnt);
+  }
+  return out;
 }
 
 DraftOut Matcher::speculate(const SpecParams& p) {

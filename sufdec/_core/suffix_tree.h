@@ -101,12 +101,21 @@ struct DraftOut {
   int match_len = 0;
 };
 
+enum class SpecMode : int {
+  kPaper = 0,   // per tree, the best-scoring match length; then the better tree
+  kMerged = 1,  // one tree merged over both trees and several match lengths (see below)
+};
+
 struct SpecParams {
   int max_spec_tokens = 32;
   double max_spec_factor = 4.0;
   double max_spec_offset = 0.0;
   double min_token_prob = 0.1;
   bool use_tree = true;
+  // merged mode only
+  SpecMode mode = SpecMode::kPaper;
+  double prior = 0.5;    // a: a continuation seen c times out of n gets c / (n + a)
+  int max_sources = 3;   // match lengths used per tree (the deepest distinct-count ones)
 };
 
 // A point in the tree: on the edge into `node`, at absolute depth `depth`
@@ -117,6 +126,24 @@ struct Point {
 };
 
 class SuffixTree;
+class Matcher;
+
+// Draft from both trees of a request: the global tree through its matcher (may be null)
+// and the request's own tree, continuing its sequence seq_id (may be null).
+//  * paper mode: the paper's rule, the higher-scoring of the two trees' drafts (ties:
+//    the longer match, then the global tree).
+//  * merged mode: every tree contributes its max_sources deepest match lengths with
+//    distinct counts (of an equal-count run, the shortest length: same continuations,
+//    more depth left). A source s scores a path x below its match point by
+//    P_s(x) = prod_i c_i / (n_i + prior), the count of each step over the count of its
+//    parent plus a prior (n_0 is the match count; in the request tree minus the request's
+//    own current occurrence, which has no continuation). A path's probability is the
+//    max over sources; the draft is the top budget paths by that probability
+//    (budget = min(max_spec_tokens, floor(factor * longest match + offset))), which is
+//    ancestor-closed because probabilities never increase from parent to child.
+// Locks the request tree exclusively, then the global tree shared: do not pass one
+// tree as both, nor use a tree as request in one thread and as global in another.
+DraftOut speculate_both(Matcher* global, SuffixTree* request, int64_t seq_id, const SpecParams& p);
 
 // Incremental matcher: holds the match points of every suffix of the context that
 // occurs in the tree (lengths 1..L, L <= max_depth - 1). Feeding one token advances
@@ -133,11 +160,13 @@ class Matcher {
   void feed(const int32_t* toks, size_t n);
   void reset();
   int match_len();
+  std::vector<u64> match_counts();  // count of the context suffix of each length 1..L
   DraftOut speculate(const SpecParams& p);
   const SuffixTree* tree() const { return tree_; }
 
  private:
   friend class SuffixTree;
+  friend DraftOut speculate_both(Matcher*, SuffixTree*, int64_t, const SpecParams&);
   void sync();                   // rematch if the tree's epoch changed (lock held)
   void feed_one(int32_t t);      // lock held
   const SuffixTree* tree_;
@@ -164,6 +193,10 @@ class SuffixTree {
   // --- drafting ---
   DraftOut speculate(const int32_t* ctx, size_t n, const SpecParams& p) const;
   DraftOut speculate_tail(int64_t seq_id, const SpecParams& p);
+  // Best-first expansion below exactly this prefix (no choice of match length); probs
+  // are relative to count(prefix); match_len = n. Empty if the prefix does not occur.
+  DraftOut expand_prefix(const int32_t* prefix, size_t n, int budget, double min_token_prob,
+                         bool use_tree) const;
 
   // --- persistence ---
   std::string serialize() const;
@@ -186,6 +219,21 @@ class SuffixTree {
 
  private:
   friend class Matcher;
+  friend DraftOut speculate_both(Matcher*, SuffixTree*, int64_t, const SpecParams&);
+  // A match point of one tree used as a source of the merged draft.
+  struct Source {
+    const SuffixTree* tree;
+    Point pt;
+    double n_eff;  // match count (minus the request's own occurrence)
+    int len;       // match length
+  };
+  // Appends the deepest max_sources distinct-count match lengths of pts (pts[l-1] =
+  // point of length l); `minus` is subtracted from every count.
+  void collect_sources(const std::vector<Point>& pts, u32 minus, int max_sources,
+                       std::vector<Source>& out) const;
+  void tail_points(u32 slot, std::vector<Point>& pts) const;  // ring must be valid
+  static void expand_merged(const std::vector<Source>& srcs, int budget, const SpecParams& p,
+                            DraftOut& out);
   static constexpr u32 kRoot = 0;
   static constexpr u32 kHashMin = 16;
 
@@ -231,8 +279,9 @@ class SuffixTree {
   // drafting
   bool advance(Point& p, int32_t t) const;
   void normalize(Point& p) const;
-  void expand(Point start, int budget, const SpecParams& p, DraftOut& out) const;
-  DraftOut best_over(const std::vector<Point>& pts, const SpecParams& p) const;
+  // `minus` is taken off the count of the start point (the request's own occurrence).
+  void expand(Point start, int budget, const SpecParams& p, DraftOut& out, u32 minus = 0) const;
+  DraftOut best_over(const std::vector<Point>& pts, const SpecParams& p, u32 minus = 0) const;
   Point locate(const int32_t* prefix, size_t n, bool* ok) const;
 
   void rebuild_hashes();

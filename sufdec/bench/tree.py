@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from sufdec._core import SuffixTree
+from sufdec._core import SpecConfig, SuffixTree, speculate_both
 
 
 def synthetic_corpus(
@@ -66,11 +66,17 @@ def run_tree_bench(
     max_spec_factor: float = 4.0,
     min_token_prob: float = 0.1,
     use_tree: bool = True,
+    mode: str | None = None,
+    prior: float = 0.5,
+    max_sources: int = 3,
 ) -> dict:
     """Time insert / speculate / load of the core on ``corpus`` (lists of token ids).
 
     The last ``held_out`` share of sequences is not inserted; each is replayed through a
     fresh Matcher, one token per step, with a draft after every step (frozen protocol).
+    ``mode=None`` times the global tree alone (``Matcher.speculate``); ``"paper"`` or
+    ``"merged"`` time ``speculate_both`` over the global tree and a request tree that
+    holds the sequence decoded so far (its update is timed apart, per token).
     """
     n_eval = max(1, int(len(corpus) * held_out))
     train, evals = list(corpus[:-n_eval]), list(corpus[-n_eval:])
@@ -100,22 +106,42 @@ def run_tree_bench(
     kw = dict(max_spec_tokens=max_spec_tokens, max_spec_factor=max_spec_factor,
               min_token_prob=min_token_prob, use_tree=use_tree)
     clock = time.perf_counter_ns
+    config = None
+    if mode is not None:
+        config = SpecConfig(max_spec_tokens=max_spec_tokens, max_spec_factor=max_spec_factor,
+                            min_token_prob=min_token_prob, use_tree=use_tree, mode=mode,
+                            prior=prior, max_sources=max_sources)
+    req_ns = 0
     spec_cpu0 = time.process_time()
     for seq in evals:
         m = tree.matcher()
+        req = SuffixTree(max_depth) if config is not None else None
         for tok in seq:
             if len(times_ns) >= max_queries:
                 break
             step = [int(tok)]
-            t0 = clock()
-            m.feed(step)
-            d = m.speculate(**kw)
+            if req is not None:
+                t0 = clock()
+                req.append(0, step)
+                req_ns += clock() - t0
+                t0 = clock()
+                m.feed(step)
+                d = speculate_both(m, req, 0, config)
+            else:
+                t0 = clock()
+                m.feed(step)
+                d = m.speculate(**kw)
             times_ns.append(clock() - t0)
             drafted += len(d)
             match_lens += d.match_len
         if len(times_ns) >= max_queries:
             break
+    # CPU time of the drafting loop (with the request-tree updates taken out by their
+    # share of the wall time; both run in this one thread)
     spec_cpu_s = time.process_time() - spec_cpu0
+    if req_ns:
+        wall = sum(times_ns) + req_ns
+        spec_cpu_s *= sum(times_ns) / wall
     us = np.asarray(times_ns, dtype=np.float64) / 1e3
     n_calls = len(us)
     return {
@@ -136,6 +162,8 @@ def run_tree_bench(
         "speculate_us_per_token": float(us.sum() / drafted) if drafted else 0.0,
         "speculate_cpu_us_per_call": spec_cpu_s * 1e6 / max(1, n_calls),
         "drafted_tokens_per_call": drafted / max(1, n_calls),
+        "mode": mode or "global",
+        "request_update_us_per_token": req_ns / 1e3 / max(1, n_calls) if req_ns else None,
         "mean_match_len": match_lens / max(1, n_calls),
         "memory_bytes": mem,
         "memory_bytes_per_token": mem / max(1, n_train_tokens),

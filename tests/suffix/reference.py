@@ -97,3 +97,93 @@ def path_scores(counts: Counter, path: tuple, n: int, min_prob: float) -> set:
 
     walk(path, 1.0, 0.0, 0)
     return results
+
+
+# ---------------------------------------------------------------- merged drafting
+
+
+def run_sources(lengths: list[int], counts: Counter, ctx: tuple, max_sources: int, minus: int):
+    """(match length, effective count) of the deepest ``max_sources`` distinct-count runs.
+
+    ``lengths`` are the match lengths (1..L, all occurring); of a run of equal counts the
+    shortest length stands for it; runs whose count is not above ``minus`` are skipped.
+    """
+    out = []
+    runs: list[list[int]] = []
+    for ln in sorted(lengths, reverse=True):
+        c = counts[ctx[-ln:]]
+        if runs and runs[-1][1] == c:
+            runs[-1][0] = ln
+        else:
+            runs.append([ln, c])
+    for ln, c in runs:
+        if len(out) == max_sources:
+            break
+        if c > minus:
+            out.append((ln, c - minus))
+    return out
+
+
+def request_lengths(counts: Counter, seq, D: int) -> list[int]:
+    """Tail lengths of a request sequence that occur elsewhere in it too (count >= 2)."""
+    s = tuple(int(t) for t in seq)
+    out = []
+    for ln in range(1, min(len(s), D - 1) + 1):
+        if counts.get(s[-ln:], 0) >= 2:
+            out.append(ln)
+        else:
+            break
+    return out
+
+
+def kids_map(counts: Counter) -> dict:
+    """path -> [(token, count)] of its one-token extensions."""
+    out: dict[tuple, list] = {}
+    for k, v in counts.items():
+        out.setdefault(k[:-1], []).append((k[-1], v))
+    return out
+
+
+def source_paths(counts: Counter, base: tuple, n_eff: float, prior: float, D: int, kids=None) -> dict:
+    """Every path x below ``base`` with P(x) = prod c_i / (n_{i-1} + prior), n_0 = n_eff."""
+    kids = kids_map(counts) if kids is None else kids
+    out: dict[tuple, float] = {}
+    stack = [((), 1.0, float(n_eff))]
+    while stack:
+        x, prob, den = stack.pop()
+        for tok, c in kids.get(base + x, ()):
+            q = prob * c / (den + prior)
+            out[x + (tok,)] = q
+            stack.append((x + (tok,), q, float(c)))
+    return out
+
+
+def merged_candidates(g_counts, ctx, r_counts, r_seq, D, prior, max_sources):
+    """(budget match length, {path: merged probability}) of the merged drafter, untruncated.
+
+    ``g_counts`` is None without a global tree, ``r_counts`` None without a request tree.
+    """
+    probs: dict[tuple, float] = {}
+    L = 0
+    srcs = []
+    if g_counts is not None:
+        c = tuple(int(t) for t in ctx)
+        lens = match_lengths(g_counts, c, D)
+        L = max(L, len(lens))
+        for ln, n in run_sources(lens, g_counts, c, max_sources, 0):
+            srcs.append((g_counts, c[-ln:], n))
+    if r_counts is not None:
+        s = tuple(int(t) for t in r_seq)
+        lens = request_lengths(r_counts, s, D)
+        L = max(L, len(lens))
+        for ln, n in run_sources(lens, r_counts, s, max_sources, 1):
+            srcs.append((r_counts, s[-ln:], n))
+    kids = {}
+    for counts, base, n in srcs:
+        if id(counts) not in kids:
+            kids[id(counts)] = kids_map(counts)
+        km = kids[id(counts)]
+        for x, q in source_paths(counts, base, n, prior, D, km).items():
+            if q > probs.get(x, 0.0):
+                probs[x] = q
+    return L, probs

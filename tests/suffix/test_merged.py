@@ -1,0 +1,204 @@
+"""Drafting from both trees (speculate_both / draft_both) against a brute-force merge."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sufdec._core import SpecConfig, SuffixTree, speculate_both
+from sufdec.suffix import (
+    MERGED_PARAMS,
+    RequestTree,
+    SpecParams,
+    SuffixIndex,
+    best_draft,
+    draft_both,
+    pick_best,
+    to_draft,
+)
+from tests.suffix.reference import RefTree, budget, merged_candidates
+
+FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+depths = st.sampled_from([1, 2, 3, 5, 64])
+small_seq = st.lists(st.integers(0, 3), min_size=0, max_size=30)
+seq_lists = st.lists(small_seq, min_size=0, max_size=6)
+budgets = st.sampled_from([(32, 1000.0, 0.0), (3, 1000.0, 0.0), (8, 0.5, 1.0), (5, 2.0, -1.0), (0, 1000.0, 0.0)])
+
+
+def build_global(D, seqs):
+    t, r = SuffixTree(D), RefTree(D)
+    for i, s in enumerate(seqs):
+        t.append(i, s)
+        r.append(i, s)
+    return t, r
+
+
+def build_request(D, seq, chunk):
+    """A request tree holding seq as sequence 0, appended `chunk` tokens at a time."""
+    t, r = SuffixTree(D), RefTree(D)
+    t.append(0, seq[:chunk])
+    for i in range(chunk, len(seq), chunk):
+        t.append(0, seq[i : i + chunk])
+    r.append(0, seq)
+    return t, r
+
+
+def check_merged(draft, L, cands, max_spec_tokens, factor, offset, min_prob):
+    """The draft is the top-budget set of the merged candidates, as a well-formed tree."""
+    n_budget = budget(L, max_spec_tokens, factor, offset)
+    assert draft.match_len == L
+    eligible = sorted((q for q in cands.values() if q >= min_prob), reverse=True)
+    n = min(n_budget, len(eligible))
+    tokens, parents, probs = list(draft.token_ids), list(draft.parents), list(draft.probs)
+    assert len(tokens) == len(parents) == len(probs) == n
+    paths: list[tuple] = []
+    for i, (tok, par, prob) in enumerate(zip(tokens, parents, probs)):
+        assert -1 <= par < i
+        path = (paths[par] if par >= 0 else ()) + (tok,)
+        assert path in cands, "drafted path has no source"
+        assert abs(prob - cands[path]) < 1e-9
+        if par >= 0:
+            assert prob <= probs[par], "probability grows from parent to child"
+        paths.append(path)
+    assert len(set(paths)) == len(paths), "duplicate path"
+    for got, want in zip(sorted(probs, reverse=True), eligible[:n]):
+        assert abs(got - want) < 1e-9
+    assert abs(draft.score - sum(probs)) < 1e-9
+
+
+@FAST
+@given(depths, seq_lists, small_seq, st.integers(1, 4), st.sampled_from(["both", "global", "request"]),
+       st.sampled_from([0.0, 0.5, 2.0]), st.sampled_from([1, 2, 3, 6]), st.sampled_from([0.0, 0.05, 0.3]),
+       budgets)
+def test_merged_matches_reference(D, seqs, req_seq, chunk, trees, prior, max_sources, min_prob, budget_cfg):
+    m_tok, fac, off = budget_cfg
+    g, gref = build_global(D, seqs)
+    r, rref = build_request(D, req_seq, chunk)
+    matcher = g.matcher()
+    for i in range(0, len(req_seq), chunk):
+        matcher.feed(req_seq[i : i + chunk])
+    use_g = trees in ("both", "global")
+    use_r = trees in ("both", "request")
+    cfg = SpecConfig(max_spec_tokens=m_tok, max_spec_factor=fac, max_spec_offset=off, min_token_prob=min_prob,
+                     mode="merged", prior=prior, max_sources=max_sources)
+    d = speculate_both(matcher if use_g else None, r if use_r else None, 0, cfg)
+    L, cands = merged_candidates(gref.counts() if use_g else None, req_seq,
+                                 rref.counts() if use_r else None, req_seq, D, prior, max_sources)
+    check_merged(d, L, cands, m_tok, fac, off, min_prob)
+    # keywords give the same draft as a SpecConfig
+    d2 = speculate_both(matcher if use_g else None, r if use_r else None, 0, max_spec_tokens=m_tok,
+                        max_spec_factor=fac, max_spec_offset=off, min_token_prob=min_prob, mode="merged",
+                        prior=prior, max_sources=max_sources)
+    assert (list(d2.token_ids), list(d2.parents), list(d2.probs)) == (list(d.token_ids), list(d.parents), list(d.probs))
+
+
+@FAST
+@given(depths, seq_lists, small_seq, small_seq, st.integers(1, 4), st.booleans(), st.sampled_from([0.0, 0.1]),
+       st.sampled_from([(32, 4.0, 0.0), (3, 1.0, 0.0), (8, 0.5, 1.0)]))
+def test_paper_mode_is_pick_best(D, seqs, prompt, out, chunk, use_tree, min_prob, budget_cfg):
+    m_tok, fac, off = budget_cfg
+    g, _ = build_global(D, seqs)
+    ctx = prompt + out
+    r, _ = build_request(D, ctx, chunk)
+    matcher = g.matcher()
+    matcher.feed(ctx)
+    kw = dict(max_spec_tokens=m_tok, max_spec_factor=fac, max_spec_offset=off, min_token_prob=min_prob,
+              use_tree=use_tree)
+    want = pick_best(to_draft(matcher.speculate(**kw)), to_draft(r.speculate_tail(0, **kw)))
+    got = to_draft(speculate_both(matcher, r, 0, **kw))
+    assert got == want
+
+
+@FAST
+@given(seq_lists, small_seq, small_seq)
+def test_python_entry_points(seqs, prompt, out):
+    index = SuffixIndex(8)
+    for i, s in enumerate(seqs):
+        index.add(i, s)
+    req = RequestTree(prompt, 8)
+    req.extend(out)
+    ctx = prompt + out
+    m = index.matcher()
+    m.feed(ctx)
+    for params in (MERGED_PARAMS, SpecParams(), SpecParams(max_spec_tokens=5, mode="merged", prior=1.0)):
+        d = draft_both(m, req, params)
+        assert d == best_draft(m, req, params=params)
+        assert d == best_draft(index, req, ctx, params)
+        if params.mode == "paper":
+            assert d == pick_best(index.speculate(ctx, params), req.speculate(params))
+        # one tree alone
+        assert draft_both(None, req, params) == req.speculate(params)
+        assert draft_both(m, None, params) == index.speculate(ctx, params)
+    assert draft_both(None, None, MERGED_PARAMS) == to_draft(speculate_both(None, None, 0, MERGED_PARAMS.config))
+
+
+def test_merged_probs_never_grow_and_top_k_is_closed():
+    rng_seqs = [[(i * 7 + j * 3) % 5 for j in range(40)] for i in range(30)]
+    g, _ = build_global(16, rng_seqs)
+    req, _ = build_request(16, rng_seqs[3][:25] + [1, 2, 3, 4, 0, 1, 2], 3)
+    m = g.matcher()
+    m.feed(req.sequence(0))
+    d = speculate_both(m, req, 0, SpecConfig(max_spec_tokens=128, max_spec_factor=1000.0, min_token_prob=0.0,
+                                             mode="merged"))
+    assert len(d) > 10
+    probs, parents = list(d.probs), list(d.parents)
+    for i, p in enumerate(parents):
+        if p >= 0:
+            assert probs[i] <= probs[p]
+    # any top-k by probability (ties broken by index) contains its nodes' parents
+    order = sorted(range(len(probs)), key=lambda i: (-probs[i], i))
+    for k in range(1, len(order) + 1):
+        keep = set(order[:k])
+        assert all(parents[i] < 0 or parents[i] in keep for i in keep)
+
+
+def test_request_occurrence_not_counted_in_merged_mode():
+    # request [5, 6, 5]: the tail "5" occurred once before, followed by 6
+    req = RequestTree([5, 6, 5], 8)
+    d = req.speculate(SpecParams(mode="merged", max_spec_factor=1000.0, min_token_prob=0.0, prior=0.0,
+                                 max_spec_tokens=1))
+    assert list(d.token_ids) == [6] and d.probs == [1.0]
+    # paper mode keeps the published denominators (the current occurrence counts)
+    p = req.speculate(SpecParams(max_spec_tokens=1))
+    assert list(p.token_ids) == [6] and p.probs == [0.5]
+
+
+def test_bad_inputs_raise():
+    g = SuffixTree(8)
+    g.append(0, [1, 2, 3])
+    m = g.matcher()
+    r = SuffixTree(8)
+    r.append(0, [1, 2])
+    with pytest.raises(ValueError):
+        speculate_both(m, g, 0, mode="merged")  # one tree as both
+    with pytest.raises(ValueError):
+        speculate_both(m, r, 1, mode="merged")  # unknown request sequence
+    with pytest.raises(ValueError):
+        speculate_both(m, r, 0, mode="merged", use_tree=False)
+    for bad in (dict(mode="fancy"), dict(prior=-1.0), dict(prior=float("nan")), dict(max_sources=0),
+                dict(max_spec_tokens=-1), dict(min_token_prob=2.0)):
+        with pytest.raises(ValueError):
+            SpecConfig(**bad)
+        with pytest.raises(ValueError):
+            speculate_both(m, r, 0, **bad)
+    with pytest.raises(ValueError):
+        SpecParams(mode="fancy").config
+    cfg = SpecConfig(mode="merged", prior=0.25, max_sources=2)
+    assert (cfg.mode, cfg.prior, cfg.max_sources, cfg.max_spec_tokens) == ("merged", 0.25, 2, 32)
+
+
+def test_matcher_resyncs_after_mutation():
+    g = SuffixTree(8)
+    g.append(0, [1, 2, 3, 4])
+    m = g.matcher()
+    m.feed([1, 2])
+    r = SuffixTree(8)
+    r.append(0, [1, 2])
+    cfg = SpecConfig(mode="merged", max_spec_factor=1000.0, min_token_prob=0.0, prior=0.0)
+    assert list(speculate_both(m, r, 0, cfg).token_ids) == [3, 4]
+    g.append(1, [1, 2, 9])
+    g.remove(0)
+    d = speculate_both(m, r, 0, cfg)
+    assert list(d.token_ids) == [9]
