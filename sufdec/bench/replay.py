@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-from sufdec.suffix import RequestTree, SpecParams, SuffixIndex, pick_best, to_draft
+from sufdec.suffix import RequestTree, SpecParams, SuffixIndex, draft_both
 from sufdec.suffix.draft import Draft
 
 
@@ -33,12 +33,13 @@ class ReplayConfig:
     min_token_prob: float = 0.1
     max_depth: int = 64
     online: bool = False
+    mode: str = "paper"  # paper | merged (see sufdec.suffix.SpecParams)
 
     @property
     def label(self) -> str:
         kind = "tree" if self.use_tree else "path"
         proto = "online" if self.online else "frozen"
-        return f"{self.trees}/{kind}/{self.max_spec_tokens}/{proto}"
+        return f"{self.mode}/{self.trees}/{kind}/{self.max_spec_tokens}/{proto}"
 
 
 @dataclass
@@ -105,9 +106,8 @@ def replay(
             global_tree.add(i, list(seq))
     params = SpecParams(
         config.max_spec_tokens, config.max_spec_factor, config.max_spec_offset,
-        config.min_token_prob, config.use_tree,
+        config.min_token_prob, config.use_tree, config.mode if config.use_tree else "paper",
     )
-    kwargs = params.kwargs()
     next_id = len(train)
     for prompt, output in held_out:
         output = list(output)
@@ -117,12 +117,11 @@ def replay(
         pos = 0
         while pos < len(output):
             t0 = time.perf_counter()
-            if config.trees == "global":
-                draft = to_draft(matcher.speculate(**kwargs))
-            elif config.trees == "request":
-                draft = request.speculate(params)
-            else:
-                draft = pick_best(to_draft(matcher.speculate(**kwargs)), request.speculate(params))
+            draft = draft_both(
+                matcher if config.trees in ("global", "both") else None,
+                request if config.trees in ("request", "both") else None,
+                params,
+            )
             result.speculate_s += time.perf_counter() - t0
             acc = accepted_length(draft, output[pos:])
             result.steps += 1

@@ -84,8 +84,9 @@ def replay(
     budgets: str = typer.Option("32,128", "--budgets", help="Comma-separated draft budgets (nodes)."),
     trees: str = typer.Option("both", "--trees", help="global, request, both, or a comma list."),
     path_too: bool = typer.Option(False, "--path/--no-path", help="Also replay path (chain) drafts."),
-    factor: float = typer.Option(4.0, "--spec-factor", help="Budget factor alpha: budget <= alpha * match length."),
-    min_token_prob: float = typer.Option(0.1, "--min-token-prob"),
+    modes: str = typer.Option("paper,merged", "--modes", help="Drafting modes: paper (published algorithm), merged (sufdec's default), or both."),
+    factor: Optional[float] = typer.Option(None, "--spec-factor", help="Budget factor alpha (budget <= alpha * match length). Default: 4 for paper, 1000 for merged.", show_default=False),
+    min_token_prob: Optional[float] = typer.Option(None, "--min-token-prob", help="Default: 0.1 for paper, 0 for merged.", show_default=False),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N records."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -109,11 +110,16 @@ def replay(
         outputs = tok.encode_batch([o for _, o in pairs])
     n = int(len(pairs) * 0.8)
     train, held = outputs[:n], list(zip(prompts[n:], outputs[n:]))
+    defaults = {"paper": (4.0, 0.1), "merged": (1000.0, 0.0)}
+    if any(m not in defaults for m in modes.split(",")):
+        raise common.fail("--modes takes paper, merged or both", 2)
     configs = [
-        ReplayConfig(trees=t, use_tree=use_tree, max_spec_tokens=int(b), max_spec_factor=factor,
-                     min_token_prob=min_token_prob, online=online)
-        for b in budgets.split(",") for t in trees.split(",")
-        for use_tree in ((True, False) if path_too else (True,)) for online in (False, True)
+        ReplayConfig(trees=t, use_tree=use_tree, max_spec_tokens=int(b), mode=m,
+                     max_spec_factor=factor if factor is not None else defaults[m][0],
+                     min_token_prob=min_token_prob if min_token_prob is not None else defaults[m][1],
+                     online=online)
+        for m in modes.split(",") for b in budgets.split(",") for t in trees.split(",")
+        for use_tree in ((True, False) if path_too and m == "paper" else (True,)) for online in (False, True)
     ]
     rows = []
     with Progress(console=common.err_console, transient=True, disable=not common.err_console.is_terminal) as progress:
@@ -124,7 +130,7 @@ def replay(
     if as_json:
         print(json.dumps({"corpus": corpus, "train": len(train), "held_out": len(held), "results": rows}))
         return
-    table = Table("trees/draft/budget/protocol", "tau", "acceptance", "µs/step",
+    table = Table("mode/trees/draft/budget/protocol", "tau", "acceptance", "µs/step",
                   title=f"replay {corpus}: {len(train)} train, {len(held)} held out")
     for r in rows:
         table.add_row(r["label"], f"{r['tau']:.3f}", f"{r['acceptance_rate']:.3f}", f"{r['speculate_us_per_step']:.1f}")

@@ -76,9 +76,11 @@ def generate(
     stop: list[str] = typer.Option([], "--stop", help="Stop string (repeatable).", show_default=False),
     spec: str = typer.Option("tree", "--spec", help="tree: draft token trees; path: single paths; off: plain decoding."),
     max_spec_tokens: int = typer.Option(32, "--max-spec-tokens", min=0, help="Most draft nodes verified per step."),
-    spec_factor: float = typer.Option(4.0, "--spec-factor", min=0.0, help="Draft at most factor x match length nodes."),
-    min_token_prob: float = typer.Option(0.1, "--min-token-prob", min=0.0, max=1.0,
-                                         help="Drop draft nodes whose estimated probability is lower."),
+    draft_mode: str = typer.Option("merged", "--draft-mode", help="merged: one tree from both trees and several match lengths (default); paper: the published algorithm."),
+    spec_factor: Optional[float] = typer.Option(None, "--spec-factor", min=0.0, show_default=False,
+                                                help="Draft at most factor x match length nodes (default: 1000 merged, 4 paper)."),
+    min_token_prob: Optional[float] = typer.Option(None, "--min-token-prob", min=0.0, max=1.0, show_default=False,
+                                                   help="Drop draft nodes whose estimated probability is lower (default: 0 merged, 0.1 paper)."),
     sizing: str = typer.Option("cost", "--sizing", help="cost: size drafts by the measured forward cost; fixed: always up to --max-spec-tokens."),
     learn: bool = typer.Option(True, "--learn/--no-learn", help="Append each finished output to the store."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
@@ -100,6 +102,12 @@ def generate(
         raise common.fail("--spec must be tree, path or off", 2)
     if sizing not in ("cost", "fixed"):
         raise common.fail("--sizing must be cost or fixed", 2)
+    if draft_mode not in ("merged", "paper"):
+        raise common.fail("--draft-mode must be merged or paper", 2)
+    if spec_factor is None:
+        spec_factor = 1000.0 if draft_mode == "merged" else 4.0
+    if min_token_prob is None:
+        min_token_prob = 0.0 if draft_mode == "merged" else 0.1
     requests = read_prompts(prompt, prompts)
     budget = maintenance.budget_config(max_tokens, max_bytes, eviction)
     with common.clean_errors():
@@ -113,7 +121,7 @@ def generate(
             SessionConfig(
                 model=model, gguf_file=gguf_file, store=store, device=device, dtype=dtype,
                 device_map=device_map, spec=spec, max_spec_tokens=max_spec_tokens,
-                spec_factor=spec_factor, min_token_prob=min_token_prob, learn=learn,
+                spec_factor=spec_factor, min_token_prob=min_token_prob, learn=learn, draft_mode=draft_mode,
                 sizing=sizing,
             ),
             say=common.say,

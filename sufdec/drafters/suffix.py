@@ -13,21 +13,34 @@ from dataclasses import dataclass
 from typing import Callable
 
 from sufdec.drafters.base import ContextDrafter
-from sufdec.suffix import RequestTree, SpecParams, SuffixIndex, pick_best, to_draft
+from sufdec.suffix import RequestTree, SpecParams, SuffixIndex, draft_both
 from sufdec.suffix.draft import Draft
 
 
 @dataclass(frozen=True)
 class SuffixDrafterConfig:
-    """How drafts are grown from the trees (see ``sufdec generate --help``)."""
+    """How drafts are grown from the trees (see ``sufdec generate --help``).
+
+    ``mode="merged"`` (default) drafts one tree from both trees and several match lengths
+    and keeps the most probable paths; ``mode="paper"`` is the published algorithm (the
+    best-scoring single draft, budget capped by factor x match length).
+    """
 
     use_tree: bool = True  # tree drafts; False gives a single path
-    max_spec_tokens: int = 64
-    max_spec_factor: float = 4.0
+    max_spec_tokens: int = 32
+    max_spec_factor: float = 1000.0
     max_spec_offset: float = 0.0
-    min_token_prob: float = 0.1
+    min_token_prob: float = 0.0
     use_request_tree: bool = True
     max_depth: int = 64
+    mode: str = "merged"
+
+    @staticmethod
+    def paper(**overrides) -> "SuffixDrafterConfig":
+        """The published SuffixDecoding settings (factor 4, min probability 0.1)."""
+        base = dict(mode="paper", max_spec_factor=4.0, min_token_prob=0.1)
+        base.update(overrides)
+        return SuffixDrafterConfig(**base)
 
 
 class SuffixDrafter(ContextDrafter):
@@ -67,10 +80,9 @@ class SuffixDrafter(ContextDrafter):
         if budget <= 0:
             return Draft()
         c = self.config
-        params = SpecParams(budget, c.max_spec_factor, c.max_spec_offset, c.min_token_prob, c.use_tree)
-        g = to_draft(self._cursor.speculate(**params.kwargs())) if self._cursor is not None else Draft()
-        r = self._request.speculate(params) if self._request is not None else Draft()
-        return pick_best(g, r)
+        mode = c.mode if c.use_tree else "paper"  # merged drafts are always trees
+        params = SpecParams(budget, c.max_spec_factor, c.max_spec_offset, c.min_token_prob, c.use_tree, mode)
+        return draft_both(self._cursor, self._request, params)
 
     def observe(self, new_ids: list[int]) -> None:
         super().observe(new_ids)

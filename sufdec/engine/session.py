@@ -35,9 +35,10 @@ class SessionConfig:
     attn: str = "auto"
     spec: str = "tree"  # tree | path | off
     max_spec_tokens: int = 32
-    spec_factor: float = 4.0
+    draft_mode: str = "merged"  # merged | paper (see SuffixDrafterConfig)
+    spec_factor: float = 1000.0
     spec_offset: float = 0.0
-    min_token_prob: float = 0.1
+    min_token_prob: float = 0.0
     use_request_tree: bool = True
     learn: bool = True
     sizing: str = "cost"  # cost | fixed
@@ -104,7 +105,7 @@ class GenerationSession:
         cfg = SuffixDrafterConfig(
             use_tree=c.spec == "tree", max_spec_tokens=c.max_spec_tokens, max_spec_factor=c.spec_factor,
             max_spec_offset=c.spec_offset, min_token_prob=c.min_token_prob,
-            use_request_tree=c.use_request_tree,
+            use_request_tree=c.use_request_tree, mode=c.draft_mode,
         )
         return SuffixDrafter(self.store.tree, cfg, learn=self._learn if c.learn else None)
 
