@@ -74,7 +74,9 @@ class Acceptor:
         """``logits`` [q, V] for the layout's rows; ``context`` [1, L] all tokens so far,
         the root included (the repetition penalty looks at it)."""
         if not self.params.do_sample and not self._needs_context:
-            return _walk_argmax(layout, logits.argmax(dim=-1).tolist())
+            if logits.device.type == "cpu":  # argmax only the rows the walk visits
+                return _walk_argmax(layout, _LazyArgmax(logits))
+            return _walk_argmax(layout, logits.argmax(dim=-1).tolist())  # one sync
         return self._walk(layout, logits, context)
 
     def _walk(self, layout: TreeLayout, logits: torch.Tensor, context: torch.Tensor) -> AcceptResult:
@@ -104,7 +106,18 @@ class Acceptor:
         return int(torch.multinomial(probs, num_samples=1, generator=self.generator))
 
 
-def _walk_argmax(layout: TreeLayout, best: list[int]) -> AcceptResult:
+class _LazyArgmax:
+    """``best[row]`` computed on demand: on a CPU an argmax over every row of a wide
+    tree costs more than the walk, which visits only depth + 1 rows."""
+
+    def __init__(self, logits: torch.Tensor):
+        self.logits = logits
+
+    def __getitem__(self, row: int) -> int:
+        return int(self.logits[row].argmax())
+
+
+def _walk_argmax(layout: TreeLayout, best) -> AcceptResult:
     rows: list[int] = []
     tokens: list[int] = []
     row = 0

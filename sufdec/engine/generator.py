@@ -204,8 +204,11 @@ class SpeculativeGenerator:
         streamer: Any = None,
     ) -> GenerationResult:
         """Generate one completion; ``streamer`` gets ``put``/``end`` like in ``generate()``."""
+        config = config or GenerationConfig()
+        if config.spec != "off" and config.draft_sizing == "cost":
+            self.cost_model()  # a first-use calibration is not part of the request's time
         t0 = time.perf_counter()
-        state = self._start(self._prompt_ids(prompt), config or GenerationConfig())
+        state = self._start(self._prompt_ids(prompt), config)
         prefill_s = time.perf_counter() - t0
         steps = list(self._run(state, streamer))
         elapsed = time.perf_counter() - t0
