@@ -31,7 +31,8 @@ class Drafter(Protocol):
         """Extend the context with the tokens accepted this step."""
 
     def end(self, output_ids: list[int], finished: bool) -> None:
-        """The request is over; ``finished`` is False when it was cut short (error, cancel)."""
+        """The request is over. ``output_ids`` are the generated tokens (prompt excluded);
+        ``finished`` is False when it was cut short (error, cancelled stream)."""
 
 
 class NullDrafter:

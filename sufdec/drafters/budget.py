@@ -146,3 +146,17 @@ def size_draft(
     if m == n and max_depth is None:
         return draft
     return subtree(draft, top_nodes(draft, m, max_depth))
+
+
+def cut_below(draft: Draft, final_tokens: frozenset[int] | set[int]) -> Draft:
+    """Drop the descendants of nodes whose token ends generation (EOS): never emitted."""
+    if not final_tokens or not any(t in final_tokens for t in draft.token_ids):
+        return draft
+    dead = [False] * len(draft)
+    keep = []
+    for i, (t, p) in enumerate(zip(draft.token_ids, draft.parents)):
+        if p >= 0 and (dead[p] or draft.token_ids[p] in final_tokens):
+            dead[i] = True
+        else:
+            keep.append(i)
+    return subtree(draft, keep)

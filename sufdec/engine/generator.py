@@ -15,7 +15,7 @@ from typing import Any, Union
 import torch
 
 from sufdec.drafters.base import Drafter, NullDrafter
-from sufdec.drafters.budget import CostModel, best_chain, size_draft
+from sufdec.drafters.budget import CostModel, best_chain, cut_below, size_draft
 from sufdec.engine.accept import Acceptor, AcceptResult, SamplingParams
 from sufdec.engine.kv import commit_path, new_cache
 from sufdec.engine.stopping import StopStrings, eos_ids_of
@@ -352,7 +352,8 @@ class SpeculativeGenerator:
         raw = state.drafter.draft(cfg.max_spec_tokens)
         if len(raw) == 0:
             return raw, raw
-        draft = best_chain(raw) if cfg.spec == "chain" else raw
+        draft = cut_below(raw, state.eos)
+        draft = best_chain(draft) if cfg.spec == "chain" else draft
         cost = self.cost_model() if cfg.draft_sizing == "cost" else None
         return raw, size_draft(draft, cost, cfg.max_spec_tokens, max_depth)
 

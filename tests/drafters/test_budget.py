@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sufdec.drafters.budget import CostModel, best_chain, best_size, size_draft, subtree, top_nodes
+from sufdec.drafters.budget import (
+    CostModel, best_chain, best_size, cut_below, size_draft, subtree, top_nodes,
+)
 from sufdec.suffix.draft import Draft
 
 CPU = CostModel((1, 2, 4, 8, 16, 32, 64), (1.0, 1.1, 1.25, 1.5, 1.9, 2.6, 4.2))
@@ -66,3 +68,10 @@ def test_size_draft_and_chain():
     assert size_draft(d, None, max_nodes=10, max_depth=1).token_ids == [1, 4]
     assert best_chain(d).token_ids == [1, 2, 3] and best_chain(d).parents == [-1, 0, 1]
     assert len(best_chain(Draft())) == 0
+
+
+def test_cut_below_eos():
+    d = Draft([1, 2, 3, 4, 5], [-1, 0, 1, -1, 3], [0.9, 0.8, 0.7, 0.5, 0.4])
+    assert cut_below(d, {9}) is d
+    cut = cut_below(d, {2})
+    assert cut.token_ids == [1, 2, 4, 5] and cut.parents == [-1, 0, -1, 2]
