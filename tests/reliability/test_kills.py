@@ -40,17 +40,22 @@ def timed_full_run(data: Path, store: Path, tok: Path) -> float:
     return time.perf_counter() - t0
 
 
-def kill_index_rounds(tmp_path: Path, tok: Path, *, n: int, rounds: int, kills_per_round: int, seed: int) -> Tally:
+def kill_index_rounds(tmp_path: Path, tok: Path, *, n: int, kills: int, kills_per_round: int, seed: int) -> Tally:
+    """Kill until ``kills`` kills landed on a running child; every ``kills_per_round``
+    kills (or when a child finished before its kill) a last run completes the store and
+    the next round starts on a fresh one."""
     rng = random.Random(seed)
     data = tmp_path / "data.jsonl"
     expected = expected_tokens(tok, make_corpus(data, n, seed))
     full = timed_full_run(data, tmp_path / "timing", tok)
     tally = Tally()
-    for r in range(rounds):
-        store = tmp_path / f"store{r}"
+    rounds = 0
+    while tally.kills < kills:
+        assert tally.runs < 3 * kills, tally
+        store = tmp_path / f"store{rounds}"
         for _ in range(kills_per_round):
             proc = sufdec(*index_args(data, store, tok))
-            time.sleep(rng.uniform(0.0, full))
+            time.sleep(rng.uniform(0.0, 0.9 * full))
             seen = committed(store)  # acknowledged: a reader saw these committed
             alive = proc.poll() is None
             proc.send_signal(signal.SIGKILL)
@@ -69,17 +74,19 @@ def kill_index_rounds(tmp_path: Path, tok: Path, *, n: int, rounds: int, kills_p
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
         assert check_store(store) == expected
+        rounds += 1
     return tally
 
 
 def test_sigkill_index_short(tmp_path: Path, word_tokenizer_dir: Path) -> None:
-    tally = kill_index_rounds(tmp_path, word_tokenizer_dir, n=1500, rounds=4, kills_per_round=4, seed=11)
+    tally = kill_index_rounds(tmp_path, word_tokenizer_dir, n=1500, kills=10, kills_per_round=3, seed=11)
+    print(f"\nindex: {tally.kills} kills in {tally.runs} runs")
     assert tally.kills >= 10, tally
 
 
 @pytest.mark.slow
 def test_sigkill_index_many(tmp_path: Path, word_tokenizer_dir: Path) -> None:
-    tally = kill_index_rounds(tmp_path, word_tokenizer_dir, n=4000, rounds=12, kills_per_round=6, seed=12)
+    tally = kill_index_rounds(tmp_path, word_tokenizer_dir, n=4000, kills=60, kills_per_round=6, seed=12)
     print(f"\nindex: {tally.kills} kills in {tally.runs} runs")
     assert tally.kills >= 50, tally
 
