@@ -369,7 +369,7 @@ def acquire(
                     path.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
                     raise StoreLockedError(f"cannot create the store at {path}: {exc.strerror}") from None
-            use_fd = lock_use(path, exclusive=False, wait_s=wait_s, create=not readonly)
+            use_fd = lock_use(path, exclusive=False, wait_s=wait_s)
             try:
                 env = _open_lmdb(path, limits, readonly)
                 dbs = _open_dbs(env, readonly)
