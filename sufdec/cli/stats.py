@@ -79,12 +79,23 @@ def _render_summary(info: dict) -> None:
     common.console.print(table)
     hist = info["depth_histogram"]
     if any(hist):
-        peak = max(hist)
+        rows = _depth_buckets(hist)
+        peak = max(n for _, n in rows)
         common.console.print("\n[bold]nodes by depth[/]")
-        last = max(i for i, n in enumerate(hist) if n)
-        for depth in range(0, last + 1):
-            bar = "#" * max(1 if hist[depth] else 0, round(40 * hist[depth] / peak))
-            common.console.print(f"{depth:>4} {hist[depth]:>10,} {bar}", highlight=False)
+        for label, n in rows:
+            bar = "#" * max(1 if n else 0, round(40 * n / peak))
+            common.console.print(f"{label:>7} {n:>11,} {bar}", highlight=False)
+
+
+def _depth_buckets(hist: list[int]) -> list[tuple[str, int]]:
+    """Depths 0-3 one by one, then powers of two (4-7, 8-15, ...), the last depth alone."""
+    last = len(hist) - 1
+    rows, lo = [], 0
+    while lo <= last:
+        hi = lo if lo < 4 else min(2 * lo - 1, last - 1) if lo < last else last
+        rows.append((str(lo) if hi == lo else f"{lo}-{hi}", sum(hist[lo : hi + 1])))
+        lo = hi + 1
+    return rows
 
 
 def _render_prefix(tree, tok, prefix_ids: list[int], prefix_text: str, depth: int, width: int) -> None:
