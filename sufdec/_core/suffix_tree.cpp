@@ -873,12 +873,13 @@ DraftOut SuffixTree::expand_prefix(const int32_t* prefix, size_t n, int budget,
   DraftOut out;
   bool ok;
   Point pt = locate(prefix, n, &ok);
-  if (!ok || budget <= 0) return out;
+  if (!ok) return out;
+  out.match_len = static_cast<int>(n);
+  if (budget <= 0) return out;
   SpecParams p;
   p.min_token_prob = min_token_prob;
   p.use_tree = use_tree;
   expand(pt, budget, p, out);
-  out.match_len = static_cast<int>(n);
   return out;
 }
 
@@ -933,7 +934,6 @@ namespace {
 struct MItem {
   double prob;  // the source's own path probability of this item's path
   double f;     // prob of the item's parent / (parent count + prior): sibling i has f * cnt_i
-  u32 order;
   u32 src;
   u32 node;     // node holding the item's last token (the kid, or the edge it is on)
   u32 depth;    // depth of the item's last token
@@ -941,14 +941,19 @@ struct MItem {
   u32 kid;      // index in that list
   int32_t parent;  // index of the merged parent node, -1 at the top
   int32_t tok;
-  bool operator<(const MItem& o) const {  // max-heap: higher prob first, then FIFO
+};
+// Heap entries stay small; the item itself waits in an append-only array.
+struct HKey {
+  double prob;
+  u32 idx;  // index in the item array, also the push order (FIFO among equal probs)
+  bool operator<(const HKey& o) const {  // max-heap: higher prob first, then FIFO
     if (prob != o.prob) return prob < o.prob;
-    return order > o.order;
+    return idx > o.idx;
   }
 };
-static_assert(sizeof(MItem) == 48, "MItem layout");
 struct MergeScratch {
-  std::vector<MItem> heap;
+  std::vector<MItem> items;
+  std::vector<HKey> heap;
   std::vector<u64> keys;  // (parent + 1) << 32 | tok, ~0 when empty
   std::vector<int32_t> vals;
 };
@@ -965,9 +970,11 @@ void SuffixTree::expand_merged(const std::vector<Source>& srcs, int budget, cons
   // its parent's, so rounding cannot break that). Kid lists are sorted by count, so a
   // node's kids enter the heap one at a time: popping kid i pushes kid i + 1.
   thread_local MergeScratch scratch;  // one TLS lookup, then plain references
-  std::vector<MItem>& heap = scratch.heap;
+  std::vector<MItem>& items = scratch.items;
+  std::vector<HKey>& heap = scratch.heap;
   std::vector<u64>& keys = scratch.keys;
   std::vector<int32_t>& vals = scratch.vals;
+  items.clear();
   heap.clear();
   u32 cap = 64;
   while (cap < 4u * static_cast<u32>(budget)) cap <<= 1;
@@ -979,11 +986,11 @@ void SuffixTree::expand_merged(const std::vector<Source>& srcs, int budget, cons
   out.probs.reserve(want);
   const u32 mask = cap - 1;
   const double a = p.prior, minp = p.min_token_prob;
-  u32 order = 0;
   auto push = [&](const MItem& it) {
     // its node is read when it is popped: start loading it now
     __builtin_prefetch(&srcs[it.src].tree->nodes_[it.node]);
-    heap.push_back(it);
+    heap.push_back(HKey{it.prob, static_cast<u32>(items.size())});
+    items.push_back(it);
     std::push_heap(heap.begin(), heap.end());
   };
   // the first continuation of point pt of source s (path probability prob, count den)
@@ -996,13 +1003,13 @@ void SuffixTree::expand_merged(const std::vector<Source>& srcs, int budget, cons
     if (pt.depth < dv) {
       double q = std::min(prob, f * static_cast<double>(X.cnt));
       if (q >= minp)
-        push(MItem{q, f, order++, s, v, pt.depth + 1, kNil, 0, parent, T.label_at(v, pt.depth - X.pdepth)});
+        push(MItem{q, f, s, v, pt.depth + 1, kNil, 0, parent, T.label_at(v, pt.depth - X.pdepth)});
       return;
     }
     if (X.nkids == 0) return;
     const Kid& k = T.kids_of(v)[0];
     double q = std::min(prob, f * static_cast<double>(k.cnt));
-    if (q >= minp) push(MItem{q, f, order++, s, k.node, pt.depth + 1, v, 0, parent, k.tok});
+    if (q >= minp) push(MItem{q, f, s, k.node, pt.depth + 1, v, 0, parent, k.tok});
   };
   for (const Source& s : srcs) {  // overlap the sources' first cache misses
     const Node& X = s.tree->nodes_[s.pt.node];
@@ -1011,10 +1018,10 @@ void SuffixTree::expand_merged(const std::vector<Source>& srcs, int budget, cons
   for (u32 s = 0; s < srcs.size(); ++s) push_first(s, srcs[s].pt, 1.0, srcs[s].n_eff, -1);
   while (!heap.empty()) {
     std::pop_heap(heap.begin(), heap.end());
-    MItem it = heap.back();
+    MItem it = items[heap.back().idx];
     heap.pop_back();
     if (!heap.empty()) {  // likely next: load its kid block while this one is handled
-      const MItem& nx = heap.front();
+      const MItem& nx = items[heap.front().idx];
       const SuffixTree& NT = *srcs[nx.src].tree;
       __builtin_prefetch(NT.pool_.data() + NT.nodes_[nx.node].kids);
     }
@@ -1024,7 +1031,7 @@ void SuffixTree::expand_merged(const std::vector<Source>& srcs, int budget, cons
       if (it.kid + 1 < F.nkids) {
         const Kid& k = T.kids_of(it.from)[it.kid + 1];
         double q = std::min(it.prob, it.f * static_cast<double>(k.cnt));
-        if (q >= minp) push(MItem{q, it.f, order++, it.src, k.node, it.depth, it.from, it.kid + 1, it.parent, k.tok});
+        if (q >= minp) push(MItem{q, it.f, it.src, k.node, it.depth, it.from, it.kid + 1, it.parent, k.tok});
       }
     }
     for (;;) {
@@ -1052,7 +1059,7 @@ void SuffixTree::expand_merged(const std::vector<Source>& srcs, int budget, cons
         double f = it.prob / (den + a);
         double q = std::min(it.prob, f * den);
         if (q < minp) break;
-        MItem nx{q, f, order++, it.src, it.node, it.depth + 1, kNil, 0, idx, T.label_at(it.node, it.depth - X.pdepth)};
+        MItem nx{q, f, it.src, it.node, it.depth + 1, kNil, 0, idx, T.label_at(it.node, it.depth - X.pdepth)};
         if (heap.empty() || q > heap.front().prob) {
           it = nx;
           continue;

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 from tests.suffix.reference import budget, match_lengths, path_scores, tree_probs
+
+
+def examples(n: int) -> int:
+    """Hypothesis examples per test: n, or SUFDEC_FUZZ_EXAMPLES when set (long fuzz runs)."""
+    return int(os.environ.get("SUFDEC_FUZZ_EXAMPLES") or n)
 
 
 def enumerate_tree(tree) -> dict[tuple, int]:
@@ -97,3 +103,26 @@ def check_speculate(tree, ref, context, *, max_spec_tokens=32, factor=4.0, offse
                 abs(draft.score - s) < 1e-8 for s in path_scores(counts, ctx[-draft.match_len:], n_b, min_prob))
             for i in range(len(draft.token_ids)):
                 assert draft.parents[i] == i - 1
+
+
+def check_merged(draft, L, cands, max_spec_tokens, factor, offset, min_prob):
+    """The draft is the top-budget set of the merged candidates, as a well-formed tree."""
+    n_budget = budget(L, max_spec_tokens, factor, offset)
+    assert draft.match_len == L
+    eligible = sorted((q for q in cands.values() if q >= min_prob), reverse=True)
+    n = min(n_budget, len(eligible))
+    tokens, parents, probs = list(draft.token_ids), list(draft.parents), list(draft.probs)
+    assert len(tokens) == len(parents) == len(probs) == n
+    paths: list[tuple] = []
+    for i, (tok, par, prob) in enumerate(zip(tokens, parents, probs)):
+        assert -1 <= par < i
+        path = (paths[par] if par >= 0 else ()) + (tok,)
+        assert path in cands, "drafted path has no source"
+        assert abs(prob - cands[path]) < 1e-9
+        if par >= 0:
+            assert prob <= probs[par], "probability grows from parent to child"
+        paths.append(path)
+    assert len(set(paths)) == len(paths), "duplicate path"
+    for got, want in zip(sorted(probs, reverse=True), eligible[:n]):
+        assert abs(got - want) < 1e-9
+    assert abs(draft.score - sum(probs)) < 1e-9

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sufdec._core import SuffixTree
-from tests.suffix.helpers import assert_counts, check_speculate, enumerate_tree
+from tests.suffix.helpers import assert_counts, check_speculate, enumerate_tree, examples
 from tests.suffix.reference import RefTree
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 depths = st.sampled_from([1, 2, 3, 4, 7, 64])
 small_seq = st.lists(st.integers(0, 3), min_size=0, max_size=30)

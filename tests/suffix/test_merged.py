@@ -17,9 +17,10 @@ from sufdec.suffix import (
     pick_best,
     to_draft,
 )
-from tests.suffix.reference import RefTree, budget, merged_candidates
+from tests.suffix.helpers import check_merged, examples
+from tests.suffix.reference import RefTree, merged_candidates
 
-FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 depths = st.sampled_from([1, 2, 3, 5, 64])
 small_seq = st.lists(st.integers(0, 3), min_size=0, max_size=30)
@@ -43,29 +44,6 @@ def build_request(D, seq, chunk):
         t.append(0, seq[i : i + chunk])
     r.append(0, seq)
     return t, r
-
-
-def check_merged(draft, L, cands, max_spec_tokens, factor, offset, min_prob):
-    """The draft is the top-budget set of the merged candidates, as a well-formed tree."""
-    n_budget = budget(L, max_spec_tokens, factor, offset)
-    assert draft.match_len == L
-    eligible = sorted((q for q in cands.values() if q >= min_prob), reverse=True)
-    n = min(n_budget, len(eligible))
-    tokens, parents, probs = list(draft.token_ids), list(draft.parents), list(draft.probs)
-    assert len(tokens) == len(parents) == len(probs) == n
-    paths: list[tuple] = []
-    for i, (tok, par, prob) in enumerate(zip(tokens, parents, probs)):
-        assert -1 <= par < i
-        path = (paths[par] if par >= 0 else ()) + (tok,)
-        assert path in cands, "drafted path has no source"
-        assert abs(prob - cands[path]) < 1e-9
-        if par >= 0:
-            assert prob <= probs[par], "probability grows from parent to child"
-        paths.append(path)
-    assert len(set(paths)) == len(paths), "duplicate path"
-    for got, want in zip(sorted(probs, reverse=True), eligible[:n]):
-        assert abs(got - want) < 1e-9
-    assert abs(draft.score - sum(probs)) < 1e-9
 
 
 @FAST
@@ -202,3 +180,25 @@ def test_matcher_resyncs_after_mutation():
     g.remove(0)
     d = speculate_both(m, r, 0, cfg)
     assert list(d.token_ids) == [9]
+
+
+@FAST
+@given(depths, seq_lists, small_seq, st.sampled_from([0, 1, 5, 32]), st.sampled_from([0.0, 0.2]))
+def test_match_counts_and_expand_prefix(D, seqs, ctx, n, min_prob):
+    g, ref = build_global(D, seqs)
+    counts = ref.counts()
+    m = g.matcher()
+    m.feed(ctx)
+    lens = list(range(1, m.match_len + 1))
+    assert list(m.match_counts()) == [counts[tuple(ctx[-ln:])] for ln in lens]
+    prefix = tuple(ctx[-2:])
+    d = g.expand_prefix(list(prefix), n, min_prob)
+    if counts.get(prefix, 0) == 0 and prefix:
+        assert len(d) == 0
+        return
+    from tests.suffix.reference import tree_probs
+
+    want = tree_probs(counts, prefix, n, min_prob) if prefix else []
+    if prefix:
+        assert d.match_len == len(prefix)
+        assert sorted(round(p, 9) for p in d.probs) == sorted(round(p, 9) for p in want)

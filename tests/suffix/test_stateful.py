@@ -6,9 +6,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from sufdec._core import SuffixTree
-from tests.suffix.helpers import assert_counts, check_speculate
-from tests.suffix.reference import RefTree
+from sufdec._core import SpecConfig, SuffixTree, speculate_both
+from tests.suffix.helpers import assert_counts, check_merged, check_speculate, examples
+from tests.suffix.reference import RefTree, merged_candidates
 
 toks = st.lists(st.integers(0, 4), min_size=0, max_size=12)
 
@@ -44,6 +44,15 @@ class TreeMachine(RuleBasedStateMachine):
         d = self.matcher.speculate()
         check_speculate(self.tree, self.ref, self.ctx, draft=d)
 
+    @rule(prior=st.sampled_from([0.0, 0.5]), max_sources=st.sampled_from([1, 3]))
+    def merged_from_matcher(self, prior, max_sources):
+        # the matcher must notice appends/removes/reloads since it was fed
+        cfg = SpecConfig(max_spec_tokens=16, max_spec_factor=1000.0, min_token_prob=0.0, mode="merged",
+                         prior=prior, max_sources=max_sources)
+        d = speculate_both(self.matcher, None, 0, cfg)
+        L, cands = merged_candidates(self.ref.counts(), self.ctx, None, (), self.ref.D, prior, max_sources)
+        check_merged(d, L, cands, 16, 1000.0, 0.0, 0.0)
+
     @precondition(lambda self: self.ref.seqs)
     @rule(data=st.data())
     def speculate_tail(self, data):
@@ -66,6 +75,6 @@ class TreeMachine(RuleBasedStateMachine):
 
 
 TreeMachine.TestCase.settings = settings(
-    max_examples=40, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=examples(40), stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestTreeMachine = TreeMachine.TestCase
