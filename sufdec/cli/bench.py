@@ -1,8 +1,9 @@
-"""``sufdec bench``: measure the core, the store and drafting quality."""
+"""``sufdec bench``: generation speed end to end, the core, the store and drafting quality."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -10,8 +11,8 @@ from rich.table import Table
 
 from sufdec.cli import common
 
-app = typer.Typer(help="Benchmarks: core and store speed (tree), model-free drafting quality (replay).",
-                  no_args_is_help=True)
+app = typer.Typer(help="Benchmarks: generation speed (bench --workload ...), corpus scaling (scaling), "
+                       "core and store speed (tree), model-free drafting quality (replay).")
 
 
 def _tokenized_replies(limit_tokens: int, say=common.say) -> list[list[int]]:
@@ -135,3 +136,200 @@ def replay(
     for r in rows:
         table.add_row(r["label"], f"{r['tau']:.3f}", f"{r['acceptance_rate']:.3f}", f"{r['speculate_us_per_step']:.1f}")
     common.console.print(table)
+
+
+# ---------------------------------------------------------------- generation benchmark
+
+def _methods(text: str) -> tuple[str, ...]:
+    from sufdec.bench.generation import METHODS
+
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise common.fail(f"unknown method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}", 2)
+    return methods
+
+
+def _progress():
+    """A rich progress display on stderr, and the ``progress(label, total) -> advance`` hook."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=common.err_console, transient=True, disable=not common.err_console.is_terminal)
+
+    def hook(label: str, total: int):
+        task = bar.add_task(label, total=total)
+        return lambda k=1: bar.advance(task, k)
+
+    return bar, hook
+
+
+def _f(v, nd: int = 2) -> str:
+    return "-" if v is None else f"{v:,.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def render_results(result: dict) -> None:
+    """The per-method table of one run."""
+    title = (f"{result['workload']}: {result['model']} {result['dtype']}, {result['protocol']}, "
+             f"corpus {result['corpus']['source']} ({result['train']} outputs), {result['eval']} held-out prompts")
+    table = Table("method", "tok/s", "ms/tok", "tau", "accept", "draft ms", "bookkeep ms", "speedup (med)",
+                  "speedup (total)", "mismatches", title=title)
+    for name, s in result["methods"].items():
+        mm = s["mismatches"]
+        mm_text = "0" if not mm else f"[red]{mm}[/] (first: prompt {s['first_mismatch']['prompt']}, " \
+                                     f"pos {s['first_mismatch']['position']})"
+        table.add_row(name, _f(s["tokens_per_s"], 1), _f(s["ms_per_token"]), _f(s["tau"]),
+                      _f(s["acceptance_rate"]), _f(s["draft_ms_per_step"], 3), _f(s["bookkeeping_ms_per_step"], 3),
+                      _f(s["speedup_median"]), _f(s["speedup_total"]), mm_text)
+    common.console.print(table)
+    load = result.get("load_avg_1m", {})
+    common.say(f"load average (1 min) during the run: {load.get('min')} - {load.get('max')}; commit {result['commit']}")
+
+
+def _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, dtype, online, max_spec_tokens,
+              sizing, max_prompt_tokens):
+    from sufdec.bench.generation import BenchSettings
+
+    if corpus not in ("model", "reference"):
+        raise common.fail("--corpus must be model or reference", 2)
+    if dtype not in ("float32", "bfloat16"):
+        raise common.fail("--dtype must be float32 or bfloat16", 2)
+    if sizing not in ("cost", "fixed"):
+        raise common.fail("--sizing must be cost or fixed", 2)
+    return BenchSettings(workload=workload, model=model, train=train, eval=eval_n, methods=_methods(methods),
+                         max_new_tokens=max_new_tokens, corpus=corpus, dtype=dtype, online=online,
+                         max_spec_tokens=max_spec_tokens, sizing=sizing, max_prompt_tokens=max_prompt_tokens)
+
+
+WorkloadOption = typer.Option(None, "--workload", "-w", show_default=False,
+                              help="spider, humaneval, sharegpt, or FILE.jsonl with one {\"prompt\", \"reference\"} a line.")
+TrainOption = typer.Option(256, "--train", min=0, help="Train outputs in the store (at most; split 80/20 by index).")
+EvalOption = typer.Option(32, "--eval", min=1, help="Held-out prompts to decode (at most).")
+MaxNewOption = typer.Option(256, "--max-new-tokens", "-n", min=1)
+CorpusOption = typer.Option("model", "--corpus", help="model: the model's own greedy outputs for the train split "
+                            "(generated once, cached); reference: the dataset's reference outputs.")
+DtypeOption = typer.Option("float32", "--dtype", help="float32 or bfloat16.")
+OutOption = typer.Option(None, "--out", help="Write results.json, PNG plots and the store here.", show_default=False)
+CacheOption = typer.Option(None, "--corpus-cache", show_default=False,
+                           help="Where generated corpora are cached. Default: the sufdec cache dir (bench/corpora).")
+SpecTokensOption = typer.Option(32, "--max-spec-tokens", min=1, help="Draft budget (nodes) of the suffix methods.")
+SizingOption = typer.Option("cost", "--sizing", help="Draft sizing of the suffix methods: cost or fixed.")
+MaxPromptOption = typer.Option(2048, "--max-prompt-tokens", min=1, help="Skip longer prompts.")
+
+
+@app.callback(invoke_without_command=True)
+def bench(
+    ctx: typer.Context,
+    workload: Optional[str] = WorkloadOption,
+    model: Optional[str] = common.ModelOption,
+    train: int = TrainOption,
+    eval_n: int = EvalOption,
+    methods: str = typer.Option("vanilla,pld,suffix-path,suffix-tree", "--methods",
+                                help="Comma list of vanilla, pld, suffix-path, suffix-tree, suffix-paper, sufdec-off."),
+    max_new_tokens: int = MaxNewOption,
+    corpus: str = CorpusOption,
+    dtype: str = DtypeOption,
+    online: bool = typer.Option(False, "--online/--frozen", help="Add each finished held-out output to the store "
+                                "(after every method has run on it), or keep the store at the train split."),
+    max_spec_tokens: int = SpecTokensOption,
+    sizing: str = SizingOption,
+    max_prompt_tokens: int = MaxPromptOption,
+    out: Optional[Path] = OutOption,
+    corpus_cache: Optional[Path] = CacheOption,
+    as_json: bool = typer.Option(False, "--json", help="Print results.json's object instead of the table."),
+) -> None:
+    """Generation speed end to end: plain generate(), prompt lookup and suffix drafting, interleaved.
+
+    Builds a fresh store from the workload's train split, then decodes each held-out prompt
+    with every method in turn (greedy, one process, the order rotating per prompt) and
+    reports tokens/s, tau, acceptance, drafting and bookkeeping time per step, speedup over
+    plain generate() (median of per-prompt ratios and total-time ratio), and any output
+    that differs from plain generate()'s.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if workload is None:
+        common.console.print(ctx.get_help())
+        raise typer.Exit(0)
+    settings = _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, dtype, online,
+                         max_spec_tokens, sizing, max_prompt_tokens)
+    from sufdec.bench.generation import run_bench
+
+    bar, hook = _progress()
+    with common.clean_errors():
+        try:
+            with bar:
+                result = run_bench(settings, out, corpus_cache=corpus_cache, progress=hook, say=common.say)
+        except ValueError as exc:
+            raise common.fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(result))
+        return
+    render_results(result)
+    if out is not None:
+        common.say(f"wrote {out / 'results.json'} and {', '.join(result.get('plots', []))}")
+
+
+@app.command("scaling")
+def scaling(
+    workload: str = typer.Option("spider", "--workload", "-w", help="spider, humaneval, sharegpt or FILE.jsonl."),
+    sizes: str = typer.Option("0,64,256,1024", "--sizes", help="Corpus sizes (train outputs), capped by the workload."),
+    model: Optional[str] = common.ModelOption,
+    eval_n: int = typer.Option(16, "--eval", min=1, help="Held-out prompts to decode (at most)."),
+    max_new_tokens: int = MaxNewOption,
+    corpus: str = CorpusOption,
+    dtype: str = DtypeOption,
+    max_spec_tokens: int = SpecTokensOption,
+    sizing: str = SizingOption,
+    max_prompt_tokens: int = MaxPromptOption,
+    out: Optional[Path] = OutOption,
+    corpus_cache: Optional[Path] = CacheOption,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """tau, speedup and drafting time per step as the corpus grows (frozen protocol).
+
+    Each size drafts from a tree over the first K train outputs; plain generate() and every
+    size run on each held-out prompt in turn.
+    """
+    try:
+        ks = sorted({int(k) for k in sizes.split(",") if k.strip()})
+    except ValueError:
+        raise common.fail("--sizes takes comma-separated integers", 2) from None
+    if not ks or ks[0] < 0:
+        raise common.fail("--sizes takes non-negative integers", 2)
+    settings = _settings(workload, model, max(ks), eval_n, "vanilla", max_new_tokens, corpus, dtype, False,
+                         max_spec_tokens, sizing, max_prompt_tokens)
+    from sufdec.bench.generation import run_scaling
+
+    bar, hook = _progress()
+    with common.clean_errors():
+        try:
+            with bar:
+                result = run_scaling(settings, ks, out, corpus_cache=corpus_cache, progress=hook, say=common.say)
+        except ValueError as exc:
+            raise common.fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table("train outputs", "tokens", "tau", "accept", "draft ms/step", "speedup (med)", "speedup (total)",
+                  "mismatches", title=f"scaling {result['workload']}: {result['model']} {result['dtype']}, "
+                                      f"{result['eval']} held-out prompts")
+    for r in result["scaling"]:
+        table.add_row(str(r["corpus"]), f"{r['tokens']:,}", _f(r["tau"]), _f(r["acceptance_rate"]),
+                      _f(r["draft_ms_per_step"], 3), _f(r["speedup_median"]), _f(r["speedup_total"]),
+                      str(r["mismatches"]))
+    common.console.print(table)
+
+
+@app.command("plot")
+def plot(
+    results: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="results.json files of bench runs."),
+    out: Path = typer.Option(Path("."), "--out", help="Folder for speedup.png."),
+) -> None:
+    """Speedup by method and workload over several bench runs, as one PNG."""
+    from sufdec.bench.plots import speedup_by_method
+
+    loaded = [json.loads(Path(p).read_text(encoding="utf-8")) for p in results]
+    out.mkdir(parents=True, exist_ok=True)
+    path = speedup_by_method([r for r in loaded if "scaling" not in r], out / "speedup.png")
+    common.say(f"wrote {path}")
