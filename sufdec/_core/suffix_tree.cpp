@@ -976,15 +976,34 @@ void SuffixTree::expand_merged(const std::vector<Source>& srcs, int budget, cons
   std::vector<int32_t>& vals = scratch.vals;
   items.clear();
   heap.clear();
-  u32 cap = 64;
-  while (cap < 4u * static_cast<u32>(budget)) cap <<= 1;
+  u32 cap = 64;  // path hash: grows to stay at most half full
+  while (cap < 4u * static_cast<u32>(std::min(budget, 1024))) cap <<= 1;
   keys.assign(cap, ~0ull);
   vals.resize(cap);
   const size_t want = static_cast<size_t>(std::min(budget, 4096));
   out.tokens.reserve(want);
   out.parents.reserve(want);
   out.probs.reserve(want);
-  const u32 mask = cap - 1;
+  u32 mask = cap - 1;
+  auto slot_of = [&](u64 key) {
+    u32 h = static_cast<u32>((key * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+    while (keys[h] != ~0ull && keys[h] != key) h = (h + 1) & mask;
+    return h;
+  };
+  auto grow_hash = [&]() {
+    std::vector<u64> old_keys(std::move(keys));
+    std::vector<int32_t> old_vals(std::move(vals));
+    cap *= 2;
+    mask = cap - 1;
+    keys.assign(cap, ~0ull);
+    vals.resize(cap);
+    for (size_t i = 0; i < old_keys.size(); ++i)
+      if (old_keys[i] != ~0ull) {
+        u32 h = slot_of(old_keys[i]);
+        keys[h] = old_keys[i];
+        vals[h] = old_vals[i];
+      }
+  };
   const double a = p.prior, minp = p.min_token_prob;
   auto push = [&](const MItem& it) {
     // its node is read when it is popped: start loading it now
@@ -1036,13 +1055,16 @@ void SuffixTree::expand_merged(const std::vector<Source>& srcs, int budget, cons
     }
     for (;;) {
       u64 key = (static_cast<u64>(static_cast<u32>(it.parent + 1)) << 32) | static_cast<u32>(it.tok);
-      u32 h = static_cast<u32>((key * 0x9E3779B97F4A7C15ull) >> 40) & mask;
-      while (keys[h] != ~0ull && keys[h] != key) h = (h + 1) & mask;
+      u32 h = slot_of(key);
       int32_t idx;
       if (keys[h] == key) {
         idx = vals[h];
       } else {
         idx = static_cast<int32_t>(out.tokens.size());
+        if (2 * (out.tokens.size() + 1) > cap) {
+          grow_hash();
+          h = slot_of(key);
+        }
         keys[h] = key;
         vals[h] = idx;
         out.tokens.push_back(it.tok);

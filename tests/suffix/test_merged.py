@@ -202,3 +202,20 @@ def test_match_counts_and_expand_prefix(D, seqs, ctx, n, min_prob):
     if prefix:
         assert d.match_len == len(prefix)
         assert sorted(round(p, 9) for p in d.probs) == sorted(round(p, 9) for p in want)
+
+
+def test_wide_budget_grows_path_table():
+    import random
+
+    rng = random.Random(3)
+    seqs = [[rng.randrange(3) for _ in range(40)] for _ in range(40)]
+    g, gref = build_global(12, seqs)
+    req_seq = seqs[0][:20]
+    r, rref = build_request(12, req_seq, 5)
+    m = g.matcher()
+    m.feed(req_seq)
+    cfg = SpecConfig(max_spec_tokens=10**6, max_spec_factor=1e9, min_token_prob=0.0, mode="merged", max_sources=64)
+    d = speculate_both(m, r, 0, cfg)
+    L, cands = merged_candidates(gref.counts(), req_seq, rref.counts(), req_seq, 12, 0.5, 64)
+    assert len(cands) > 2048  # more paths than the first table (4096 slots) holds at half load
+    check_merged(d, L, cands, 10**6, 1e9, 0.0, 0.0)
