@@ -14,8 +14,10 @@ $BIN/sufdec model pull
 echo "== 2. index the sample corpus (157 past outputs)"
 $BIN/sufdec index data/spider_demo/corpus.jsonl
 $BIN/sufdec stats --prefix "SELECT" --depth 3
-echo "== 3. generate 40 held-out prompts: plain decoding, then speculation (greedy, float32, CPU)"
-$BIN/sufdec generate --prompts data/spider_demo/prompts.jsonl --spec off --no-learn --max-new-tokens 128 --json > "$OUT/off.jsonl"
-$BIN/sufdec generate --prompts data/spider_demo/prompts.jsonl --spec tree --no-learn --max-new-tokens 128 --json > "$OUT/tree.jsonl"
+N=${DEMO_PROMPTS:-24}
+head -n "$N" data/spider_demo/prompts.jsonl > "$OUT/prompts.jsonl"
+echo "== 3. generate $N held-out prompts: plain decoding, then speculation (greedy, float32, CPU)"
+$BIN/sufdec generate --prompts "$OUT/prompts.jsonl" --spec off --no-learn --max-new-tokens 128 --json > "$OUT/off.jsonl"
+$BIN/sufdec generate --prompts "$OUT/prompts.jsonl" --spec tree --no-learn --max-new-tokens 128 --json > "$OUT/tree.jsonl"
 echo "== 4. compare"
 $BIN/python scripts/demo_report.py "$OUT/off.jsonl" "$OUT/tree.jsonl"
