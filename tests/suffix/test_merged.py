@@ -219,3 +219,26 @@ def test_wide_budget_grows_path_table():
     L, cands = merged_candidates(gref.counts(), req_seq, rref.counts(), req_seq, 12, 0.5, 64)
     assert len(cands) > 2048  # more paths than the first table (4096 slots) holds at half load
     check_merged(d, L, cands, 10**6, 1e9, 0.0, 0.0)
+
+
+# A skewed alphabet wide enough for nodes with more than 16 children (hashed kid lookup).
+wide_tok = st.one_of(st.integers(0, 2), st.integers(0, 40))
+wide_seqs = st.lists(st.lists(wide_tok, max_size=60), min_size=1, max_size=8)
+
+
+@FAST
+@given(st.sampled_from([2, 3, 64]), wide_seqs, st.lists(wide_tok, max_size=20), st.data())
+def test_wide_alphabet_remove_then_merged(D, seqs, req_seq, data):
+    g, gref = build_global(D, seqs)
+    victims = data.draw(st.lists(st.sampled_from(range(len(seqs))), unique=True))
+    m = g.matcher()
+    m.feed(req_seq)
+    for v in victims:
+        g.remove(v)
+        gref.remove(v)
+    assert g.check_integrity() == ""
+    r, rref = build_request(D, req_seq, 3)
+    cfg = SpecConfig(max_spec_tokens=24, max_spec_factor=1000.0, min_token_prob=0.0, mode="merged")
+    d = speculate_both(m, r, 0, cfg)
+    L, cands = merged_candidates(gref.counts(), req_seq, rref.counts(), req_seq, D, 0.5, 3)
+    check_merged(d, L, cands, 24, 1000.0, 0.0, 0.0)
