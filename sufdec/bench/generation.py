@@ -227,6 +227,7 @@ class Run:
     tokens: list[int]
     elapsed_s: float
     steps: int                       # decode steps (HF methods: forward calls, prefill included)
+    prefill_s: float = 0.0           # HF methods: the first forward (prompt -> first token); ours: prompt[:-1]
     drafted: int = 0
     verified: int = 0
     accepted: int = 0
@@ -242,18 +243,22 @@ class _CountForwards:
 
     def __init__(self, model: Any) -> None:
         self.n = 0
+        self.first_end = 0.0
         self._h = model.register_forward_hook(self._hook)
 
     def _hook(self, *_a: Any) -> None:
         self.n += 1
+        if self.n == 1:
+            self.first_end = time.perf_counter()
 
     def close(self) -> None:
         self._h.remove()
 
 
 def _hf_generate(model: Any, prompt_ids: list[int], max_new_tokens: int, pld_tokens: Optional[int],
-                 pad_id: int) -> tuple[list[int], float, int]:
-    """(new tokens, seconds, forward calls) of transformers' own greedy generate()."""
+                 pad_id: int) -> tuple[list[int], float, int, float]:
+    """(new tokens, seconds, forward calls, seconds to the end of the first forward) of
+    transformers' own greedy generate()."""
     import torch
 
     ids = torch.tensor([prompt_ids], dtype=torch.long, device=next(model.parameters()).device)  # [1, P]
@@ -267,7 +272,7 @@ def _hf_generate(model: Any, prompt_ids: list[int], max_new_tokens: int, pld_tok
         elapsed = time.perf_counter() - t0
     finally:
         counter.close()
-    return out[0, len(prompt_ids):].tolist(), elapsed, counter.n
+    return out[0, len(prompt_ids):].tolist(), elapsed, counter.n, max(counter.first_end - t0, 0.0)
 
 
 class _Recording:
@@ -326,11 +331,12 @@ class MethodRunner:
         s = self.settings
         if self.generator is None:
             pld = s.pld_tokens if self.name == "pld" else None
-            toks, elapsed, forwards = _hf_generate(self.model, prompt_ids, s.max_new_tokens, pld, self.pad_id)
-            return Run(toks, elapsed, forwards, forward_s=elapsed)
+            toks, elapsed, forwards, prefill = _hf_generate(self.model, prompt_ids, s.max_new_tokens, pld,
+                                                            self.pad_id)
+            return Run(toks, elapsed, forwards, prefill_s=prefill, forward_s=elapsed)
         self._log.clear()
         res = self.generator.generate(prompt_ids, self.config)
-        run = Run(list(res.token_ids), res.elapsed_s, res.steps)
+        run = Run(list(res.token_ids), res.elapsed_s, res.steps, prefill_s=res.prefill_s)
         for st in res.step_results:
             t = st.timings
             run.drafted += st.drafted
@@ -377,6 +383,8 @@ def summarize(name: str, runs: Sequence[Run], vanilla: Sequence[Run]) -> dict:
     mism = [(i, pos) for i, pos in mism if pos is not None]
     ratios = [v.elapsed_s / r.elapsed_s for r, v in zip(runs, vanilla) if r.elapsed_s > 0]
     vt = sum(v.elapsed_s for v in vanilla)
+    decode_s = time_s - sum(r.prefill_s for r in runs)
+    v_decode_s = vt - sum(v.prefill_s for v in vanilla)
     per_step = (lambda x: _r(1000.0 * x / steps, 4) if steps else None) if ours else (lambda _x: None)
     verified = sum(r.verified for r in runs)
     by_len: dict[int, list[int]] = {}
@@ -402,6 +410,8 @@ def summarize(name: str, runs: Sequence[Run], vanilla: Sequence[Run]) -> dict:
         "observe_ms_per_step": per_step(sum(r.observe_s for r in runs)),
         "speedup_median": _r(statistics.median(ratios) if ratios else None),
         "speedup_total": _r(vt / time_s if time_s else None),
+        "prefill_share": _r(sum(r.prefill_s for r in runs) / time_s if time_s else None),
+        "speedup_decode": _r(v_decode_s / decode_s if decode_s > 0 else None),
         "mismatches": len(mism),
         "first_mismatch": {"prompt": mism[0][0], "position": mism[0][1]} if mism else None,
         "mismatch_prompts": [{"prompt": i, "position": p} for i, p in mism],
@@ -521,7 +531,11 @@ def evaluate(loaded: Loaded, settings: BenchSettings, trees: dict[str, Callable[
         if adv:
             adv(1)
     loads.append(os.getloadavg()[0])
+    costs = next((r.generator.cost_model() for r in runners.values()
+                  if r.generator is not None and settings.sizing == "cost" and r.config.spec != "off"), None)
     return {"methods": {m: summarize(m, runs[m], runs["vanilla"]) for m in names},
+            "cost_model": None if costs is None else {"ks": list(costs.ks),
+                                                      "costs": [round(c, 3) for c in costs.costs]},
             "prompts": prompts, "load_avg_1m": {"min": min(loads), "max": max(loads),
                                                 "mean": round(statistics.mean(loads), 2)}}
 

@@ -173,15 +173,18 @@ def render_results(result: dict) -> None:
     title = (f"{result['workload']}: {result['model']} {result['dtype']}, {result['protocol']}, "
              f"corpus {result['corpus']['source']} ({result['train']} outputs), {result['eval']} held-out prompts")
     table = Table("method", "tok/s", "ms/tok", "tau", "accept", "draft ms", "bookkeep ms", "speedup (med)",
-                  "speedup (total)", "mismatches", title=title)
+                  "speedup (total)", "speedup (decode)", "mismatches", title=title)
     for name, s in result["methods"].items():
         mm = s["mismatches"]
         mm_text = "0" if not mm else f"[red]{mm}[/] (first: prompt {s['first_mismatch']['prompt']}, " \
                                      f"pos {s['first_mismatch']['position']})"
         table.add_row(name, _f(s["tokens_per_s"], 1), _f(s["ms_per_token"]), _f(s["tau"]),
                       _f(s["acceptance_rate"]), _f(s["draft_ms_per_step"], 3), _f(s["bookkeeping_ms_per_step"], 3),
-                      _f(s["speedup_median"]), _f(s["speedup_total"]), mm_text)
+                      _f(s["speedup_median"]), _f(s["speedup_total"]), _f(s.get("speedup_decode")), mm_text)
     common.console.print(table)
+    if result.get("cost_model"):
+        cm = result["cost_model"]
+        common.say("forward cost by tokens verified: " + ", ".join(f"k={k}: {c:.2f}" for k, c in zip(cm["ks"], cm["costs"])))
     load = result.get("load_avg_1m", {})
     common.say(f"load average (1 min) during the run: {load.get('min')} - {load.get('max')}; commit {result['commit']}")
 

@@ -15,9 +15,9 @@ runner = CliRunner()
 ALL = "vanilla,pld,suffix-path,suffix-tree,suffix-paper,sufdec-off"
 METHOD_KEYS = ("prompts", "tokens", "time_s", "tokens_per_s", "ms_per_token", "steps", "tau", "acceptance_rate",
                "draft_ms_per_step", "bookkeeping_ms_per_step", "speedup_median", "speedup_total", "mismatches",
-               "first_mismatch", "accepted_by_match_len")
+               "first_mismatch", "accepted_by_match_len", "speedup_decode", "prefill_share")
 TOP_KEYS = ("version", "workload", "settings", "model", "dtype", "protocol", "commit", "machine", "train", "eval",
-            "corpus", "methods", "prompts", "load_avg_1m")
+            "corpus", "methods", "prompts", "load_avg_1m", "cost_model")
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +80,10 @@ def test_a_method_that_cheats_is_reported(tiny_model_dir, workload, tmp_path, mo
     real = generation._hf_generate
 
     def cheating(model, prompt_ids, max_new_tokens, pld_tokens, pad_id):
-        toks, elapsed, forwards = real(model, prompt_ids, max_new_tokens, pld_tokens, pad_id)
+        toks, *rest = real(model, prompt_ids, max_new_tokens, pld_tokens, pad_id)
         if pld_tokens:  # prompt lookup "answers" with a wrong third token
             toks = toks[:2] + [(toks[2] + 1) % 10] + toks[3:]
-        return toks, elapsed, forwards
+        return (toks, *rest)
 
     monkeypatch.setattr(generation, "_hf_generate", cheating)
     result = _bench(tiny_model_dir, workload, tmp_path, "--methods", "vanilla,pld", "--max-new-tokens", "6")
