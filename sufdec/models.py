@@ -72,6 +72,11 @@ def model_dir(model: PackagedModel = DEFAULT_MODEL) -> Path:
     return cache_dir() / "models" / model.name
 
 
+def gguf_file(model: PackagedModel = DEFAULT_MODEL, folder: Path | None = None) -> Path:
+    """Where a pulled model's original GGUF file is kept."""
+    return (folder if folder is not None else model_dir(model)) / "gguf" / model.gguf_name
+
+
 def is_ready(path: Path) -> bool:
     """True when ``path`` holds a complete converted model (written last by pull)."""
     return (path / _READY_MARK).is_file()
@@ -163,8 +168,9 @@ def pull_model(
         from sufdec.engine.loading import convert_gguf_to_safetensors
 
         convert_gguf_to_safetensors(gguf, out)
-        if gguf_path is None:  # keep the checked GGUF beside the dense copy: `--model FILE.gguf` works too
-            os.replace(gguf, out / model.gguf_name)
+        if gguf_path is None:  # keep the checked GGUF too (`--model FILE.gguf`), in a folder of its
+            (out / "gguf").mkdir()  # own: beside tokenizer files, transformers would mix the two
+            os.replace(gguf, gguf_file(model, out))
         info = {"source": f"{model.package}=={model.version}:{model.member}", "sha256": model.sha256}
         (out / _READY_MARK).write_text(json.dumps(info))
         if final.exists():  # a stale, incomplete folder from an older layout

@@ -82,9 +82,9 @@ def _gguf_file():
     import os
     from pathlib import Path
 
-    from sufdec.models import DEFAULT_MODEL, model_dir
+    from sufdec.models import gguf_file
 
-    for cand in (os.environ.get("SUFDEC_TEST_GGUF"), model_dir() / DEFAULT_MODEL.gguf_name):
+    for cand in (os.environ.get("SUFDEC_TEST_GGUF"), gguf_file()):
         if cand and Path(cand).is_file():
             return Path(cand)
     return None
