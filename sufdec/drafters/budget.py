@@ -36,11 +36,24 @@ class CostModel:
 
     @staticmethod
     def from_times(ks: Sequence[int], seconds: Sequence[float]) -> "CostModel":
-        """Normalise measured forward times by the k=1 time; costs forced non-decreasing."""
+        """Normalise measured forward times by the k=1 time, made non-decreasing.
+
+        The monotone fit pools adjacent violators (isotonic regression) rather than taking
+        a running maximum: one slow measurement at a small k (a busy machine) then only
+        averages with its neighbours instead of lifting every larger k to its height,
+        which would make the drafts beyond it look free.
+        """
         base = seconds[0]
-        costs: list[float] = []
+        blocks: list[list[float]] = []  # [sum, count] of pooled ratios
         for s in seconds:
-            costs.append(max(s / base, costs[-1] if costs else 1.0))
+            blocks.append([s / base, 1.0])
+            while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+                total, count = blocks.pop()
+                blocks[-1][0] += total
+                blocks[-1][1] += count
+        costs: list[float] = []
+        for total, count in blocks:
+            costs += [max(1.0, total / count)] * int(count)
         costs[0] = 1.0
         return CostModel(tuple(int(k) for k in ks), tuple(costs))
 

@@ -75,3 +75,18 @@ def test_cut_below_eos():
     assert cut_below(d, {9}) is d
     cut = cut_below(d, {2})
     assert cut.token_ids == [1, 2, 4, 5] and cut.parents == [-1, 0, -1, 2]
+
+
+def test_cost_curve_fit_does_not_carry_one_slow_sample_upward():
+    """A slow k=4 sample (busy machine) must not make k=8..32 look as costly as it and free after it."""
+    from sufdec.drafters.budget import CostModel
+
+    ks = (1, 2, 4, 8, 16, 32, 64)
+    times = [1.0, 1.05, 2.70, 2.15, 2.17, 2.61, 3.53]
+    cm = CostModel.from_times(ks, times)
+    assert list(cm.costs) == sorted(cm.costs)  # non-decreasing
+    assert cm.costs[0] == 1.0 and cm.costs[1] == 1.05
+    assert abs(cm.costs[2] - (2.70 + 2.15 + 2.17) / 3) < 1e-9  # pooled, not 2.70 carried on
+    assert cm.costs[5] == 2.61 and cm.costs[6] == 3.53
+    clean = CostModel.from_times(ks, [1.0, 1.1, 1.6, 2.1, 2.2, 2.6, 3.5])
+    assert clean.costs == (1.0, 1.1, 1.6, 2.1, 2.2, 2.6, 3.5)
