@@ -133,7 +133,10 @@ class GenerationSession:
 
     def generate(self, prompt_ids: list[int], config: GenerationConfig, streamer: Any = None) -> GenerationResult:
         self.last_learned = None
-        return self.generator.generate(prompt_ids, config, streamer=streamer)
+        result = self.generator.generate(prompt_ids, config, streamer=streamer)
+        if self.config.spec == "off" and self.config.learn and self.store is not None and result.token_ids:
+            self._learn(result.token_ids)  # plain decoding drafts nothing but still learns
+        return result
 
     def text_streamer(self) -> Any:
         from transformers import TextStreamer

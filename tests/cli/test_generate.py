@@ -58,3 +58,10 @@ def test_generate_refuses_bad_options(tmp_path, tiny_model_dir):
     res = runner.invoke(app, ["generate", "--model", str(tmp_path / "missing"), "--store", str(tmp_path / "s"),
                               "--prompt", "x"])
     assert res.exit_code == 1 and "error" in res.output
+
+
+def test_plain_decoding_still_learns_unless_told_not_to(tmp_path, tiny_model_dir):
+    store = tmp_path / "store"
+    assert _gen(tiny_model_dir, store, "--spec", "off")[0]["learned"] is True
+    again = _gen(tiny_model_dir, store)[0]  # speculation now drafts what plain decoding wrote
+    assert again["accepted_per_step"] > 1.5
