@@ -187,8 +187,18 @@ class Store:
         where = default_store_path(path)
         Budget(cfg.max_tokens or 0, cfg.max_bytes or 0, cfg.eviction or "fifo")  # validate early
         senv = acquire(where, cfg.map, readonly=readonly, create=create, wait_s=cfg.open_wait_s)
-        if senv is None:
-            raise NotAStoreError(f"{where} holds an LMDB environment that is not a sufdec store")
+        if senv is None or (senv.readonly and _uninitialised(senv)):
+            # A process killed while creating the store leaves an environment with no sufdec
+            # databases or no meta yet: that is an empty store. Finish creating it with one
+            # writable open (nothing else is in it), then open it as asked.
+            if senv is not None:
+                senv.close()
+            if not _interrupted_creation(where):
+                raise NotAStoreError(f"{where} holds an LMDB environment that is not a sufdec store")
+            cls.open(where, None, config=cfg, create=False, readonly=False).close()
+            senv = acquire(where, cfg.map, readonly=readonly, create=create, wait_s=cfg.open_wait_s)
+            if senv is None:
+                raise NotAStoreError(f"{where} holds an LMDB environment that is not a sufdec store")
         try:
             store = cls(senv, cfg, readonly or senv.readonly)
             store._init_meta(tokenizer)
@@ -703,6 +713,33 @@ def _apply_ops(tree: Any, ops: list[evict_mod.Op]) -> None:
             _tree.add(tree, seq_id, tokens)
         else:
             _tree.remove(tree, seq_id)
+
+
+def _uninitialised(senv: StoreEnv) -> bool:
+    """True when the sufdec databases exist but the meta record was never written."""
+    return not senv.read(lambda txn: meta_mod.read_raw(txn, senv.dbs.meta))
+
+
+def _interrupted_creation(path: Path) -> bool:
+    """True when the LMDB environment at ``path`` holds nothing but (some of) sufdec's empty
+    databases and no meta: what a kill during ``Store.open``'s first creation leaves."""
+    import lmdb
+
+    from .env import DB_NAMES
+
+    env = lmdb.open(str(path), readonly=True, lock=False, max_dbs=len(DB_NAMES) + 1, subdir=True)
+    try:
+        with env.begin() as txn:
+            names = [bytes(k).decode("utf-8", "replace") for k, _ in txn.cursor()]
+            if any(n not in DB_NAMES for n in names):
+                return False
+            for n in names:
+                db = env.open_db(n.encode(), txn=txn, create=False)
+                if txn.stat(db)["entries"]:
+                    return False
+        return True
+    finally:
+        env.close()
 
 
 def _stored(seq_id: int, value: bytes) -> StoredSequence:
