@@ -80,20 +80,13 @@ class BenchSettings:
 
 def read_jsonl_workload(path: Path) -> list[Example]:
     """A FILE.jsonl workload: one ``{"prompt", "reference"|"completion"|"output"|"response"}`` a line."""
+    from sufdec.jsonl import read_objects
+
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("prompt"), str):
-                raise ValueError(f'{path}:{n}: expected an object with a "prompt" string')
-            ref = next((rec[k] for k in ("reference", "completion", "output", "response")
-                        if isinstance(rec.get(k), str)), "")
-            out.append(Example(str(rec.get("id", f"{path.stem}-{n}")), rec["prompt"], ref))
+    for n, rec in read_objects(path, lambda r: isinstance(r.get("prompt"), str), 'an object with a "prompt" string'):
+        ref = next((rec[k] for k in ("reference", "completion", "output", "response")
+                    if isinstance(rec.get(k), str)), "")
+        out.append(Example(str(rec.get("id", f"{path.stem}-{n}")), rec["prompt"], ref))
     if not out:
         raise ValueError(f"{path} holds no prompts")
     return out

@@ -19,18 +19,14 @@ def read_prompts(prompt: Optional[str], prompts: Optional[Path]) -> list[dict]:
     if prompt is not None:
         return [{"prompt": prompt}]
     if prompts is not None:
-        out = []
-        with open(prompts, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise common.fail(f"{prompts}:{n}: not valid JSON ({exc.msg})", 2) from None
-                if not isinstance(rec, dict) or not (isinstance(rec.get("prompt"), str) or isinstance(rec.get("messages"), list)):
-                    raise common.fail(f'{prompts}:{n}: expected an object with "prompt" (text) or "messages" (list)', 2)
-                out.append(rec)
+        from sufdec.jsonl import read_objects
+
+        try:
+            out = [rec for _, rec in read_objects(
+                prompts, lambda r: isinstance(r.get("prompt"), str) or isinstance(r.get("messages"), list),
+                'an object with "prompt" (text) or "messages" (list)')]
+        except ValueError as exc:
+            raise common.fail(str(exc), 2) from None
         if not out:
             raise common.fail(f"{prompts} holds no prompts", 2)
         return out
