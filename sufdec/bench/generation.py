@@ -53,12 +53,13 @@ class BenchSettings:
     max_new_tokens: int = 256
     corpus: str = "model"               # model: the model's own greedy outputs; reference: the dataset's
     dtype: str = "float32"
+    device: str = "cpu"                 # cpu | cuda | auto (cuda when there is one)
     online: bool = False                # add each finished held-out output to the store
     max_spec_tokens: int = 32
     sizing: str = "cost"                # cost | fixed (draft sizing of the suffix methods)
     pld_tokens: int = 10
     max_prompt_tokens: int = 2048       # longer prompts are skipped (CPU prefill cost)
-    batch_size: int = 8                 # corpus generation batch
+    batch_size: int = 8                 # corpus generation batch on CPU (x8 on a GPU)
     warmup: bool = True                 # one untimed run of every method first
 
     def __post_init__(self) -> None:
@@ -425,7 +426,8 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "gpu": gpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version(), "platform": platform.platform()}
 
@@ -468,8 +470,9 @@ def load_for(settings: BenchSettings, *, corpus_cache: Optional[Path] = None, pr
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     spec = settings.model or str(models.ensure_default_model(say))
-    say(f"loading {Path(spec).name} ({settings.dtype}) ...")
-    model, tok = load_model(spec, device="cpu", dtype=settings.dtype)
+    say(f"loading {Path(spec).name} ({settings.dtype}, {settings.device}) ...")
+    model, tok = load_model(spec, device=settings.device, dtype=settings.dtype)
+    device = next(model.parameters()).device
     examples = load_workload(settings.workload, settings.train, settings.eval)
     context = getattr(model.config, "max_position_embeddings", None)
     items, skipped = prepare_items(tok, examples, settings.max_prompt_tokens, context, settings.max_new_tokens)
@@ -480,10 +483,13 @@ def load_for(settings: BenchSettings, *, corpus_cache: Optional[Path] = None, pr
     if settings.corpus == "reference":
         corpus = reference_outputs(tok, train)
     else:
-        key = _digest([name, Path(settings.workload).name, settings.max_new_tokens, settings.dtype])
+        # outputs on another device can differ in the last bits: its own cache entry (CPU keys unchanged)
+        where = [] if device.type == "cpu" else [device.type]
+        key = _digest([name, Path(settings.workload).name, settings.max_new_tokens, settings.dtype, *where])
         cache = (corpus_cache or default_corpus_cache()) / f"{Path(settings.workload).stem}-{key}.jsonl"
         corpus = model_outputs(model, tok, train, cache_file=cache, max_new_tokens=settings.max_new_tokens,
-                               batch_size=settings.batch_size, progress=progress)
+                               batch_size=settings.batch_size * (1 if device.type == "cpu" else 8),
+                               progress=progress)
     return Loaded(model, tok, name, train, held, corpus, skipped)
 
 

@@ -190,7 +190,7 @@ def render_results(result: dict) -> None:
 
 
 def _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, dtype, online, max_spec_tokens,
-              sizing, max_prompt_tokens):
+              sizing, max_prompt_tokens, device="cpu"):
     from sufdec.bench.generation import BenchSettings
 
     if corpus not in ("model", "reference"):
@@ -199,7 +199,9 @@ def _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, d
         raise common.fail("--dtype must be float32 or bfloat16", 2)
     if sizing not in ("cost", "fixed"):
         raise common.fail("--sizing must be cost or fixed", 2)
-    return BenchSettings(workload=workload, model=model, train=train, eval=eval_n, methods=_methods(methods),
+    if device not in ("cpu", "cuda", "auto"):
+        raise common.fail("--device must be cpu, cuda or auto", 2)
+    return BenchSettings(device=device, workload=workload, model=model, train=train, eval=eval_n, methods=_methods(methods),
                          max_new_tokens=max_new_tokens, corpus=corpus, dtype=dtype, online=online,
                          max_spec_tokens=max_spec_tokens, sizing=sizing, max_prompt_tokens=max_prompt_tokens)
 
@@ -212,6 +214,7 @@ MaxNewOption = typer.Option(256, "--max-new-tokens", "-n", min=1)
 CorpusOption = typer.Option("model", "--corpus", help="model: the model's own greedy outputs for the train split "
                             "(generated once, cached); reference: the dataset's reference outputs.")
 DtypeOption = typer.Option("float32", "--dtype", help="float32 or bfloat16.")
+DeviceOption = typer.Option("cpu", "--device", help="cpu, cuda, or auto (cuda when there is one).")
 OutOption = typer.Option(None, "--out", help="Write results.json, PNG plots and the store here.", show_default=False)
 CacheOption = typer.Option(None, "--corpus-cache", show_default=False,
                            help="Where generated corpora are cached. Default: the sufdec cache dir (bench/corpora).")
@@ -232,6 +235,7 @@ def bench(
     max_new_tokens: int = MaxNewOption,
     corpus: str = CorpusOption,
     dtype: str = DtypeOption,
+    device: str = DeviceOption,
     online: bool = typer.Option(False, "--online/--frozen", help="Add each finished held-out output to the store "
                                 "(after every method has run on it), or keep the store at the train split."),
     max_spec_tokens: int = SpecTokensOption,
@@ -255,7 +259,7 @@ def bench(
         common.console.print(ctx.get_help())
         raise typer.Exit(0)
     settings = _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, dtype, online,
-                         max_spec_tokens, sizing, max_prompt_tokens)
+                         max_spec_tokens, sizing, max_prompt_tokens, device)
     from sufdec.bench.generation import run_bench
 
     bar, hook = _progress()
@@ -282,6 +286,7 @@ def scaling(
     max_new_tokens: int = MaxNewOption,
     corpus: str = CorpusOption,
     dtype: str = DtypeOption,
+    device: str = DeviceOption,
     max_spec_tokens: int = SpecTokensOption,
     sizing: str = SizingOption,
     max_prompt_tokens: int = MaxPromptOption,
@@ -301,7 +306,7 @@ def scaling(
     if not ks or ks[0] < 0:
         raise common.fail("--sizes takes non-negative integers", 2)
     settings = _settings(workload, model, max(ks), eval_n, "vanilla", max_new_tokens, corpus, dtype, False,
-                         max_spec_tokens, sizing, max_prompt_tokens)
+                         max_spec_tokens, sizing, max_prompt_tokens, device)
     from sufdec.bench.generation import run_scaling
 
     bar, hook = _progress()
