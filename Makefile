@@ -11,7 +11,7 @@ SUFDEC := $(VENV)/bin/sufdec
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo bench-tree clean
+.PHONY: setup test test-fast test-compat demo bench-tree clean
 
 $(VENV)/.ok: pyproject.toml CMakeLists.txt $(wildcard sufdec/_core/*.cpp sufdec/_core/*.h)
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,24 @@ $(VENV)/.ok: pyproject.toml CMakeLists.txt $(wildcard sufdec/_core/*.cpp sufdec/
 
 setup: $(VENV)/.ok
 
-# The whole suite, slow tests included (the real default model, kill loops): ~10 min on 2 cores.
+# The whole suite, slow tests included (the real default model, kill loops), then the
+# engine tests again on the oldest transformers we support: ~6 min on 2 cores.
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(MAKE) test-compat
+
+# The engine's tests on transformers $(OLDEST_TRANSFORMERS) (GPU images lag the CPU ones), installed
+# beside the venv's newer one and put first on the path for this run only.
+OLDEST_TRANSFORMERS ?= 5.17.0
+COMPAT := .compat/transformers-$(OLDEST_TRANSFORMERS)
+$(COMPAT)/.ok: | setup
+	$(PY) -m pip install --quiet --no-deps --target $(COMPAT) "transformers==$(OLDEST_TRANSFORMERS)"
+	$(PY) -m pip install --quiet --target $(COMPAT) "huggingface-hub>=1.5,<2" httpx
+	touch $@
+
+test-compat: $(COMPAT)/.ok
+	PYTHONPATH=$(COMPAT) $(PY) -c "import transformers as t; assert t.__version__ == '$(OLDEST_TRANSFORMERS)', t.__version__"
+	PYTHONPATH=$(COMPAT) $(PY) -m pytest -q -m "not slow" -p no:cacheprovider tests/engine
 
 # Without the tests marked slow: ~1-2 min.
 test-fast: setup
@@ -37,4 +52,4 @@ bench-tree: setup
 	$(SUFDEC) bench tree
 
 clean:
-	rm -rf build $(VENV) sufdec/_core/*.so
+	rm -rf build $(VENV) .compat sufdec/_core/*.so

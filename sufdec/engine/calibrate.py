@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from sufdec.drafters.budget import CostModel
-from sufdec.engine.kv import crop_last, new_cache
+from sufdec.engine.kv import crop_last, new_cache, settle
 
 DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
 _CACHE: dict[tuple, CostModel] = {}
@@ -56,6 +56,7 @@ def measure_forward_times(
     cache = new_cache(model)
     prefix = torch.randint(0, vocab, (1, past_len), generator=gen).to(device)
     model(input_ids=prefix, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    settle(cache)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *_: None)
     inputs = []
     for k in ks:

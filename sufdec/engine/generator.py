@@ -15,9 +15,9 @@ from typing import Any, Union
 import torch
 
 from sufdec.drafters.base import Drafter, NullDrafter
-from sufdec.drafters.budget import CostModel, best_chain, cut_below, size_draft
+from sufdec.drafters.budget import AcceptanceCalibration, CostModel, best_chain, cut_below, size_draft
 from sufdec.engine.accept import Acceptor, AcceptResult, SamplingParams
-from sufdec.engine.kv import commit_path, new_cache
+from sufdec.engine.kv import commit_path, new_cache, settle
 from sufdec.engine.stopping import StopStrings, eos_ids_of
 from sufdec.engine.tree import TreeLayout, layout_tree
 from sufdec.suffix.draft import Draft
@@ -147,6 +147,8 @@ class RequestState:
     stops: StopStrings
     steps: int = 0
     finish_reason: str | None = None
+    # drafts waiting for their true continuation: (len(ids) when drafted, draft, its depth)
+    pending: list[tuple[int, Draft, int]] = field(default_factory=list)
 
     @property
     def past_len(self) -> int:
@@ -170,7 +172,9 @@ class SpeculativeGenerator:
     ``drafter`` is a Drafter (reused: ``begin`` resets it per request), a zero-argument
     factory returning a fresh Drafter per request, or None (plain decoding).
     ``cost_model``: a CostModel, or "auto" to measure one on first use (cached per model,
-    device and dtype); only used with ``draft_sizing="cost"``.
+    device and dtype); only used with ``draft_sizing="cost"``. ``acceptance``: an
+    AcceptanceCalibration (or True for a fresh one, False for none) that cost sizing reads
+    the drafts' probabilities through; it learns from every request this generator runs.
     """
 
     def __init__(
@@ -180,6 +184,7 @@ class SpeculativeGenerator:
         drafter: DrafterSource = None,
         *,
         cost_model: CostModel | str | None = "auto",
+        acceptance: AcceptanceCalibration | bool = True,
     ):
         attn = getattr(model.config, "_attn_implementation", None) or "eager"
         if attn.startswith("flash") or attn not in ("sdpa", "eager"):
@@ -192,6 +197,10 @@ class SpeculativeGenerator:
         self.drafter_source = drafter
         self.cost_model_setting = cost_model
         self._cost_model: CostModel | None = cost_model if isinstance(cost_model, CostModel) else None
+        if isinstance(acceptance, AcceptanceCalibration):
+            self.acceptance: AcceptanceCalibration | None = acceptance
+        else:
+            self.acceptance = AcceptanceCalibration() if acceptance else None
         self.device = next(model.parameters()).device
         self.mask_dtype = torch.bool if attn == "sdpa" else model.dtype
         self._layer_kinds = _mask_kinds(model)
@@ -312,6 +321,7 @@ class SpeculativeGenerator:
         if len(state.ids) > 1:
             ids = torch.tensor([state.ids[:-1]], dtype=torch.long, device=self.device)
             self.model(input_ids=ids, past_key_values=state.cache, use_cache=True, logits_to_keep=1)
+            settle(state.cache)
 
     # ------------------------------------------------------------------ one step
     @torch.inference_mode()
@@ -354,8 +364,12 @@ class SpeculativeGenerator:
             return raw, raw
         draft = cut_below(raw, state.eos)
         draft = best_chain(draft) if cfg.spec == "chain" else draft
-        cost = self.cost_model() if cfg.draft_sizing == "cost" else None
-        return raw, size_draft(draft, cost, cfg.max_spec_tokens, max_depth)
+        if cfg.draft_sizing != "cost":
+            return raw, size_draft(draft, None, cfg.max_spec_tokens, max_depth)
+        if self.acceptance is not None:
+            state.pending.append((len(state.ids), draft, max(draft.depths(), default=0)))
+            draft = self.acceptance.apply(draft)
+        return raw, size_draft(draft, self.cost_model(), cfg.max_spec_tokens, max_depth)
 
     def layout(self, state: RequestState, draft: Draft) -> TreeLayout:
         return layout_tree(draft, state.ids[-1], state.past_len)
@@ -391,8 +405,21 @@ class SpeculativeGenerator:
         state.finish_reason = reason
         if emitted:
             state.drafter.observe(emitted)
+        if state.pending and self.acceptance is not None:
+            self._label_drafts(state, final=reason is not None)
 
     # ------------------------------------------------------------------ helpers
+    def _label_drafts(self, state: RequestState, final: bool) -> None:
+        """Teach the calibration each draft whose continuation is now known (all at the end)."""
+        known = len(state.ids)
+        keep = []
+        for pos, draft, depth in state.pending:
+            if final or pos + depth <= known:
+                self.acceptance.record(draft, state.ids[pos:pos + depth])
+            else:
+                keep.append((pos, draft, depth))
+        state.pending = keep
+
     def _cut(self, state: RequestState, tokens: list[int]) -> tuple[list[int], str | None]:
         """The prefix of ``tokens`` to emit, and why the request ends inside it (if it does)."""
         emitted: list[int] = []

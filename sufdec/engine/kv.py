@@ -33,6 +33,15 @@ def has_sliding_layers(cache: DynamicCache) -> bool:
     return any(getattr(layer, "is_sliding", False) for layer in cache.layers)
 
 
+def settle(cache: DynamicCache) -> None:
+    """After a forward that only appended (a prefill): shrink recording sliding layers back
+    to their window. transformers before 5.2x hands a recording layer's whole past to the
+    next forward while the mask it builds covers only the window, so the next forward
+    would fail; ``crop(0)`` leaves full-attention layers as they are."""
+    if has_sliding_layers(cache):
+        cache.crop(0)
+
+
 def commit_path(cache: DynamicCache, num_new: int, keep: Sequence[int]) -> None:
     """Keep rows ``keep`` (ascending, within the last ``num_new`` cached positions) and
     drop the other rows of that block."""
