@@ -532,7 +532,11 @@ def evaluate(loaded: Loaded, settings: BenchSettings, trees: dict[str, Callable[
     loads.append(os.getloadavg()[0])
     costs = next((r.generator.cost_model() for r in runners.values()
                   if r.generator is not None and settings.sizing == "cost" and r.config.spec != "off"), None)
+    calibrations = {m: r.generator.acceptance.table() for m, r in runners.items()
+                    if r.generator is not None and r.generator.acceptance is not None and r.config.spec != "off"
+                    and settings.sizing == "cost"}
     return {"methods": {m: summarize(m, runs[m], runs["vanilla"]) for m in names},
+            "acceptance_calibration": calibrations,
             "cost_model": None if costs is None else {"ks": list(costs.ks),
                                                       "costs": [round(c, 3) for c in costs.costs]},
             "prompts": prompts, "load_avg_1m": {"min": min(loads), "max": max(loads),

@@ -77,7 +77,7 @@ def generate(
                                                 help="Draft at most factor x match length nodes (default: 1000 merged, 4 paper)."),
     min_token_prob: Optional[float] = typer.Option(None, "--min-token-prob", min=0.0, max=1.0, show_default=False,
                                                    help="Drop draft nodes whose estimated probability is lower (default: 0 merged, 0.1 paper)."),
-    sizing: str = typer.Option("cost", "--sizing", help="cost: size drafts by the measured forward cost; fixed: always up to --max-spec-tokens."),
+    sizing: str = typer.Option("cost", "--sizing", help="cost: verify the part of each draft worth its forward cost (the cost measured at load, the draft's probabilities corrected by the acceptance observed so far); fixed: always up to --max-spec-tokens."),
     learn: bool = typer.Option(True, "--learn/--no-learn", help="Append each finished output to the store."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),

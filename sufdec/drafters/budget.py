@@ -173,3 +173,132 @@ def cut_below(draft: Draft, final_tokens: frozenset[int] | set[int]) -> Draft:
         else:
             keep.append(i)
     return subtree(draft, keep)
+
+
+class AcceptanceCalibration:
+    """Corrects a drafter's probabilities by the acceptance actually observed, edge by edge.
+
+    A draft node's probability is a product along its path; its ratio to its parent's,
+    ``q = p(node) / p(parent)``, is the drafter's estimate that the node is right given
+    that its parent is. Those estimates are off in a way that depends on depth: on Spider
+    outputs of the default model, edges the drafter scored 0.6 were right ~30% of the time
+    at depth 1 but ~75-95% below depth 4 (a long match that has held so far keeps holding;
+    model-free replay, docs/BENCHMARKS.md). So this keeps, per (q bin, depth bucket), how
+    often a node whose parent was right was right itself, estimates
+    ``(right + w * q) / (seen + w)`` (the drafter's own q as the prior, worth ``w``
+    observations; a cell with no observation yet passes q through), makes it non-decreasing in q within each depth bucket
+    (pool-adjacent-violators), and gives each node the product of the corrected factors
+    along its path. Products of factors <= 1 never increase from a parent to its child,
+    so the top-m nodes stay ancestor-closed.
+
+    Every drafted node is labelled, verified or not: once the true continuation is known
+    (``record``), a node is right when its whole path matches it. All counts are halved
+    when they pass ``max_count`` nodes, so the map follows a workload that changes.
+    """
+
+    Q_EDGES = (0.0, 0.2, 0.35, 0.5, 0.6, 0.67, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0)
+    DEPTHS = (1, 2, 4, 8)  # bucket b holds depths DEPTHS[b] .. DEPTHS[b + 1] - 1; the last is open
+
+    def __init__(self, prior_weight: float = 8.0, max_count: float = 50000.0) -> None:
+        nq, nd = len(self.Q_EDGES) - 1, len(self.DEPTHS)
+        self.prior_weight, self.max_count = prior_weight, max_count
+        self.right = [[0.0] * nq for _ in range(nd)]
+        self.seen = [[0.0] * nq for _ in range(nd)]
+        self.qsum = [[0.0] * nq for _ in range(nd)]   # sum of the drafter's q, for the prior
+        self._map: list[list[float]] | None = None
+
+    def _qbin(self, q: float) -> int:
+        return min(max(bisect.bisect_right(self.Q_EDGES, q) - 1, 0), len(self.Q_EDGES) - 2)
+
+    def _dbin(self, depth: int) -> int:
+        return bisect.bisect_right(self.DEPTHS, depth) - 1
+
+    def mapping(self) -> list[list[float]]:
+        """The corrected factor of each (depth bucket, q bin): non-decreasing in q over the
+        cells seen; a cell never seen holds its middle (``apply`` passes q through there)."""
+        if self._map is None:
+            w = self.prior_weight
+            self._map = []
+            for rights, seens, qsums in zip(self.right, self.seen, self.qsum):
+                blocks: list[list] = []  # [value * weight, weight, cells]; cells never seen stay out
+                for i, (r, n, qs) in enumerate(zip(rights, seens, qsums)):
+                    if not n:
+                        continue
+                    blocks.append([r + w * qs / n, n + w, [i]])
+                    while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+                        v, wt, cells = blocks.pop()
+                        blocks[-1][0] += v
+                        blocks[-1][1] += wt
+                        blocks[-1][2] += cells
+                row = [0.5 * (lo + hi) for lo, hi in zip(self.Q_EDGES, self.Q_EDGES[1:])]
+                for v, wt, cells in blocks:
+                    for i in cells:
+                        row[i] = min(1.0, v / wt)
+                self._map.append(row)
+        return self._map
+
+    @staticmethod
+    def _edges(draft: Draft) -> tuple[list[float], list[int]]:
+        """Each node's q (probability ratio to its parent) and depth."""
+        qs, depths = [], []
+        for p, parent in zip(draft.probs, draft.parents):
+            if parent < 0:
+                qs.append(p)
+                depths.append(1)
+            else:
+                pp = draft.probs[parent]
+                qs.append(p / pp if pp > 0 else 0.0)
+                depths.append(depths[parent] + 1)
+        return qs, depths
+
+    def apply(self, draft: Draft) -> Draft:
+        """The same draft with each node's probability the product of corrected factors."""
+        if len(draft) == 0:
+            return draft
+        m = self.mapping()
+        qs, depths = self._edges(draft)
+        probs: list[float] = []
+        for q, d, parent in zip(qs, depths, draft.parents):
+            db, qb = self._dbin(d), self._qbin(q)
+            f = m[db][qb] if self.seen[db][qb] else min(q, 1.0)  # nothing seen there yet: the drafter's q
+            probs.append(f if parent < 0 else probs[parent] * f)
+        return Draft(draft.token_ids, draft.parents, probs, float(sum(probs)), draft.match_len)
+
+    def record(self, draft: Draft, continuation: Sequence[int]) -> None:
+        """Label each node of ``draft`` against the tokens that really followed its root.
+
+        Nodes deeper than ``continuation`` are not counted (their outcome is unknown), nor
+        nodes whose parent was wrong (the factor is conditional on the parent).
+        """
+        n_known = len(continuation)
+        qs, depths = self._edges(draft)
+        ok = [False] * len(draft)
+        for i, (tok, parent) in enumerate(zip(draft.token_ids, draft.parents)):
+            d = depths[i]
+            if d > n_known or (parent >= 0 and not ok[parent]):
+                continue
+            good = continuation[d - 1] == tok
+            ok[i] = good
+            db, qb = self._dbin(d), self._qbin(qs[i])
+            self.seen[db][qb] += 1.0
+            self.qsum[db][qb] += qs[i]
+            if good:
+                self.right[db][qb] += 1.0
+        if sum(map(sum, self.seen)) > self.max_count:
+            for table in (self.seen, self.right, self.qsum):
+                for row in table:
+                    row[:] = [0.5 * c for c in row]
+        self._map = None
+
+    def table(self) -> list[dict]:
+        """Per (depth bucket, q bin) with observations: nodes seen, observed rate, the factor used."""
+        m = self.mapping()
+        out = []
+        for b, lo_d in enumerate(self.DEPTHS):
+            hi_d = self.DEPTHS[b + 1] - 1 if b + 1 < len(self.DEPTHS) else None
+            for i, (lo, hi) in enumerate(zip(self.Q_EDGES, self.Q_EDGES[1:])):
+                n = self.seen[b][i]
+                if n:
+                    out.append({"depth": [lo_d, hi_d], "q": [lo, hi], "seen": round(n, 1),
+                                "observed": round(self.right[b][i] / n, 4), "factor": round(m[b][i], 4)})
+        return out

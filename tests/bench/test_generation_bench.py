@@ -17,7 +17,7 @@ METHOD_KEYS = ("prompts", "tokens", "time_s", "tokens_per_s", "ms_per_token", "s
                "draft_ms_per_step", "bookkeeping_ms_per_step", "speedup_median", "speedup_total", "mismatches",
                "first_mismatch", "accepted_by_match_len", "speedup_decode", "prefill_share")
 TOP_KEYS = ("version", "workload", "settings", "model", "dtype", "protocol", "commit", "machine", "train", "eval",
-            "corpus", "methods", "prompts", "load_avg_1m", "cost_model")
+            "corpus", "methods", "prompts", "load_avg_1m", "cost_model", "acceptance_calibration")
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,8 @@ def test_bench_group_keeps_its_subcommands_and_checks_options(tiny_model_dir, wo
         assert name in res.output
     res = runner.invoke(app, ["bench", "--workload", str(workload), "--methods", "vanilla,magic"])
     assert res.exit_code == 2 and "magic" in res.output
+    res = runner.invoke(app, ["bench", "--workload", str(workload), "--device", "tpu"])
+    assert res.exit_code == 2 and "--device" in res.output
     res = runner.invoke(app, ["bench", "--workload", str(tmp_path / "missing.jsonl"), "--model",
                               str(tiny_model_dir)])
     assert res.exit_code == 1 and "missing.jsonl" in res.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sufdec.drafters.budget import (
-    CostModel, best_chain, best_size, cut_below, size_draft, subtree, top_nodes,
+    AcceptanceCalibration, CostModel, best_chain, best_size, cut_below, size_draft, subtree, top_nodes,
 )
 from sufdec.suffix.draft import Draft
 
@@ -90,3 +90,56 @@ def test_cost_curve_fit_does_not_carry_one_slow_sample_upward():
     assert cm.costs[5] == 2.61 and cm.costs[6] == 3.53
     clean = CostModel.from_times(ks, [1.0, 1.1, 1.6, 2.1, 2.2, 2.6, 3.5])
     assert clean.costs == (1.0, 1.1, 1.6, 2.1, 2.2, 2.6, 3.5)
+
+
+# ---------------------------------------------------------------- acceptance calibration
+
+def _tree() -> Draft:
+    """root children a(0.9), b(0.5); a -> c(q 0.82) -> d(q 0.55); b -> e(q 0.3)."""
+    probs = [0.9, 0.5, 0.9 * 0.82, 0.9 * 0.82 * 0.55, 0.5 * 0.3]
+    return Draft([10, 20, 30, 40, 50], [-1, -1, 0, 2, 1], probs, sum(probs), 3)
+
+
+def _cell(cal, depth, q):
+    return next((r for r in cal.table() if r["depth"][0] <= depth and (r["depth"][1] is None or depth <= r["depth"][1])
+                 and r["q"][0] <= q < r["q"][1]), None)
+
+
+def test_calibration_labels_edges_given_a_right_parent():
+    cal = AcceptanceCalibration()
+    cal.record(_tree(), [10, 30])          # a, c right; d's depth (3) unknown; b wrong; e not counted
+    assert _cell(cal, 1, 0.9)["seen"] == 1 and _cell(cal, 1, 0.9)["observed"] == 1.0    # a
+    assert _cell(cal, 2, 0.82)["seen"] == 1 and _cell(cal, 2, 0.82)["observed"] == 1.0    # c
+    assert _cell(cal, 1, 0.5)["seen"] == 1 and _cell(cal, 1, 0.5)["observed"] == 0.0    # b
+    assert _cell(cal, 2, 0.3) is None                                                    # e: parent wrong
+    assert _cell(cal, 3, 0.55) is None                                                    # d: unknown
+    cal.record(_tree(), [20, 30, 40])      # a wrong (c, d not counted), b right, e wrong
+    assert _cell(cal, 1, 0.9)["observed"] == 0.5 and _cell(cal, 1, 0.5)["observed"] == 0.5
+    assert _cell(cal, 2, 0.3)["observed"] == 0.0 and _cell(cal, 2, 0.82)["seen"] == 1
+
+
+def test_calibration_factors_follow_the_data_and_keep_paths_monotone():
+    cal = AcceptanceCalibration()
+    fresh = cal.apply(_tree())
+    assert fresh.probs == pytest.approx(_tree().probs)              # nothing seen: the drafter's own q
+    # depth 1 at q ~0.9 is right 10% of the time; deep edges at q ~0.6 always
+    chain = Draft([1, 2, 3, 4, 5, 6], [-1, 0, 1, 2, 3, 4], [0.92 * 0.62 ** k for k in range(6)], 0.0, 6)
+    for i in range(400):
+        cal.record(chain, [1, 2, 3, 4, 5, 6] if i % 10 == 0 else [9])
+        cal.record(chain, [1, 2, 3, 4, 5, 6])
+    for depth in (1, 2, 4, 8):                                       # non-decreasing in q (seen cells)
+        factors = [r["factor"] for r in cal.table() if r["depth"][0] == depth]
+        assert factors == sorted(factors)
+    out = cal.apply(chain)
+    assert out.probs[0] == pytest.approx(0.55, abs=0.05)              # half the chains fail at the root
+    assert out.probs[-1] > 0.5 > chain.probs[-1]                      # deep edges are trusted: 0.92*0.62^5 = 0.08
+    assert all(b <= a for a, b in zip(out.probs, out.probs[1:]))      # never increases down a path
+    assert out.token_ids == chain.token_ids and out.score == pytest.approx(sum(out.probs))
+
+
+def test_calibration_forgets_by_halving():
+    cal = AcceptanceCalibration(max_count=100)
+    for _ in range(150):
+        cal.record(Draft([1], [-1], [0.92], 0.92, 1), [1])
+    assert sum(r["seen"] for r in cal.table()) <= 100
+    assert cal.apply(Draft([1], [-1], [0.92], 0.92, 1)).probs[0] > 0.9
