@@ -51,6 +51,7 @@ def collect(store_dir: Optional[Path]) -> tuple[dict, object]:
         "snapshot_bytes": s.snapshot_bytes,
         "tree_load_s": round(open_s, 4),
         "depth_histogram": list(ts["depth_histogram"]),
+        "budget": {"max_tokens": s.max_tokens, "max_bytes": s.max_bytes, "eviction": s.eviction},
     }
     return info, (st, tree)
 
@@ -72,6 +73,7 @@ def _render_summary(info: dict) -> None:
         ("tokenizer", f"{info['tokenizer']} ({info['tokenizer_fingerprint']})"),
         ("format", f"v{info['format_version']}, created {created}"),
         ("log", f"{info['log_records']:,} records after the snapshot ({_human(info['snapshot_bytes'])})"),
+        ("budget", _budget_text(info["budget"], info["tokens"])),
         ("tree loaded in", f"{info['tree_load_s'] * 1000:.0f} ms"),
     ]
     for k, v in rows:
@@ -85,6 +87,17 @@ def _render_summary(info: dict) -> None:
         for label, n in rows:
             bar = "#" * max(1 if n else 0, round(40 * n / peak))
             common.console.print(f"{label:>7} {n:>11,} {bar}", highlight=False)
+
+
+def _budget_text(budget: dict, tokens: int) -> str:
+    limits = []
+    if budget["max_tokens"]:
+        limits.append(f"{budget['max_tokens']:,} tokens ({100 * tokens / budget['max_tokens']:.0f}% used)")
+    if budget["max_bytes"]:
+        limits.append(f"{_human(budget['max_bytes'])} of records")
+    if not limits:
+        return "none (grows without limit; see sufdec evict)"
+    return " and ".join(limits) + f", {budget['eviction']} eviction"
 
 
 def _depth_buckets(hist: list[int]) -> list[tuple[str, int]]:

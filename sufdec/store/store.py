@@ -124,6 +124,9 @@ class StoreStats:
     log_tokens: int
     snapshot_bytes: int
     snapshot_log_pos: int
+    max_tokens: int = 0      # the budget (0 = unlimited)
+    max_bytes: int = 0
+    eviction: str = "fifo"
 
 
 class _Stale(Exception):
@@ -661,6 +664,9 @@ class Store:
             log_tokens=meta.log_tokens,
             snapshot_bytes=meta.snapshot_bytes,
             snapshot_log_pos=meta.snapshot_log_pos,
+            max_tokens=meta.max_tokens,
+            max_bytes=meta.max_bytes,
+            eviction=meta.eviction,
         )
 
 

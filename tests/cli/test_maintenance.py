@@ -72,6 +72,10 @@ def test_budget_flags_are_recorded_and_evict_and_compact(tmp_path, word_tokenize
     assert code == 0 and out["recorded"]
     with Store.open(store) as st:
         assert st.budget.max_bytes == 4096 and st.budget.max_tokens == 500
+    code, out, text = _run("stats", "--store", str(store), "--json")
+    assert code == 0 and out["budget"] == {"max_tokens": 500, "max_bytes": 4096, "eviction": "fifo"}
+    code, _, text = _run("stats", "--store", str(store))
+    assert code == 0 and "500 tokens" in text and "4.0 KiB of records" in text and "fifo eviction" in text
     code, out, _ = _run("compact", "--store", str(store), "--json")
     assert code == 0 and out["after_bytes"] < out["before_bytes"]
     assert _run("verify", "--store", str(store))[0] == 0
