@@ -530,11 +530,10 @@ def evaluate(loaded: Loaded, settings: BenchSettings, trees: dict[str, Callable[
         if adv:
             adv(1)
     loads.append(os.getloadavg()[0])
-    costs = next((r.generator.cost_model() for r in runners.values()
-                  if r.generator is not None and settings.sizing == "cost" and r.config.spec != "off"), None)
-    calibrations = {m: r.generator.acceptance.table() for m, r in runners.items()
-                    if r.generator is not None and r.generator.acceptance is not None and r.config.spec != "off"
-                    and settings.sizing == "cost"}
+    sized = {m: r.generator for m, r in runners.items()
+             if r.generator is not None and settings.sizing == "cost" and r.config.spec != "off"}
+    costs = next((g.cost_model() for g in sized.values()), None)
+    calibrations = {m: g.acceptance.table() for m, g in sized.items() if g.acceptance is not None}
     return {"methods": {m: summarize(m, runs[m], runs["vanilla"]) for m in names},
             "acceptance_calibration": calibrations,
             "cost_model": None if costs is None else {"ks": list(costs.ks),

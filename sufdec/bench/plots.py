@@ -15,6 +15,13 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _label(result: dict) -> str:
     return f"{result.get('workload', '?')} ({result.get('dtype', '?')})"
 
@@ -40,10 +47,7 @@ def speedup_by_method(results: Sequence[dict], path: Path) -> Path:
     if methods:
         ax.legend(fontsize=8, ncol=2)
     ax.set_title("generation speedup by method and workload")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def acceptance_by_match_len(result: dict, path: Path) -> Path:
@@ -60,10 +64,7 @@ def acceptance_by_match_len(result: dict, path: Path) -> Path:
     ax.set_ylabel("accepted draft tokens per step")
     ax.set_title(f"acceptance by match length: {_label(result)}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def tau_vs_corpus(result: dict, path: Path) -> Path:
@@ -85,10 +86,7 @@ def tau_vs_corpus(result: dict, path: Path) -> Path:
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
     ax.set_title(f"suffix-tree vs corpus size: {_label(result)}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plots_for(result: dict, out: Path) -> list[str]:

@@ -190,7 +190,7 @@ def render_results(result: dict) -> None:
 
 
 def _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, dtype, online, max_spec_tokens,
-              sizing, max_prompt_tokens, device="cpu"):
+              sizing, max_prompt_tokens, device):
     from sufdec.bench.generation import BenchSettings
 
     if corpus not in ("model", "reference"):
@@ -201,8 +201,8 @@ def _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, d
         raise common.fail("--sizing must be cost or fixed", 2)
     if device not in ("cpu", "cuda", "auto"):
         raise common.fail("--device must be cpu, cuda or auto", 2)
-    return BenchSettings(device=device, workload=workload, model=model, train=train, eval=eval_n, methods=_methods(methods),
-                         max_new_tokens=max_new_tokens, corpus=corpus, dtype=dtype, online=online,
+    return BenchSettings(workload=workload, model=model, train=train, eval=eval_n, methods=_methods(methods),
+                         max_new_tokens=max_new_tokens, corpus=corpus, dtype=dtype, device=device, online=online,
                          max_spec_tokens=max_spec_tokens, sizing=sizing, max_prompt_tokens=max_prompt_tokens)
 
 

@@ -180,13 +180,13 @@ class AcceptanceCalibration:
 
     A draft node's probability is a product along its path; its ratio to its parent's,
     ``q = p(node) / p(parent)``, is the drafter's estimate that the node is right given
-    that its parent is. Those estimates are off in a way that depends on depth: on Spider
-    outputs of the default model, edges the drafter scored 0.6 were right ~30% of the time
-    at depth 1 but ~75-95% below depth 4 (a long match that has held so far keeps holding;
-    model-free replay, docs/BENCHMARKS.md). So this keeps, per (q bin, depth bucket), how
-    often a node whose parent was right was right itself, estimates
-    ``(right + w * q) / (seen + w)`` (the drafter's own q as the prior, worth ``w``
-    observations; a cell with no observation yet passes q through), makes it non-decreasing in q within each depth bucket
+    that its parent is. Those estimates are off in a way that depends on depth: in the
+    Spider benchmark (docs/BENCHMARKS.md), edges the drafter scored 0.67 were right 42% of
+    the time at depth 1 but 79-92% from depth 2 on (a match that has held so far keeps
+    holding). So this keeps, per (q bin, depth bucket), how often a node whose parent was
+    right was right itself, estimates ``(right + w * q) / (seen + w)`` (the drafter's own q
+    as the prior, worth ``w`` observations; a cell with no observation yet passes q
+    through), makes it non-decreasing in q within each depth bucket
     (pool-adjacent-violators), and gives each node the product of the corrected factors
     along its path. Products of factors <= 1 never increase from a parent to its child,
     so the top-m nodes stay ancestor-closed.
@@ -205,7 +205,7 @@ class AcceptanceCalibration:
         self.right = [[0.0] * nq for _ in range(nd)]
         self.seen = [[0.0] * nq for _ in range(nd)]
         self.qsum = [[0.0] * nq for _ in range(nd)]   # sum of the drafter's q, for the prior
-        self._map: list[list[float]] | None = None
+        self._map: list[list[float | None]] | None = None
 
     def _qbin(self, q: float) -> int:
         return min(max(bisect.bisect_right(self.Q_EDGES, q) - 1, 0), len(self.Q_EDGES) - 2)
@@ -213,9 +213,9 @@ class AcceptanceCalibration:
     def _dbin(self, depth: int) -> int:
         return bisect.bisect_right(self.DEPTHS, depth) - 1
 
-    def mapping(self) -> list[list[float]]:
+    def mapping(self) -> list[list[float | None]]:
         """The corrected factor of each (depth bucket, q bin): non-decreasing in q over the
-        cells seen; a cell never seen holds its middle (``apply`` passes q through there)."""
+        cells seen; None for a cell never seen (``apply`` passes q through there)."""
         if self._map is None:
             w = self.prior_weight
             self._map = []
@@ -230,7 +230,7 @@ class AcceptanceCalibration:
                         blocks[-1][0] += v
                         blocks[-1][1] += wt
                         blocks[-1][2] += cells
-                row = [0.5 * (lo + hi) for lo, hi in zip(self.Q_EDGES, self.Q_EDGES[1:])]
+                row: list[float | None] = [None] * len(rights)
                 for v, wt, cells in blocks:
                     for i in cells:
                         row[i] = min(1.0, v / wt)
@@ -259,8 +259,9 @@ class AcceptanceCalibration:
         qs, depths = self._edges(draft)
         probs: list[float] = []
         for q, d, parent in zip(qs, depths, draft.parents):
-            db, qb = self._dbin(d), self._qbin(q)
-            f = m[db][qb] if self.seen[db][qb] else min(q, 1.0)  # nothing seen there yet: the drafter's q
+            f = m[self._dbin(d)][self._qbin(q)]
+            if f is None:  # nothing seen there yet: the drafter's own q
+                f = min(q, 1.0)
             probs.append(f if parent < 0 else probs[parent] * f)
         return Draft(draft.token_ids, draft.parents, probs, float(sum(probs)), draft.match_len)
 

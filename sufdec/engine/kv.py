@@ -35,9 +35,9 @@ def has_sliding_layers(cache: DynamicCache) -> bool:
 
 def settle(cache: DynamicCache) -> None:
     """After a forward that only appended (a prefill): shrink recording sliding layers back
-    to their window. transformers before 5.2x hands a recording layer's whole past to the
-    next forward while the mask it builds covers only the window, so the next forward
-    would fail; ``crop(0)`` leaves full-attention layers as they are."""
+    to their window. transformers 5.17 hands a recording layer's whole past to the next
+    forward while the mask it builds covers only the window, so that forward would fail
+    (later releases slice it themselves); ``crop(0)`` leaves full-attention layers as they are."""
     if has_sliding_layers(cache):
         cache.crop(0)
 
