@@ -6,6 +6,7 @@ generates prompts.jsonl (held-out questions on the same schemas). Run from the r
 """
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -14,23 +15,22 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from sufdec import models
 from sufdec.bench import datasets
 from sufdec.engine.batch_generate import generate_plain_batched
+from sufdec.prompts import encode_prompt
+from sufdec.session import default_model
 
 DB_IDS = ["concert_singer", "pets_1", "poker_player", "singer", "orchestra"]
 OUT = Path("data/spider_demo")
 
 
 def main() -> None:
-    path = models.ensure_default_model(print)
+    root = models.default_cache_root(os.environ)
+    path = default_model(root, print)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    examples = datasets.load_spider(db_ids=DB_IDS)
+    examples = datasets.load_spider(datasets.fetch("spider", root), db_ids=DB_IDS)
     n_train = int(len(examples) * 0.8)
     train, held = examples[:n_train], examples[n_train:]
-    prompts = [
-        tok.apply_chat_template([{"role": "user", "content": e.prompt}], add_generation_prompt=True,
-                                tokenize=True, return_dict=False)
-        for e in train
-    ]
+    prompts = [encode_prompt(tok, e.prompt) for e in train]
     outs = generate_plain_batched(model, tok, prompts, max_new_tokens=128, batch_size=8,
                                   on_batch=lambda n: print(".", end="", flush=True))
     OUT.mkdir(parents=True, exist_ok=True)

@@ -10,17 +10,19 @@ request's own text alone. Usage (repo root):
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
+from sufdec import models
 from sufdec.bench import datasets
-from sufdec.bench.generation import TRAIN_FRACTION, load_workload, split
+from sufdec.bench.workloads import TRAIN_FRACTION, load_workload, split
 
 
-def main(out: Path, n_train: int = 256, n_eval: int = 64) -> None:
-    spider = datasets.load("spider")[:n_train]
+def main(out: Path, cache_root: Path, n_train: int = 256, n_eval: int = 64) -> None:
+    spider = datasets.load("spider", cache_root)[:n_train]
     # the same held-out prompts as `sufdec bench --workload sharegpt` (its eval split, in order)
-    _, chat = split(load_workload("sharegpt", 256, 2 * n_eval), 256, 2 * n_eval)
+    _, chat = split(load_workload("sharegpt", 256, 2 * n_eval, cache_root=cache_root), 256, 2 * n_eval)
     # short prompts only, so the bench skips none and the 80/20 boundary stays where it is
     total = round(n_train / TRAIN_FRACTION)
     chat = [c for c in chat if len(c.prompt) < 4000][: total - n_train]
@@ -31,4 +33,4 @@ def main(out: Path, n_train: int = 256, n_eval: int = 64) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "nomatch.jsonl"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "nomatch.jsonl"), models.default_cache_root(os.environ))

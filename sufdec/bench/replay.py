@@ -17,29 +17,46 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-from sufdec.suffix import RequestTree, SpecParams, SuffixIndex, draft_both
+from sufdec.drafters.suffix import SuffixDrafter
+from sufdec.suffix import DraftSettings, SuffixIndex
 from sufdec.suffix.draft import Draft
+
+TREES = ("global", "request", "both")
 
 
 @dataclass(frozen=True)
 class ReplayConfig:
-    """One drafting configuration to replay."""
+    """One drafting configuration to replay: what to draft (``draft``), from which trees, and
+    whether the global tree learns the held-out outputs (``online``)."""
 
+    draft: DraftSettings = field(default_factory=DraftSettings)
     trees: str = "both"  # global | request | both
-    use_tree: bool = True  # tree drafts (True) or path drafts
-    max_spec_tokens: int = 32
-    max_spec_factor: float = 4.0
-    max_spec_offset: float = 0.0
-    min_token_prob: float = 0.1
-    max_depth: int = 64
     online: bool = False
-    mode: str = "paper"  # paper | merged (see sufdec.suffix.SpecParams)
+
+    def __post_init__(self) -> None:
+        if self.trees not in TREES:
+            raise ValueError(f"trees must be one of {', '.join(TREES)}, not {self.trees!r}")
+        if not isinstance(self.draft, DraftSettings):
+            raise TypeError("draft must be a DraftSettings (see sufdec.suffix.settings)")
+
+    @property
+    def protocol(self) -> str:
+        return "online" if self.online else "frozen"
 
     @property
     def label(self) -> str:
-        kind = "tree" if self.use_tree else "path"
-        proto = "online" if self.online else "frozen"
-        return f"{self.mode}/{self.trees}/{kind}/{self.max_spec_tokens}/{proto}"
+        """``mode/trees/spec/budget/protocol``, for instance ``merged/both/chain/32/frozen``."""
+        d = self.draft
+        return f"{d.mode}/{self.trees}/{d.spec}/{d.max_spec_tokens}/{self.protocol}"
+
+    def to_dict(self) -> dict:
+        """The label, the trees, the protocol and every drafting setting (for JSON results)."""
+        return {"label": self.label, "trees": self.trees, "protocol": self.protocol, "draft": asdict(self.draft)}
+
+    def drafter(self, global_tree: SuffixIndex | None) -> SuffixDrafter:
+        """The engine's own drafter over the trees this configuration uses."""
+        settings = self.draft if self.trees != "global" else self.draft.replace(use_request_tree=False)
+        return SuffixDrafter(global_tree if self.trees != "request" else None, settings, learn=None)
 
 
 @dataclass
@@ -98,30 +115,28 @@ def replay(
     config: ReplayConfig,
     on_record: Callable[[int], None] | None = None,
 ) -> ReplayResult:
-    """Replay ``held_out`` (prompt ids, output ids) pairs against a tree built from ``train``."""
-    result = ReplayResult(config=asdict(config))
-    global_tree = SuffixIndex(max_depth=config.max_depth)
-    if config.trees in ("global", "both"):
+    """Replay ``held_out`` (prompt ids, output ids) pairs against a tree built from ``train``.
+
+    Drafts come from the engine's ``SuffixDrafter`` (so a chain is what the decode loop
+    would verify: the merged draft's most probable path, or the paper's single path); only
+    its ``draft`` call is timed.
+    """
+    result = ReplayResult(config=config.to_dict())
+    uses_global = config.trees in ("global", "both")
+    global_tree = SuffixIndex(max_depth=config.draft.max_depth)
+    if uses_global:
         for i, seq in enumerate(train):
             global_tree.add(i, list(seq))
-    params = SpecParams(
-        config.max_spec_tokens, config.max_spec_factor, config.max_spec_offset,
-        config.min_token_prob, config.use_tree, config.mode if config.use_tree else "paper",
-    )
+    drafter = config.drafter(global_tree)
+    budget = config.draft.max_spec_tokens
     next_id = len(train)
     for prompt, output in held_out:
         output = list(output)
-        request = RequestTree(list(prompt), max_depth=config.max_depth)
-        matcher = global_tree.matcher()
-        matcher.feed(list(prompt))
+        drafter.begin(list(prompt))
         pos = 0
         while pos < len(output):
             t0 = time.perf_counter()
-            draft = draft_both(
-                matcher if config.trees in ("global", "both") else None,
-                request if config.trees in ("request", "both") else None,
-                params,
-            )
+            draft = drafter.draft(budget)
             result.speculate_s += time.perf_counter() - t0
             acc = accepted_length(draft, output[pos:])
             result.steps += 1
@@ -133,11 +148,11 @@ def replay(
                 slot[1] += 1
             step = output[pos : pos + acc + 1]
             pos += len(step)
-            request.extend(step)
-            matcher.feed(step)
+            drafter.observe(step)
+        drafter.end(output, True)
         result.records += 1
         result.tokens += len(output)
-        if config.online and config.trees in ("global", "both"):
+        if config.online and uses_global:
             global_tree.add(next_id, output)
             next_id += 1
         if on_record is not None:

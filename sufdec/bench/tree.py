@@ -13,7 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from sufdec._core import SpecConfig, SuffixTree, speculate_both
+from sufdec._core import SuffixTree, speculate_both
+from sufdec.suffix.settings import PRESETS, DraftSettings
 
 
 def synthetic_corpus(
@@ -62,21 +63,17 @@ def run_tree_bench(
     max_depth: int = 64,
     held_out: float = 0.02,
     max_queries: int = 20000,
-    max_spec_tokens: int = 32,
-    max_spec_factor: float = 4.0,
-    min_token_prob: float = 0.1,
-    use_tree: bool = True,
-    mode: str | None = None,
-    prior: float = 0.5,
-    max_sources: int = 3,
+    draft: DraftSettings = PRESETS["paper"],
+    both_trees: bool = False,
 ) -> dict:
     """Time insert / speculate / load of the core on ``corpus`` (lists of token ids).
 
     The last ``held_out`` share of sequences is not inserted; each is replayed through a
     fresh Matcher, one token per step, with a draft after every step (frozen protocol).
-    ``mode=None`` times the global tree alone (``Matcher.speculate``); ``"paper"`` or
-    ``"merged"`` time ``speculate_both`` over the global tree and a request tree that
-    holds the sequence decoded so far (its update is timed apart, per token).
+    By default the global tree alone is timed (``Matcher.speculate`` with ``draft``'s
+    single-tree knobs, the paper preset); ``both_trees=True`` times ``speculate_both``
+    over the global tree and a request tree that holds the sequence decoded so far, in
+    ``draft.mode`` (the request tree's update is timed apart, per token).
     """
     n_eval = max(1, int(len(corpus) * held_out))
     train, evals = list(corpus[:-n_eval]), list(corpus[-n_eval:])
@@ -103,14 +100,9 @@ def run_tree_bench(
     times_ns: list[int] = []
     drafted = 0
     match_lens = 0
-    kw = dict(max_spec_tokens=max_spec_tokens, max_spec_factor=max_spec_factor,
-              min_token_prob=min_token_prob, use_tree=use_tree)
+    kw = draft.core_kwargs()
     clock = time.perf_counter_ns
-    config = None
-    if mode is not None:
-        config = SpecConfig(max_spec_tokens=max_spec_tokens, max_spec_factor=max_spec_factor,
-                            min_token_prob=min_token_prob, use_tree=use_tree, mode=mode,
-                            prior=prior, max_sources=max_sources)
+    config = draft.core if both_trees else None
     req_ns = 0
     spec_cpu0 = time.process_time()
     for seq in evals:
@@ -162,7 +154,7 @@ def run_tree_bench(
         "speculate_us_per_token": float(us.sum() / drafted) if drafted else 0.0,
         "speculate_cpu_us_per_call": spec_cpu_s * 1e6 / max(1, n_calls),
         "drafted_tokens_per_call": drafted / max(1, n_calls),
-        "mode": mode or "global",
+        "mode": draft.mode if both_trees else "global",
         "request_update_us_per_token": req_ns / 1e3 / max(1, n_calls) if req_ns else None,
         "mean_match_len": match_lens / max(1, n_calls),
         "memory_bytes": mem,

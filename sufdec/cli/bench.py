@@ -18,12 +18,11 @@ app = typer.Typer(help="Benchmarks: generation speed (bench --workload ...), cor
 def _tokenized_replies(limit_tokens: int, say=common.say) -> list[list[int]]:
     """ShareGPT replies tokenized with the default tokenizer, about ``limit_tokens`` in all."""
     from sufdec.bench import datasets
-    from sufdec.tokenization import load_tokenizer
 
-    tok = load_tokenizer(None)
+    tok = common.load_text_tokenizer(None)
     say("tokenizing ShareGPT replies with the default tokenizer ...")
     out, total = [], 0
-    pairs = datasets.load_sharegpt_replies(limit=40000)
+    pairs = datasets.load_sharegpt_replies(datasets.fetch("sharegpt", common.cache_root()), limit=40000)
     for start in range(0, len(pairs), 1000):
         for ids in tok.encode_batch([r for _, r in pairs[start:start + 1000]]):
             if ids:
@@ -79,15 +78,45 @@ def tree(
         _print_table(f"bench tree: {name}", res)
 
 
+def _replay_configs(modes: str, budgets: str, trees: str, chain_too: bool, factor: Optional[float],
+                    min_token_prob: Optional[float]) -> list:
+    """Every combination of the replay options, each a ReplayConfig over a preset (exit 2 on bad values)."""
+    from sufdec.bench.replay import TREES, ReplayConfig
+    from sufdec.suffix import PRESETS, DraftSettings
+
+    mode_list = [m.strip() for m in modes.split(",") if m.strip()]
+    tree_list = [t.strip() for t in trees.split(",") if t.strip()]
+    if not mode_list or any(m not in PRESETS for m in mode_list):
+        raise common.fail(f"--modes takes {', '.join(PRESETS)} or a comma list of them", 2)
+    if not tree_list or any(t not in TREES for t in tree_list):
+        raise common.fail(f"--trees takes {', '.join(TREES)} or a comma list of them", 2)
+    try:
+        budget_list = [int(b) for b in budgets.split(",") if b.strip()]
+        return [
+            ReplayConfig(DraftSettings.preset(m, spec=spec, max_spec_tokens=b, max_spec_factor=factor,
+                                              min_token_prob=min_token_prob), trees=t, online=online)
+            for m in mode_list for b in budget_list for t in tree_list
+            for spec in (("tree", "chain") if chain_too else ("tree",)) for online in (False, True)
+        ]
+    except ValueError as exc:
+        raise common.fail(f"bad replay options: {exc}", 2) from None
+
+
 @app.command("replay")
 def replay(
     corpus: str = typer.Option("spider", "--corpus", help="spider, humaneval or sharegpt (reference outputs)."),
     budgets: str = typer.Option("32,128", "--budgets", help="Comma-separated draft budgets (nodes)."),
     trees: str = typer.Option("both", "--trees", help="global, request, both, or a comma list."),
-    path_too: bool = typer.Option(False, "--path/--no-path", help="Also replay path (chain) drafts."),
-    modes: str = typer.Option("paper,merged", "--modes", help="Drafting modes: paper (published algorithm), merged (sufdec's default), or both."),
-    factor: Optional[float] = typer.Option(None, "--spec-factor", help="Budget factor alpha (budget <= alpha * match length). Default: 4 for paper, 1000 for merged.", show_default=False),
-    min_token_prob: Optional[float] = typer.Option(None, "--min-token-prob", help="Default: 0.1 for paper, 0 for merged.", show_default=False),
+    chain_too: bool = typer.Option(False, "--chain/--no-chain", "--path/--no-path",
+                                   help="Also replay chain drafts (each draft's most probable path)."),
+    modes: str = typer.Option("paper,merged", "--modes",
+                              help="Drafting presets: paper (published algorithm), merged (sufdec's default), "
+                                   "or both as a comma list."),
+    factor: Optional[float] = typer.Option(None, "--spec-factor", show_default=False,
+                                           help="Budget factor alpha (budget <= alpha * match length). "
+                                                "Default: the preset's (4 for paper, 1000 for merged)."),
+    min_token_prob: Optional[float] = typer.Option(None, "--min-token-prob", show_default=False,
+                                                   help="Default: the preset's (0.1 for paper, 0 for merged)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N records."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -101,27 +130,18 @@ def replay(
     from rich.progress import Progress
 
     from sufdec.bench import datasets
-    from sufdec.bench.replay import ReplayConfig, replay as run_replay
-    from sufdec.tokenization import load_tokenizer
+    from sufdec.bench.replay import replay as run_replay
 
+    if corpus not in datasets.PACKAGES:
+        raise common.fail(f"--corpus takes {', '.join(datasets.PACKAGES)}", 2)
+    configs = _replay_configs(modes, budgets, trees, chain_too, factor, min_token_prob)
     with common.clean_errors():
-        tok = load_tokenizer(None)
-        pairs = datasets.replay_pairs(corpus)[:limit]
+        tok = common.load_text_tokenizer(None)
+        pairs = datasets.replay_pairs(corpus, common.cache_root())[:limit]
         prompts = tok.encode_batch([p for p, _ in pairs])
         outputs = tok.encode_batch([o for _, o in pairs])
     n = int(len(pairs) * 0.8)
     train, held = outputs[:n], list(zip(prompts[n:], outputs[n:]))
-    defaults = {"paper": (4.0, 0.1), "merged": (1000.0, 0.0)}
-    if any(m not in defaults for m in modes.split(",")):
-        raise common.fail("--modes takes paper, merged or both", 2)
-    configs = [
-        ReplayConfig(trees=t, use_tree=use_tree, max_spec_tokens=int(b), mode=m,
-                     max_spec_factor=factor if factor is not None else defaults[m][0],
-                     min_token_prob=min_token_prob if min_token_prob is not None else defaults[m][1],
-                     online=online)
-        for m in modes.split(",") for b in budgets.split(",") for t in trees.split(",")
-        for use_tree in ((True, False) if path_too and m == "paper" else (True,)) for online in (False, True)
-    ]
     rows = []
     with Progress(console=common.err_console, transient=True, disable=not common.err_console.is_terminal) as progress:
         for cfg in configs:
@@ -131,7 +151,7 @@ def replay(
     if as_json:
         print(json.dumps({"corpus": corpus, "train": len(train), "held_out": len(held), "results": rows}))
         return
-    table = Table("mode/trees/draft/budget/protocol", "tau", "acceptance", "µs/step",
+    table = Table("mode/trees/spec/budget/protocol", "tau", "acceptance", "µs/step",
                   title=f"replay {corpus}: {len(train)} train, {len(held)} held out")
     for r in rows:
         table.add_row(r["label"], f"{r['tau']:.3f}", f"{r['acceptance_rate']:.3f}", f"{r['speculate_us_per_step']:.1f}")
@@ -141,9 +161,9 @@ def replay(
 # ---------------------------------------------------------------- generation benchmark
 
 def _methods(text: str) -> tuple[str, ...]:
-    from sufdec.bench.generation import METHODS
+    from sufdec.bench.settings import METHODS, canonical_method
 
-    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    methods = tuple(canonical_method(m.strip()) for m in text.split(",") if m.strip())
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise common.fail(f"unknown method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}", 2)
@@ -191,19 +211,31 @@ def render_results(result: dict) -> None:
 
 def _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, dtype, online, max_spec_tokens,
               sizing, max_prompt_tokens, device):
-    from sufdec.bench.generation import BenchSettings
+    """The run's BenchSettings from the options (exit 2 on a bad value); the default model is
+    pulled here when --model is not given, so call it inside ``common.clean_errors()``."""
+    from sufdec.bench.settings import CORPORA, BenchSettings
+    from sufdec.suffix import SIZINGS, DraftSettings
 
-    if corpus not in ("model", "reference"):
+    method_names = _methods(methods)
+    if corpus not in CORPORA:
         raise common.fail("--corpus must be model or reference", 2)
     if dtype not in ("float32", "bfloat16"):
         raise common.fail("--dtype must be float32 or bfloat16", 2)
-    if sizing not in ("cost", "fixed"):
+    if sizing not in SIZINGS:
         raise common.fail("--sizing must be cost or fixed", 2)
     if device not in ("cpu", "cuda", "auto"):
         raise common.fail("--device must be cpu, cuda or auto", 2)
-    return BenchSettings(workload=workload, model=model, train=train, eval=eval_n, methods=_methods(methods),
+    draft = DraftSettings.preset("merged", max_spec_tokens=max_spec_tokens, sizing=sizing)
+    model = model if model is not None else str(common.default_model_dir())
+    return BenchSettings(workload=workload, model=model, train=train, eval=eval_n, methods=method_names,
                          max_new_tokens=max_new_tokens, corpus=corpus, dtype=dtype, device=device, online=online,
-                         max_spec_tokens=max_spec_tokens, sizing=sizing, max_prompt_tokens=max_prompt_tokens)
+                         draft=draft, max_prompt_tokens=max_prompt_tokens)
+
+
+def _corpus_cache(corpus_cache: Optional[Path]) -> Path:
+    from sufdec.bench.corpus import default_corpus_cache
+
+    return corpus_cache if corpus_cache is not None else default_corpus_cache(common.cache_root())
 
 
 WorkloadOption = typer.Option(None, "--workload", "-w", show_default=False,
@@ -230,8 +262,9 @@ def bench(
     model: Optional[str] = common.ModelOption,
     train: int = TrainOption,
     eval_n: int = EvalOption,
-    methods: str = typer.Option("vanilla,pld,suffix-path,suffix-tree", "--methods",
-                                help="Comma list of vanilla, pld, suffix-path, suffix-tree, suffix-paper, sufdec-off."),
+    methods: str = typer.Option("vanilla,pld,suffix-chain,suffix-tree", "--methods",
+                                help="Comma list of vanilla, pld, suffix-chain, suffix-tree, suffix-paper, "
+                                     "sufdec-off (suffix-path: the old name of suffix-chain)."),
     max_new_tokens: int = MaxNewOption,
     corpus: str = CorpusOption,
     dtype: str = DtypeOption,
@@ -258,15 +291,16 @@ def bench(
     if workload is None:
         common.console.print(ctx.get_help())
         raise typer.Exit(0)
-    settings = _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, dtype, online,
-                         max_spec_tokens, sizing, max_prompt_tokens, device)
     from sufdec.bench.generation import run_bench
 
     bar, hook = _progress()
     with common.clean_errors():
         try:
+            settings = _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, dtype, online,
+                                 max_spec_tokens, sizing, max_prompt_tokens, device)
             with bar:
-                result = run_bench(settings, out, corpus_cache=corpus_cache, progress=hook, say=common.say)
+                result = run_bench(settings, out, cache_root=common.cache_root(),
+                                   corpus_cache=_corpus_cache(corpus_cache), progress=hook, say=common.say)
         except ValueError as exc:
             raise common.fail(str(exc)) from None
     if as_json:
@@ -305,15 +339,16 @@ def scaling(
         raise common.fail("--sizes takes comma-separated integers", 2) from None
     if not ks or ks[0] < 0:
         raise common.fail("--sizes takes non-negative integers", 2)
-    settings = _settings(workload, model, max(ks), eval_n, "vanilla", max_new_tokens, corpus, dtype, False,
-                         max_spec_tokens, sizing, max_prompt_tokens, device)
     from sufdec.bench.generation import run_scaling
 
     bar, hook = _progress()
     with common.clean_errors():
         try:
+            settings = _settings(workload, model, max(ks), eval_n, "vanilla", max_new_tokens, corpus, dtype, False,
+                                 max_spec_tokens, sizing, max_prompt_tokens, device)
             with bar:
-                result = run_scaling(settings, ks, out, corpus_cache=corpus_cache, progress=hook, say=common.say)
+                result = run_scaling(settings, ks, out, cache_root=common.cache_root(),
+                                     corpus_cache=_corpus_cache(corpus_cache), progress=hook, say=common.say)
         except ValueError as exc:
             raise common.fail(str(exc)) from None
     if as_json:

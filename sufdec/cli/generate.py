@@ -38,21 +38,6 @@ def read_prompts(prompt: Optional[str], prompts: Optional[Path]) -> list[dict]:
     return [{"prompt": text}]
 
 
-def prompt_ids(tokenizer, request: dict, chat: bool, system: Optional[str]) -> list[int]:
-    """Token ids of one request, through the chat template unless --raw."""
-    if "messages" in request:
-        messages = list(request["messages"])
-    else:
-        messages = [{"role": "user", "content": request["prompt"]}]
-    if system and not any(m.get("role") == "system" for m in messages):
-        messages.insert(0, {"role": "system", "content": system})
-    if chat and getattr(tokenizer, "chat_template", None):
-        return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                  return_dict=False))
-    text = "\n".join(m["content"] for m in messages)
-    return list(tokenizer(text)["input_ids"])
-
-
 def generate(
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="The prompt text.", show_default=False),
     prompts: Optional[Path] = typer.Option(
@@ -63,16 +48,27 @@ def generate(
     store: Optional[Path] = common.StoreOption,
     chat: bool = typer.Option(True, "--chat/--raw", help="Apply the model's chat template (default) or send raw text."),
     system: Optional[str] = typer.Option(None, "--system", help="System message (chat mode).", show_default=False),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens", "-n", min=1),
-    temperature: float = typer.Option(0.0, "--temperature", "-t", min=0.0, help="0 = greedy."),
-    top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0),
-    top_k: int = typer.Option(0, "--top-k", min=0, help="0 = off."),
-    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", min=0.0),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling.", show_default=False),
-    stop: list[str] = typer.Option([], "--stop", help="Stop string (repeatable).", show_default=False),
-    spec: str = typer.Option("tree", "--spec", help="tree: draft token trees; path: single paths; off: plain decoding."),
-    max_spec_tokens: int = typer.Option(32, "--max-spec-tokens", min=0, help="Most draft nodes verified per step."),
-    draft_mode: str = typer.Option("merged", "--draft-mode", help="merged: one tree from both trees and several match lengths (default); paper: the published algorithm."),
+    max_new_tokens: Optional[int] = typer.Option(
+        None, "--max-new-tokens", "-n", min=1, show_default=False,
+        help="Most tokens to generate. Default: the model's generation_config max_new_tokens, else 256."),
+    temperature: Optional[float] = typer.Option(
+        None, "--temperature", "-t", min=0.0, show_default=False,
+        help="0 = greedy, > 0 = sample. Default: the model's own (greedy unless its generation_config samples)."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0, show_default=False,
+                                          help="Nucleus sampling. Default: the model's (1.0 = off)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=0, show_default=False,
+                                        help="Top-k sampling, 0 = off. Default: the model's (transformers' 50 if it names none)."),
+    min_p: Optional[float] = typer.Option(None, "--min-p", min=0.0, max=1.0, show_default=False,
+                                          help="Min-p sampling. Default: the model's (off)."),
+    repetition_penalty: Optional[float] = typer.Option(
+        None, "--repetition-penalty", min=0.0, show_default=False,
+        help="Default: the model's (1.0 = off), applied greedy or sampling, as generate() does."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling (default: a fresh one).", show_default=False),
+    stop: list[str] = typer.Option([], "--stop", help="Stop string (repeatable; default: the model's stop_strings).", show_default=False),
+    spec: str = typer.Option("tree", "--spec", help="tree: verify draft trees; chain: only each draft's most probable path; off: plain decoding."),
+    preset: str = typer.Option("merged", "--draft-mode", help="merged: one tree from both trees and several match lengths (default); paper: the published algorithm (factor 4, min probability 0.1)."),
+    max_spec_tokens: Optional[int] = typer.Option(None, "--max-spec-tokens", min=0, show_default=False,
+                                                  help="Most draft nodes verified per step (default 32)."),
     spec_factor: Optional[float] = typer.Option(None, "--spec-factor", min=0.0, show_default=False,
                                                 help="Draft at most factor x match length nodes (default: 1000 merged, 4 paper)."),
     min_token_prob: Optional[float] = typer.Option(None, "--min-token-prob", min=0.0, max=1.0, show_default=False,
@@ -89,21 +85,23 @@ def generate(
 ) -> None:
     """Generate with speculation: drafts from past outputs, verified in one forward pass.
 
-    The output is exactly what plain decoding gives (greedy, or the same sampling
-    distribution), in fewer steps. Each finished output is appended to the store (one
-    small write) unless --no-learn, so the next request drafts from it. Text streams to
-    the terminal as tokens are accepted; a summary line follows on standard error.
+    The output is exactly what plain decoding with model.generate() gives (greedy, or
+    the same sampling distribution), in fewer steps. Sampling settings left out take the
+    model's own generation_config, as generate() does (for example a repetition penalty
+    the model ships). Each finished output is appended to the store (one small write)
+    unless --no-learn, so the next request drafts from it. Text streams to the terminal
+    as tokens are accepted; a summary line follows on standard error.
     """
-    if spec not in ("tree", "path", "off"):
-        raise common.fail("--spec must be tree, path or off", 2)
-    if sizing not in ("cost", "fixed"):
-        raise common.fail("--sizing must be cost or fixed", 2)
-    if draft_mode not in ("merged", "paper"):
-        raise common.fail("--draft-mode must be merged or paper", 2)
-    if spec_factor is None:
-        spec_factor = 1000.0 if draft_mode == "merged" else 4.0
-    if min_token_prob is None:
-        min_token_prob = 0.0 if draft_mode == "merged" else 0.1
+    if spec == "path":  # the name before 0.2
+        common.say("--spec path is now called --spec chain")
+        spec = "chain"
+    try:
+        from sufdec.suffix.settings import DraftSettings
+
+        draft = DraftSettings.preset(preset, spec=spec, sizing=sizing, max_spec_tokens=max_spec_tokens,
+                                     max_spec_factor=spec_factor, min_token_prob=min_token_prob)
+    except ValueError as exc:
+        raise common.fail(f"bad drafting option (--spec, --draft-mode, --sizing): {exc}", 2) from None
     requests = read_prompts(prompt, prompts)
     budget = maintenance.budget_config(max_tokens, max_bytes, eviction)
     with common.clean_errors():
@@ -111,24 +109,23 @@ def generate(
             from sufdec.store import Store
 
             Store.open(common.resolve_store(store), config=budget).close()  # records the budget
-        from sufdec.engine.session import GenerationSession, SessionConfig
+        from sufdec.session import GenerationSession, SessionConfig
 
         session = GenerationSession.open(
             SessionConfig(
-                model=model, gguf_file=gguf_file, store=store, device=device, dtype=dtype,
-                device_map=device_map, spec=spec, max_spec_tokens=max_spec_tokens,
-                spec_factor=spec_factor, min_token_prob=min_token_prob, learn=learn, draft_mode=draft_mode,
-                sizing=sizing,
+                model=model, gguf_file=gguf_file, store=common.resolve_store(store),
+                cache_root=common.cache_root(), device=device, dtype=dtype, device_map=device_map,
+                draft=draft, learn=learn,
             ),
             say=common.say,
         )
         try:
             for request in requests:
-                ids = prompt_ids(session.tokenizer, request, chat, system)
+                ids = session.encode(request, chat=chat, system=system)
                 gen_config = session.generation_config(
                     ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                    top_k=top_k, repetition_penalty=repetition_penalty, seed=seed, stop=tuple(stop),
-                    say=common.say,
+                    top_k=top_k, min_p=min_p, repetition_penalty=repetition_penalty, seed=seed,
+                    stop=tuple(stop), say=common.say,
                 )
                 streamer = None if as_json else session.text_streamer()
                 result = session.generate(ids, gen_config, streamer=streamer)
@@ -140,7 +137,7 @@ def generate(
                 else:
                     common.err_console.print(
                         f"[dim]{summary['new_tokens']} tokens in {summary['steps']} steps "
-                        f"({summary['accepted_per_step']:.2f} per step), {summary['tokens_per_s']:.1f} tokens/s, "
+                        f"({summary['tokens_per_step']:.2f} per step), {summary['tokens_per_s']:.1f} tokens/s, "
                         f"spec {summary['spec']}{', learned' if summary.get('learned') else ''}[/]",
                         highlight=False,
                     )

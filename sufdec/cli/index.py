@@ -16,9 +16,8 @@ def open_store_for(store_dir: Optional[Path], model: Optional[str], tokenizer: O
                    config=None):
     """Load the tokenizer named by --model/--tokenizer and open the store with it."""
     from sufdec.store import Store, TokenizerInfo
-    from sufdec.tokenization import load_tokenizer
 
-    tok = load_tokenizer(tokenizer or model)
+    tok = common.load_text_tokenizer(tokenizer or model)
     path = common.resolve_store(store_dir)
     store = Store.open(path, TokenizerInfo(tok.name, tok.fingerprint), config=config)
     return tok, store

@@ -75,7 +75,7 @@ def verify(
     Exits 0 only when everything matches (after --repair: when the repaired store does).
     """
     from sufdec.store import Store
-    from sufdec.store.verify import verify_report
+    from sufdec.store import verify as checks
 
     with common.clean_errors():
         st = Store.open(common.resolve_store(store), readonly=not repair, create=False)
@@ -89,12 +89,12 @@ def verify(
                         tasks[phase] = progress.add_task(label, total=total)
                     progress.update(tasks[phase], completed=done, total=total)
 
-                report = verify_report(st, on_progress=tick)
+                report = checks.verify_report(st, on_progress=tick)
                 found = list(report.problems)
                 if repair and found:
-                    st.repair()
+                    checks.repair(st)
                     tasks.clear()
-                    report = verify_report(st, on_progress=tick)
+                    report = checks.verify_report(st, on_progress=tick)
         finally:
             st.close()
     out = {

@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from sufdec.cli.common import clean_errors, console, say
+from sufdec.cli import common
+from sufdec.cli.common import cache_root, clean_errors, console, say
 
 app = typer.Typer(help="Fetch and list models in sufdec's cache.", no_args_is_help=True)
 
@@ -29,7 +30,7 @@ def pull(
     from sufdec import models
 
     with clean_errors():
-        path = models.pull_model(models.DEFAULT_MODEL, gguf_path=gguf, say=say)
+        path = models.pull_model(cache_root(), common.convert_gguf, models.DEFAULT_MODEL, gguf_path=gguf, say=say)
     console.print(f"[green]ready:[/] {models.DEFAULT_MODEL.name} at {path}")
 
 
@@ -38,12 +39,13 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     """Show the models in the cache."""
     from sufdec import models
 
-    cached = models.list_cached()
+    root = cache_root()
+    cached = models.list_cached(root)
     if as_json:
         print(json.dumps(cached, indent=2))
         return
     if not cached:
-        console.print(f"No models cached in {models.cache_dir()}. Run [bold]sufdec model pull[/].")
+        console.print(f"No models cached in {root}. Run [bold]sufdec model pull[/].")
         return
     table = Table("name", "size", "source", "path")
     for m in cached:

@@ -147,9 +147,7 @@ def stats(
             tok = None
             prefix_ids: list[int] = []
             if prefix is not None or top:
-                from sufdec.tokenization import load_tokenizer
-
-                tok = load_tokenizer(tokenizer or model)
+                tok = common.load_text_tokenizer(tokenizer or model)
                 if info["tokenizer_fingerprint"] and tok.fingerprint != info["tokenizer_fingerprint"]:
                     raise common.fail(
                         f"the store was built with tokenizer {info['tokenizer']}, not {tok.name}; "

@@ -1,8 +1,14 @@
-"""The engine: the only part of sufdec that imports torch and transformers."""
+"""The engine: a model, a tokenizer and a drafter -> tokens.
+
+Loading, tree layout, verification, KV compaction, sampling and the decode loop. It
+knows nothing of stores or prompts' chat templates (that is ``sufdec.session``). It
+imports torch and transformers; so do the layers above it that run models (the session,
+the generation benchmark), and nothing below it (``suffix``, ``store``, ``drafters``).
+"""
 
 from sufdec.engine.accept import AcceptResult, Acceptor, SamplingParams
+from sufdec.engine.config import GenerationConfig, ResolvedGeneration, resolve_generation
 from sufdec.engine.generator import (
-    GenerationConfig,
     GenerationResult,
     RequestState,
     SpeculativeGenerator,
@@ -14,6 +20,7 @@ from sufdec.engine.tree import TreeLayout, layout_tree
 
 __all__ = [
     "AcceptResult", "Acceptor", "SamplingParams", "GenerationConfig", "GenerationResult",
+    "ResolvedGeneration", "resolve_generation",
     "RequestState", "SpeculativeGenerator", "StepResult", "StepTimings", "ModelLoadError",
     "convert_gguf_to_safetensors", "load_model", "TreeLayout", "layout_tree",
 ]

@@ -7,7 +7,9 @@ stop. Every emitted token is drawn from exactly the distribution plain decoding 
 so the output distribution is the target's for any deterministic draft.
 
 Logits are processed by transformers' own processors in the order ``generate()`` applies
-them (repetition penalty, then temperature, top-k, top-p), in float32 as it does.
+them (repetition penalty, then temperature, top-k, top-p, min-p), in float32 as it does.
+Draws come from a private generator seeded once per request, created on the device of the
+logits (the LM head's device, which differs from the first layer's under a device map).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from transformers import (
     LogitsProcessorList,
+    MinPLogitsWarper,
     RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
@@ -28,12 +31,13 @@ from sufdec.engine.tree import TreeLayout
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """temperature 0 means greedy; top_k 0 and top_p 1 mean off."""
+    """temperature 0 means greedy; top_k 0, top_p 1 and min_p None mean off."""
 
     temperature: float = 0.0
     top_k: int = 0
     top_p: float = 1.0
     repetition_penalty: float = 1.0
+    min_p: float | None = None
 
     @property
     def do_sample(self) -> bool:
@@ -58,17 +62,32 @@ def build_processors(params: SamplingParams) -> LogitsProcessorList:
             procs.append(TopKLogitsWarper(top_k=int(params.top_k), min_tokens_to_keep=1))
         if params.top_p < 1.0:
             procs.append(TopPLogitsWarper(top_p=float(params.top_p), min_tokens_to_keep=1))
+        if params.min_p is not None:
+            procs.append(MinPLogitsWarper(min_p=float(params.min_p), min_tokens_to_keep=1))
     return procs
 
 
 class Acceptor:
     """Picks the accepted path and bonus token from one verification forward."""
 
-    def __init__(self, params: SamplingParams, generator: torch.Generator | None = None):
+    def __init__(self, params: SamplingParams, seed: int | None = None):
         self.params = params
         self.processors = build_processors(params)
-        self.generator = generator
+        if seed is None and params.do_sample:  # one draw from torch's global generator, which is
+            seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))  # not reseeded: manual_seed() reproduces it
+        self.seed = seed
+        self._generators: dict[torch.device, torch.Generator] = {}
         self._needs_context = params.repetition_penalty != 1.0
+
+    def generator(self, device: torch.device) -> torch.Generator | None:
+        """The request's generator on ``device`` (None when greedy)."""
+        if not self.params.do_sample:
+            return None
+        gen = self._generators.get(device)
+        if gen is None:
+            gen = self._generators[device] = torch.Generator(device=device)
+            gen.manual_seed(self.seed)
+        return gen
 
     def accept(self, layout: TreeLayout, logits: torch.Tensor, context: torch.Tensor) -> AcceptResult:
         """``logits`` [q, V] for the layout's rows; ``context`` [1, L] all tokens so far,
@@ -103,7 +122,7 @@ class Acceptor:
         if not self.params.do_sample:
             return int(scores.argmax(dim=-1))
         probs = torch.softmax(scores, dim=-1)
-        return int(torch.multinomial(probs, num_samples=1, generator=self.generator))
+        return int(torch.multinomial(probs, num_samples=1, generator=self.generator(probs.device)))
 
 
 class _LazyArgmax:

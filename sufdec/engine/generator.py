@@ -9,69 +9,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from sufdec.drafters.base import Drafter, NullDrafter
 from sufdec.drafters.budget import AcceptanceCalibration, CostModel, best_chain, cut_below, size_draft
-from sufdec.engine.accept import Acceptor, AcceptResult, SamplingParams
-from sufdec.engine.kv import commit_path, new_cache, settle
-from sufdec.engine.stopping import StopStrings, eos_ids_of
-from sufdec.engine.tree import TreeLayout, layout_tree
+from sufdec.engine.accept import Acceptor, AcceptResult
+from sufdec.engine.config import GenerationConfig, ResolvedGeneration, resolve_generation
+from sufdec.engine.kv import cache_kwargs, commit_path, mask_kinds, new_cache, settle
+from sufdec.engine.stopping import StopStrings
+from sufdec.engine.tree import TreeLayout, layer_masks, layout_tree
 from sufdec.suffix.draft import Draft
-
-SPEC_MODES = ("tree", "chain", "off")
-SIZINGS = ("cost", "fixed")
-
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    """How to generate one request. ``temperature == 0`` is greedy decoding.
-
-    spec: "tree" verifies draft trees, "chain" only each draft's most probable path,
-    "off" is plain decoding through the same loop. draft_sizing: "cost" cuts each draft
-    to the size that maximises expected tokens per unit of forward cost, "fixed" keeps up
-    to ``max_spec_tokens`` nodes. ``eos_token_ids=None`` uses the model's own.
-    """
-
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-    eos_token_ids: tuple[int, ...] | None = None
-    spec: str = "tree"
-    max_spec_tokens: int = 32
-    draft_sizing: str = "cost"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.stop, str):
-            object.__setattr__(self, "stop", (self.stop,))
-        else:
-            object.__setattr__(self, "stop", tuple(self.stop))
-        if self.eos_token_ids is not None:
-            object.__setattr__(self, "eos_token_ids", tuple(int(e) for e in self.eos_token_ids))
-        if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be >= 1")
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
-            raise ValueError("need temperature >= 0, 0 < top_p <= 1, top_k >= 0")
-        if self.repetition_penalty <= 0:
-            raise ValueError("repetition_penalty must be > 0")
-        if self.spec not in SPEC_MODES:
-            raise ValueError(f"spec must be one of {SPEC_MODES}, not {self.spec!r}")
-        if self.draft_sizing not in SIZINGS:
-            raise ValueError(f"draft_sizing must be one of {SIZINGS}, not {self.draft_sizing!r}")
-        if self.max_spec_tokens < 0:
-            raise ValueError("max_spec_tokens must be >= 0")
-
-    @property
-    def sampling(self) -> SamplingParams:
-        return SamplingParams(self.temperature, self.top_k, self.top_p, self.repetition_penalty)
-
 
 @dataclass(frozen=True)
 class StepTimings:
@@ -100,7 +50,7 @@ class StepResult:
     tokens: list[int]           # tokens emitted this step (accepted path + bonus, after stops)
     drafted: int                # nodes the drafter proposed
     verified: int               # nodes verified (after sizing)
-    accepted: int               # draft nodes accepted
+    accepted_nodes: int         # draft nodes accepted (the bonus token is not one)
     timings: StepTimings
     finish_reason: str | None = None  # "eos" | "stop" | "length" when the request ended here
 
@@ -115,7 +65,7 @@ class GenerationResult:
     token_ids: list[int]        # generated tokens (prompt excluded)
     new_tokens: int
     steps: int
-    accepted_per_step: list[int]  # tokens emitted per step
+    tokens_per_step: list[int]    # tokens emitted per step (accepted draft nodes + the bonus token)
     tokens_per_s: float
     elapsed_s: float              # prefill included
     prefill_s: float
@@ -123,7 +73,8 @@ class GenerationResult:
     step_results: list[StepResult] = field(default_factory=list)
 
     @property
-    def mean_accepted(self) -> float:
+    def mean_tokens_per_step(self) -> float:
+        """Tokens emitted per verification forward (1.0 is plain decoding)."""
         return self.new_tokens / self.steps if self.steps else 0.0
 
     def mean_timings_ms(self) -> dict[str, float]:
@@ -140,7 +91,7 @@ class RequestState:
     ids: list[int]
     prompt_len: int
     cache: Any
-    config: GenerationConfig
+    config: ResolvedGeneration
     acceptor: Acceptor
     drafter: Drafter
     eos: frozenset[int]
@@ -163,14 +114,13 @@ class RequestState:
         return self.config.max_new_tokens - (len(self.ids) - self.prompt_len)
 
 
-DrafterSource = Union[Drafter, Callable[[], Drafter], None]
-
-
 class SpeculativeGenerator:
     """Lossless speculative decoding of a Hugging Face causal LM with draft trees.
 
-    ``drafter`` is a Drafter (reused: ``begin`` resets it per request), a zero-argument
-    factory returning a fresh Drafter per request, or None (plain decoding).
+    Drafts come from ``drafter`` (one Drafter reused for every request: ``begin`` resets
+    it) or from ``drafter_factory`` (called once per request for a fresh Drafter); with
+    neither, every request is plain decoding. Each request's settings are resolved
+    against the model's own ``generation_config`` (see ``sufdec.engine.config``).
     ``cost_model``: a CostModel, or "auto" to measure one on first use (cached per model,
     device and dtype); only used with ``draft_sizing="cost"``. ``acceptance``: an
     AcceptanceCalibration (or True for a fresh one, False for none) that cost sizing reads
@@ -181,8 +131,9 @@ class SpeculativeGenerator:
         self,
         model: torch.nn.Module,
         tokenizer: Any,
-        drafter: DrafterSource = None,
+        drafter: Drafter | None = None,
         *,
+        drafter_factory: Callable[[], Drafter] | None = None,
         cost_model: CostModel | str | None = "auto",
         acceptance: AcceptanceCalibration | bool = True,
     ):
@@ -192,18 +143,24 @@ class SpeculativeGenerator:
                 f"attention implementation {attn!r} cannot take tree masks: load the model "
                 "with attn_implementation='sdpa' (or 'eager')"
             )
+        if drafter is not None and drafter_factory is not None:
+            raise ValueError("give either drafter or drafter_factory, not both")
+        if drafter is not None and not isinstance(drafter, Drafter):
+            raise TypeError(f"drafter must implement the Drafter protocol (begin/draft/observe/end), not "
+                            f"{type(drafter).__name__}; pass a factory as drafter_factory=")
         self.model = model
         self.tokenizer = tokenizer
-        self.drafter_source = drafter
+        self.drafter = drafter
+        self.drafter_factory = drafter_factory
         self.cost_model_setting = cost_model
         self._cost_model: CostModel | None = cost_model if isinstance(cost_model, CostModel) else None
         if isinstance(acceptance, AcceptanceCalibration):
             self.acceptance: AcceptanceCalibration | None = acceptance
         else:
             self.acceptance = AcceptanceCalibration() if acceptance else None
-        self.device = next(model.parameters()).device
+        self.device = model.get_input_embeddings().weight.device  # where input ids go (device maps too)
         self.mask_dtype = torch.bool if attn == "sdpa" else model.dtype
-        self._layer_kinds = _mask_kinds(model)
+        self._layer_kinds = mask_kinds(model)
 
     # ------------------------------------------------------------------ public API
     def generate(
@@ -213,11 +170,9 @@ class SpeculativeGenerator:
         streamer: Any = None,
     ) -> GenerationResult:
         """Generate one completion; ``streamer`` gets ``put``/``end`` like in ``generate()``."""
-        config = config or GenerationConfig()
-        if config.spec != "off" and config.draft_sizing == "cost":
-            self.cost_model()  # a first-use calibration is not part of the request's time
+        resolved = self.resolve(config)
         t0 = time.perf_counter()
-        state = self._start(self._prompt_ids(prompt), config)
+        state = self._start(self._prompt_ids(prompt), resolved)
         prefill_s = time.perf_counter() - t0
         steps = list(self._run(state, streamer))
         elapsed = time.perf_counter() - t0
@@ -227,7 +182,7 @@ class SpeculativeGenerator:
             token_ids=list(gen),
             new_tokens=len(gen),
             steps=len(steps),
-            accepted_per_step=[len(s.tokens) for s in steps],
+            tokens_per_step=[len(s.tokens) for s in steps],
             tokens_per_s=len(gen) / elapsed if elapsed > 0 else 0.0,
             elapsed_s=elapsed,
             prefill_s=prefill_s,
@@ -242,8 +197,19 @@ class SpeculativeGenerator:
         streamer: Any = None,
     ) -> Iterator[StepResult]:
         """Yield one StepResult per decode step until EOS, a stop string or the length cap."""
-        state = self._start(self._prompt_ids(prompt), config or GenerationConfig())
+        state = self._start(self._prompt_ids(prompt), self.resolve(config))
         yield from self._run(state, streamer)
+
+    def resolve(self, config: GenerationConfig | None = None) -> ResolvedGeneration:
+        """``config`` with the model's own generation defaults filled in (and the cost curve
+        measured now if this is its first use, outside any request's time)."""
+        resolved = resolve_generation(config or GenerationConfig(), self.model, self.tokenizer)
+        if self._speculates(resolved) and resolved.draft.sizing == "cost":
+            self.cost_model()
+        return resolved
+
+    def _speculates(self, config: ResolvedGeneration) -> bool:
+        return config.draft.enabled and (self.drafter is not None or self.drafter_factory is not None)
 
     def _run(self, state: RequestState, streamer: Any) -> Iterator[StepResult]:
         if streamer is not None:
@@ -284,31 +250,23 @@ class SpeculativeGenerator:
             raise ValueError("empty prompt")
         return ids
 
-    def _new_drafter(self, config: GenerationConfig) -> Drafter:
-        src = self.drafter_source
-        if config.spec == "off" or src is None:
+    def _new_drafter(self, config: ResolvedGeneration) -> Drafter:
+        if not self._speculates(config):
             return NullDrafter()
-        if hasattr(src, "draft"):
-            return src  # type: ignore[return-value]
-        return src()  # a factory
+        if self.drafter is not None:
+            return self.drafter
+        return self.drafter_factory()  # type: ignore[misc]
 
-    def _start(self, prompt_ids: list[int], config: GenerationConfig) -> RequestState:
-        gen = None
-        if config.sampling.do_sample:
-            gen = torch.Generator(device=self.device)
-            gen.manual_seed(config.seed if config.seed is not None else int(torch.seed()))
-        eos = config.eos_token_ids if config.eos_token_ids is not None else eos_ids_of(self.model, self.tokenizer)
+    def _start(self, prompt_ids: list[int], config: ResolvedGeneration) -> RequestState:
         drafter = self._new_drafter(config)
-        if config.spec != "off" and config.draft_sizing == "cost":
-            self.cost_model()  # calibrate before the clock of the first step starts
         state = RequestState(
             ids=list(prompt_ids),
             prompt_len=len(prompt_ids),
             cache=new_cache(self.model),
             config=config,
-            acceptor=Acceptor(config.sampling, gen),
+            acceptor=Acceptor(config.sampling, config.seed),
             drafter=drafter,
-            eos=frozenset(eos),
+            eos=frozenset(config.eos),
             stops=StopStrings(self.tokenizer, config.stop),
         )
         drafter.begin(list(prompt_ids))
@@ -320,7 +278,7 @@ class SpeculativeGenerator:
         """Forward the prompt but its last token (the first step's root) in one pass."""
         if len(state.ids) > 1:
             ids = torch.tensor([state.ids[:-1]], dtype=torch.long, device=self.device)
-            self.model(input_ids=ids, past_key_values=state.cache, use_cache=True, logits_to_keep=1)
+            self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **cache_kwargs(self.model, state.cache))
             settle(state.cache)
 
     # ------------------------------------------------------------------ one step
@@ -347,7 +305,7 @@ class SpeculativeGenerator:
             tokens=emitted,
             drafted=len(raw),
             verified=len(draft),
-            accepted=len(result.rows),
+            accepted_nodes=len(result.rows),
             timings=StepTimings(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5),
             finish_reason=reason,
         )
@@ -355,16 +313,16 @@ class SpeculativeGenerator:
 
     def draft(self, state: RequestState) -> tuple[Draft, Draft]:
         """Ask the drafter, then cut the draft to what is worth verifying."""
-        cfg = state.config
+        cfg = state.config.draft
         max_depth = state.remaining - 1  # deeper nodes could not be emitted anyway
-        if cfg.spec == "off" or cfg.max_spec_tokens == 0 or max_depth < 1:
+        if not cfg.enabled or max_depth < 1:
             return Draft(), Draft()
         raw = state.drafter.draft(cfg.max_spec_tokens)
         if len(raw) == 0:
             return raw, raw
         draft = cut_below(raw, state.eos)
         draft = best_chain(draft) if cfg.spec == "chain" else draft
-        if cfg.draft_sizing != "cost":
+        if cfg.sizing != "cost":
             return raw, size_draft(draft, None, cfg.max_spec_tokens, max_depth)
         if self.acceptance is not None:
             state.pending.append((len(state.ids), draft, max(draft.depths(), default=0)))
@@ -379,18 +337,18 @@ class SpeculativeGenerator:
         """One forward over root + tree; returns logits ``[q, V]``."""
         ids = layout.input_ids(self.device)          # [1, q]
         pos = layout.position_ids(self.device)       # [1, q]
-        mask = None if layout.q == 1 else self._attention_mask(layout)
+        mask = None if layout.q == 1 else layer_masks(layout, self._layer_kinds, self.mask_dtype, self.device)
         out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=pos,
-            past_key_values=state.cache, use_cache=True,
+            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+            **cache_kwargs(self.model, state.cache),
         )
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        if out.logits.device.type == "cuda":
+            torch.cuda.synchronize(out.logits.device)
         return out.logits[0]                         # [q, V]
 
     def accept(self, state: RequestState, layout: TreeLayout, logits: torch.Tensor) -> AcceptResult:
         context = None
-        if state.config.repetition_penalty != 1.0:
+        if state.config.sampling.repetition_penalty != 1.0:
             context = torch.tensor([state.ids], dtype=torch.long, device=logits.device)  # [1, L]
         return state.acceptor.accept(layout, logits, context)
 
@@ -430,48 +388,9 @@ class SpeculativeGenerator:
             n_gen += 1
             if t in state.eos:
                 return emitted, "eos"
-            if stops and stops.hit(state.ids[max(state.prompt_len, len(state.ids) - stops.window) :] + emitted):
+            # the window may reach into the prompt: a stop string may begin there
+            if stops and stops.hit(state.ids[-stops.window :] + emitted):
                 return emitted, "stop"
             if n_gen >= state.config.max_new_tokens:
                 return emitted, "length"
         return emitted, None
-
-    def _attention_mask(self, layout: TreeLayout) -> torch.Tensor | dict[str, torch.Tensor]:
-        kinds = self._layer_kinds
-        masks = {
-            name: layout.attention_mask(
-                kv_offset=0 if window is None else max(layout.past_len - window + 1, 0),
-                sliding_window=window,
-                dtype=self.mask_dtype,
-                device=self.device,
-            )
-            for name, window in kinds.items()
-        }
-        if len(masks) == 1:
-            return next(iter(masks.values()))
-        return masks
-
-
-def _mask_kinds(model: torch.nn.Module) -> dict[str, int | None]:
-    """Layer type -> sliding window (None for full attention), as the model's cache sees it."""
-    cache = new_cache(model)
-    text_cfg = model.config.get_text_config(decoder=True)
-    names = getattr(text_cfg, "layer_types", None)
-    kinds: dict[str, int | None] = {}
-    layers = list(cache.layers)
-    if not layers:  # lazily built cache: every layer is full attention
-        return {"full_attention": None}
-    for i, layer in enumerate(layers):
-        window = getattr(layer, "sliding_window", None) if getattr(layer, "is_sliding", False) else None
-        name = names[i] if names is not None and i < len(names) else (
-            "sliding_attention" if window is not None else "full_attention")
-        if name == "chunked_attention":
-            raise ValueError("chunked-attention models are not supported by tree verification")
-        if name in ("dummy", "moe", "mlp"):
-            continue
-        if kinds.get(name, window) != window:
-            raise ValueError(f"layers of type {name!r} disagree on their sliding window")
-        kinds[name] = window
-    if len(kinds) > 1 and names is None:
-        raise ValueError("mixed sliding/full layers without config.layer_types are not supported")
-    return kinds or {"full_attention": None}

@@ -9,10 +9,25 @@ its start needs no copy at all.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
+from functools import lru_cache
 
 import torch
 from transformers import DynamicCache
+
+
+def cache_kwargs(model: torch.nn.Module, cache: DynamicCache) -> dict:
+    """``{name: cache}`` for a forward call, under the name the installed transformers wants:
+    ``cache`` where the model's forward takes it (newer releases, where ``past_key_values``
+    is deprecated), else ``past_key_values`` (5.17 and other older releases)."""
+    return {_cache_arg(type(model)): cache}
+
+
+@lru_cache(maxsize=None)
+def _cache_arg(model_class: type) -> str:
+    params = inspect.signature(model_class.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def new_cache(model: torch.nn.Module) -> DynamicCache:
@@ -73,3 +88,28 @@ def crop_last(cache: DynamicCache, n: int) -> None:
     """Remove the last ``n`` cached positions (calibration and rollbacks)."""
     if n > 0:
         cache.crop(-n)
+
+
+def mask_kinds(model: torch.nn.Module) -> dict[str, int | None]:
+    """Layer type -> sliding window (None for full attention), as the model's cache sees it."""
+    cache = new_cache(model)
+    text_cfg = model.config.get_text_config(decoder=True)
+    names = getattr(text_cfg, "layer_types", None)
+    kinds: dict[str, int | None] = {}
+    layers = list(cache.layers)
+    if not layers:  # lazily built cache: every layer is full attention
+        return {"full_attention": None}
+    for i, layer in enumerate(layers):
+        window = getattr(layer, "sliding_window", None) if getattr(layer, "is_sliding", False) else None
+        name = names[i] if names is not None and i < len(names) else (
+            "sliding_attention" if window is not None else "full_attention")
+        if name == "chunked_attention":
+            raise ValueError("chunked-attention models are not supported by tree verification")
+        if name in ("dummy", "moe", "mlp"):
+            continue
+        if kinds.get(name, window) != window:
+            raise ValueError(f"layers of type {name!r} disagree on their sliding window")
+        kinds[name] = window
+    if len(kinds) > 1 and names is None:
+        raise ValueError("mixed sliding/full layers without config.layer_types are not supported")
+    return kinds or {"full_attention": None}

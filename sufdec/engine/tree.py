@@ -31,14 +31,6 @@ class TreeLayout:
     def q(self) -> int:
         return len(self.tokens)
 
-    @property
-    def num_nodes(self) -> int:
-        return len(self.tokens) - 1
-
-    @property
-    def is_chain(self) -> bool:
-        return all(p == r - 1 for r, p in enumerate(self.parents))
-
     def input_ids(self, device: torch.device | str | None = None) -> torch.Tensor:
         return torch.tensor([self.tokens], dtype=torch.long, device=device)  # [1, q]
 
@@ -76,11 +68,6 @@ class TreeLayout:
         neg = torch.tensor(torch.finfo(dtype).min, dtype=dtype, device=device)
         return torch.where(out, zero, neg)
 
-    @property
-    def mask(self) -> torch.Tensor:
-        """The full-attention bool mask ``[1, 1, q, P + q]``."""
-        return self.attention_mask()
-
 
 def layout_tree(draft: Draft, root_token: int, past_len: int) -> TreeLayout:
     """Lay out ``draft`` behind ``root_token`` for a cache already holding ``past_len`` tokens."""
@@ -101,3 +88,23 @@ def layout_tree(draft: Draft, root_token: int, past_len: int) -> TreeLayout:
         anc[r] = anc[p]
         anc[r, r] = True
     return TreeLayout(past_len, tokens, parents, depths, children, anc)
+
+
+def layer_masks(
+    layout: TreeLayout, kinds: dict[str, int | None], dtype: torch.dtype, device: torch.device
+) -> torch.Tensor | dict[str, torch.Tensor]:
+    """The 4D mask of each kind of layer (``kinds``: layer type -> sliding window or None,
+    see ``kv.mask_kinds``): one tensor when all layers are alike, else a dict keyed by
+    layer type, as transformers takes masks for models that mix sliding and full layers."""
+    masks = {
+        name: layout.attention_mask(
+            kv_offset=0 if window is None else max(layout.past_len - window + 1, 0),
+            sliding_window=window,
+            dtype=dtype,
+            device=device,
+        )
+        for name, window in kinds.items()
+    }
+    if len(masks) == 1:
+        return next(iter(masks.values()))
+    return masks

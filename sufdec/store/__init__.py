@@ -1,9 +1,17 @@
 """Persistent store of past outputs (LMDB) and the suffix tree derived from them.
 
 Never imports torch or transformers: ``sufdec stats`` / ``sufdec index`` start fast.
+Never reads environment variables either: callers pick the store's path with
+``resolve_store_path(explicit, os.environ)`` at their edge and pass it down.
+
+Modules, each one job: ``store`` (the ``Store`` face), ``opening``, ``writes``, ``reads``,
+``treestate`` (the derived suffix tree), ``verify`` and ``compact`` (maintenance, over the
+public ``Store``), ``ingest`` (JSONL), and below them ``env`` (LMDB environments),
+``meta``/``migrations``, ``snapshot``, ``evict``, ``codec``, ``config``, ``records``, ``paths``.
 """
 
-from .env import MapLimits, default_store_path
+from .config import StoreConfig
+from .env import MapLimits
 from .errors import (
     ForkedStoreError,
     FormatTooNewError,
@@ -19,7 +27,9 @@ from .errors import (
     TokenizerMismatchError,
 )
 from .meta import FORMAT_VERSION, StoreMeta, TokenizerInfo
-from .store import AddSummary, SequenceRecord, Store, StoreConfig, StoredSequence, StoreStats
+from .paths import default_store_path, resolve_store_path
+from .records import AddSummary, SequenceRecord, StoredSequence, StoreStats
+from .store import Store
 
 __all__ = [
     "AddSummary",
@@ -45,4 +55,5 @@ __all__ = [
     "TokenizerInfo",
     "TokenizerMismatchError",
     "default_store_path",
+    "resolve_store_path",
 ]

@@ -25,9 +25,11 @@ from pathlib import Path
 import lmdb
 
 from . import env as env_mod
-from .env import DATA_FILE, DB_NAMES, LOCK_FILE, default_store_path, lock_use
+from .config import StoreConfig
+from .env import DATA_FILE, DB_NAMES, lock_use
 from .errors import StoreLockedError, StoreNotFoundError
-from .store import Store, StoreConfig
+from .reads import disk_bytes
+from .store import Store
 
 TMP_PREFIX = ".compact-"
 
@@ -41,10 +43,6 @@ class CompactSummary:
     sequences: int
 
 
-def _disk_bytes(path: Path) -> int:
-    return sum((path / n).stat().st_size for n in (DATA_FILE, LOCK_FILE) if (path / n).exists())
-
-
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -53,18 +51,21 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def compact(path: str | os.PathLike[str] | None = None, config: StoreConfig | None = None) -> CompactSummary:
-    """Checkpoint the store at ``path``, then rewrite its data file with live pages only.
+def compact(path: str | os.PathLike[str], config: StoreConfig | None = None) -> CompactSummary:
+    """Checkpoint the store at ``path`` (``~`` expanded; pick it with ``resolve_store_path``),
+    then rewrite its data file with live pages only.
 
     Raises ``StoreLockedError`` when the store is open in this or another process.
     """
     cfg = config or StoreConfig()
-    where = Path(os.path.realpath(default_store_path(path)))
+    if path is None or str(path) == "":
+        raise ValueError("compact needs a store path (see sufdec.store.resolve_store_path)")
+    where = Path(os.path.realpath(Path(path).expanduser()))
     if not env_mod.store_exists(where):
         raise StoreNotFoundError(f"no store at {where}")
-    if str(where) in env_mod._registry:
+    if env_mod.is_open(where):
         raise StoreLockedError(f"the store at {where} is open in this process; close it before compacting")
-    before = _disk_bytes(where)
+    before = disk_bytes(where)
     with Store.open(where, config=cfg, create=False) as store:
         store.checkpoint(force=True)
         stats = store.stats()
@@ -76,7 +77,7 @@ def compact(path: str | os.PathLike[str] | None = None, config: StoreConfig | No
     finally:
         if fd is not None:
             os.close(fd)
-    return CompactSummary(str(where), before, _disk_bytes(where), stats.snapshot_bytes, stats.sequences)
+    return CompactSummary(str(where), before, disk_bytes(where), stats.snapshot_bytes, stats.sequences)
 
 
 def _copy_and_swap(where: Path, map_size: int) -> None:

@@ -1,5 +1,5 @@
-"""LMDB environments: where stores live, one Environment per path per process, and
-transactions that grow the memory map when it is full.
+"""LMDB environments: one Environment per path per process, and transactions that grow
+the memory map when it is full.
 
 LMDB allows one open Environment per file per process and an Environment must not be
 used across ``fork``; the registry here enforces both (it forgets everything in a forked
@@ -34,24 +34,10 @@ from .errors import (
 
 T = TypeVar("T")
 
-ENV_VAR = "SUFDEC_STORE"
 DATA_FILE = "data.mdb"
 LOCK_FILE = "lock.mdb"
 USE_FILE = "sufdec.lock"  # flock: shared while a process has the store open, exclusive while compacting
 DB_NAMES = ("meta", "sequences", "hashes", "snapshot", "log")
-
-
-def default_store_path(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Where the store lives: ``explicit`` if given, else ``$SUFDEC_STORE``, else
-    ``<user data dir>/sufdec/store`` (platformdirs)."""
-    if explicit is not None and str(explicit) != "":
-        return Path(explicit).expanduser()
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("sufdec")) / "store"
 
 
 @dataclass(frozen=True)
@@ -386,6 +372,11 @@ def acquire(
             _registry[str(path)] = entry
         entry.refs += 1
         return StoreEnv(path, entry, limits)
+
+
+def is_open(path: Path) -> bool:
+    """True while this process holds the environment of the store at ``path`` open."""
+    return str(Path(os.path.realpath(path))) in _registry
 
 
 def open_count() -> int:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO, Union
 
 from .errors import MalformedLineError
-from .store import AddSummary, SequenceRecord, Store
+from .records import AddSummary, SequenceRecord
+from .store import Store
 
 Encoder = Callable[[list[str]], list[list[int]]]
 Progress = Callable[[int, int, int, Union[int, None]], None]

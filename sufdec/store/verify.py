@@ -1,5 +1,11 @@
 """Consistency checks over a store (``sufdec verify``) and the repair that rebuilds
-everything derived from the stored sequences (``sufdec verify --repair``)."""
+everything derived from the stored sequences (``sufdec verify --repair``).
+
+The one owner of both: ``Store`` does not know this module. It works through the
+store's public face only (``read_txn`` / ``write_txn`` / ``dbs`` for whole-database
+scans, ``tree_state`` to load the tree inside the scan's transaction, ``rebuild_tree``
+and ``checkpoint`` for the repair), so verification and the store evolve separately.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from . import _tree, codec, snapshot
+from . import codec, snapshot
 from . import meta as meta_mod
 from .errors import StoreCorruptError
 from .store import Store
+from .treestate import TreeState, build_from_sequences
 
 
 Progress = Callable[[str, int, int], None]
@@ -47,7 +54,7 @@ def verify_report(
 ) -> VerifyReport:
     """``verify`` plus (``rebuild``) a tree rebuilt from the stored sequences alone,
     compared with the snapshot + log tree: sequences, tokens, nodes and nodes per depth."""
-    dbs = store._senv.dbs
+    dbs = store.dbs
     problems: list[str] = []
     tick = on_progress or (lambda _p, _d, _t: None)
 
@@ -91,25 +98,27 @@ def verify_report(
             )
         return count, tokens
 
-    count, tokens = store._senv.read(scan)
+    count, tokens = store.read_txn(scan)
     tick("records", count, count)
     report = VerifyReport(problems, count, tokens)
     if not check_tree or problems:
         return report
-    with store._lock:
+    state = store.tree_state
+    with state.lock:
         try:
-            return store._senv.read(lambda txn: _check_tree(store, txn, report, rebuild, tick))
+            return store.read_txn(lambda txn: _check_tree(state, dbs, txn, report, rebuild, tick))
         except StoreCorruptError as exc:
             problems.append(f"the tree cannot be loaded: {exc}")
             return report
 
 
-def _check_tree(store: Store, txn: Any, report: VerifyReport, rebuild: bool, tick: Progress) -> VerifyReport:
+def _check_tree(
+    state: TreeState, dbs: Any, txn: Any, report: VerifyReport, rebuild: bool, tick: Progress
+) -> VerifyReport:
     """Reload the snapshot + log tree and (``rebuild``) build one from the sequences, both
     in one read transaction, so writers running meanwhile cannot cause false alarms."""
-    dbs, problems = store._senv.dbs, report.problems
-    store._load_tree(txn)
-    tree = store._tree
+    problems = report.problems
+    tree = state.load(txn)
     meta = meta_mod.read_meta(txn, dbs.meta)
     count, tokens = int(txn.stat(dbs.sequences)["entries"]), meta.total_tokens
     report = dataclasses.replace(report, sequences=count, tokens=tokens, tree_nodes=tree.num_nodes)
@@ -123,12 +132,7 @@ def _check_tree(store: Store, txn: Any, report: VerifyReport, rebuild: bool, tic
         problems.append(f"the tree fails its integrity check: {exc}")
     if not rebuild or problems:
         return report
-    fresh = _tree.new_tree(meta.max_depth)
-    for done, (key, value) in enumerate(txn.cursor(db=dbs.sequences)):
-        if done % 256 == 0:
-            tick("rebuild", done, count)
-        _tree.add(fresh, codec.key_u64(key), codec.tokens_from_bytes(codec.decode_sequence(value)[0]))
-    tick("rebuild", count, count)
+    fresh = build_from_sequences(txn, dbs, meta.max_depth, tick)
     _compare(tree, fresh, problems)
     return dataclasses.replace(report, rebuilt_nodes=fresh.num_nodes)
 
@@ -149,7 +153,7 @@ def repair(store: Store) -> None:
     Sequences that cannot be decoded, or whose tokens do not match their stored hash,
     are kept but re-hashed from their tokens; later duplicates of the same tokens are dropped.
     """
-    dbs = store._senv.dbs
+    dbs = store.dbs
 
     def rewrite(txn: Any) -> None:
         meta = meta_mod.read_meta(txn, dbs.meta)
@@ -181,8 +185,7 @@ def repair(store: Store) -> None:
         )
         meta_mod.write_meta(txn, dbs.meta, new, old=meta)
 
-    with store._lock:
-        store._check(write=True)
-        store._senv.write(rewrite)
+    with store.tree_state.lock:
+        store.write_txn(rewrite)
         store.rebuild_tree()
         store.checkpoint(force=True)

@@ -8,64 +8,15 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
 from typing import Iterable, Sequence, Union
 
-from sufdec._core import Matcher, SpecConfig, SuffixTree, speculate_both
+from sufdec._core import Matcher, SuffixTree, speculate_both
 from sufdec.suffix.draft import Draft
+from sufdec.suffix.settings import DraftSettings
+
+DEFAULT = DraftSettings()
 
 Tokens = Union[Sequence[int], "object"]  # list/tuple of ints or a 1-d integer numpy array
-
-
-@dataclass(frozen=True)
-class SpecParams:
-    """How much to draft, and how.
-
-    Budget = min(max_spec_tokens, floor(factor * match_len + offset)).
-
-    ``mode="paper"`` (the default, as published): each tree drafts from its best-scoring
-    match length, probabilities are count ratios, and the higher-scoring tree's draft wins.
-    ``mode="merged"`` drafts one tree from both trees at once: each contributes its
-    ``max_sources`` deepest match lengths (distinct counts); a path's probability is the
-    max over those sources of the product of ``c / (n + prior)`` along it, and the
-    ``budget`` most probable paths are kept (see :data:`MERGED_PARAMS`). ``prior`` and
-    ``max_sources`` only matter in merged mode; merged mode always drafts trees.
-    """
-
-    max_spec_tokens: int = 32
-    max_spec_factor: float = 4.0
-    max_spec_offset: float = 0.0
-    min_token_prob: float = 0.1
-    use_tree: bool = True
-    mode: str = "paper"
-    prior: float = 0.5
-    max_sources: int = 3
-
-    def kwargs(self) -> dict:
-        """The single-tree keywords of ``Matcher.speculate`` / ``SuffixTree.speculate*``."""
-        return {
-            "max_spec_tokens": self.max_spec_tokens,
-            "max_spec_factor": self.max_spec_factor,
-            "max_spec_offset": self.max_spec_offset,
-            "min_token_prob": self.min_token_prob,
-            "use_tree": self.use_tree,
-        }
-
-    @cached_property
-    def config(self) -> SpecConfig:
-        """The validated core form (built once; raises ValueError on bad values)."""
-        return SpecConfig(**self.kwargs(), mode=self.mode, prior=self.prior, max_sources=self.max_sources)
-
-
-DEFAULT_PARAMS = SpecParams()
-
-# Recommended for wide budgets (a GPU verifying 32-128 nodes): one draft merged over both
-# trees and several match lengths, budget not tied to the match length. Model-free
-# replay, frozen protocol, budget 32 / 128 (tokens per step): Spider 2.80 / 2.92,
-# HumanEval 2.19 / 2.39, ShareGPT (20k replies) 2.21 / 2.47, against the paper rule's
-# 2.30 / 1.75 / 1.77 at either budget. Set max_spec_tokens to the verifier's budget.
-MERGED_PARAMS = SpecParams(max_spec_tokens=32, max_spec_factor=1000.0, min_token_prob=0.0, mode="merged")
 
 
 def to_draft(core_draft) -> Draft:
@@ -125,13 +76,13 @@ class SuffixIndex:
         """An incremental matcher for one request: ``feed`` tokens, then ``speculate``."""
         return self._tree.matcher()
 
-    def speculate(self, context: Tokens, params: SpecParams = DEFAULT_PARAMS) -> Draft:
+    def speculate(self, context: Tokens, settings: DraftSettings = DEFAULT) -> Draft:
         """Draft for a context, matching from scratch (O(max_depth^2) at worst)."""
-        if params.mode == "paper":
-            return to_draft(self._tree.speculate(context, **params.kwargs()))
+        if settings.mode == "paper":
+            return to_draft(self._tree.speculate(context, **settings.core_kwargs()))
         m = self._tree.matcher()
         m.feed(context)
-        return to_draft(speculate_both(m, None, 0, params.config))
+        return to_draft(speculate_both(m, None, 0, settings.core))
 
     # -- persistence & introspection -------------------------------------------
     def serialize(self) -> bytes:
@@ -192,15 +143,15 @@ class RequestTree:
     def tokens(self) -> list[int]:
         return self._tree.sequence(self._SEQ)
 
-    def speculate(self, params: SpecParams = DEFAULT_PARAMS) -> Draft:
+    def speculate(self, settings: DraftSettings = DEFAULT) -> Draft:
         """Draft from this tree alone.
 
         Paper mode counts the request's own current occurrence in the probabilities'
         denominators, as published; merged mode leaves it out.
         """
-        if params.mode == "paper":
-            return to_draft(self._tree.speculate_tail(self._SEQ, **params.kwargs()))
-        return to_draft(speculate_both(None, self._tree, self._SEQ, params.config))
+        if settings.mode == "paper":
+            return to_draft(self._tree.speculate_tail(self._SEQ, **settings.core_kwargs()))
+        return to_draft(speculate_both(None, self._tree, self._SEQ, settings.core))
 
 
 def pick_best(*drafts: Draft) -> Draft:
@@ -215,7 +166,7 @@ def pick_best(*drafts: Draft) -> Draft:
 def draft_both(
     matcher: Matcher | None,
     request: RequestTree | None,
-    params: SpecParams = DEFAULT_PARAMS,
+    settings: DraftSettings = DEFAULT,
 ) -> Draft:
     """Draft from a request's two trees in one core call.
 
@@ -227,25 +178,4 @@ def draft_both(
     """
     tree = request.tree if request is not None else None
     seq_id = request.seq_id if request is not None else 0
-    return to_draft(speculate_both(matcher, tree, seq_id, params.config))
-
-
-def best_draft(
-    global_source: Union[SuffixIndex, Matcher, None],
-    request: RequestTree | None,
-    context: Tokens | None = None,
-    params: SpecParams = DEFAULT_PARAMS,
-) -> Draft:
-    """Draft from the global tree and the request tree (see :func:`draft_both`).
-
-    ``global_source`` is either a :class:`Matcher` already fed with the context (the
-    decode loop's way: O(match length) per step) or a :class:`SuffixIndex`, in which
-    case ``context`` is matched from scratch.
-    """
-    if isinstance(global_source, SuffixIndex):
-        if context is None:
-            raise ValueError("context is required when drafting from a SuffixIndex")
-        matcher = global_source.matcher()
-        matcher.feed(context)
-        global_source = matcher
-    return draft_both(global_source, request, params)
+    return to_draft(speculate_both(matcher, tree, seq_id, settings.core))

@@ -12,12 +12,12 @@ from sufdec.cli.app import app
 from tests.conftest import SQL_WORDS
 
 runner = CliRunner()
-ALL = "vanilla,pld,suffix-path,suffix-tree,suffix-paper,sufdec-off"
+ALL = "vanilla,pld,suffix-chain,suffix-tree,suffix-paper,sufdec-off"
 METHOD_KEYS = ("prompts", "tokens", "time_s", "tokens_per_s", "ms_per_token", "steps", "tau", "acceptance_rate",
                "draft_ms_per_step", "bookkeeping_ms_per_step", "speedup_median", "speedup_total", "mismatches",
                "first_mismatch", "accepted_by_match_len", "speedup_decode", "prefill_share")
-TOP_KEYS = ("version", "workload", "settings", "model", "dtype", "protocol", "commit", "machine", "train", "eval",
-            "corpus", "methods", "prompts", "load_avg_1m", "cost_model", "acceptance_calibration")
+TOP_KEYS = ("version", "workload", "settings", "method_drafts", "model", "dtype", "protocol", "commit", "machine",
+            "train", "eval", "corpus", "methods", "prompts", "load_avg_1m", "cost_model", "acceptance_calibration")
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +75,9 @@ def test_corpus_is_cached_and_reused(tiny_model_dir, workload, tmp_path, monkeyp
 
 
 def test_a_method_that_cheats_is_reported(tiny_model_dir, workload, tmp_path, monkeypatch):
-    from sufdec.bench import generation
+    from sufdec.bench import runners
 
-    real = generation._hf_generate
+    real = runners.hf_generate
 
     def cheating(model, prompt_ids, max_new_tokens, pld_tokens, pad_id):
         toks, *rest = real(model, prompt_ids, max_new_tokens, pld_tokens, pad_id)
@@ -85,7 +85,7 @@ def test_a_method_that_cheats_is_reported(tiny_model_dir, workload, tmp_path, mo
             toks = toks[:2] + [(toks[2] + 1) % 10] + toks[3:]
         return (toks, *rest)
 
-    monkeypatch.setattr(generation, "_hf_generate", cheating)
+    monkeypatch.setattr(runners, "hf_generate", cheating)
     result = _bench(tiny_model_dir, workload, tmp_path, "--methods", "vanilla,pld", "--max-new-tokens", "6")
     pld = result["methods"]["pld"]
     assert pld["mismatches"] == 3

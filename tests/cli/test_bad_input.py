@@ -219,7 +219,7 @@ def test_full_disk(store: Path, tmp_path: Path, word_tokenizer_dir: Path, monkey
 def test_interrupted_model_pull(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C during `sufdec model pull`: exit 130, one line, no model folder or temp files left."""
     from sufdec import models
-    import sufdec.engine.loading as loading
+    from sufdec.cli import common
 
     monkeypatch.setenv("SUFDEC_CACHE_DIR", str(tmp_path / "cache"))
     gguf = tmp_path / "model.gguf"
@@ -232,11 +232,11 @@ def test_interrupted_model_pull(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         (Path(out) / "model.safetensors").write_bytes(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(loading, "convert_gguf_to_safetensors", interrupted)
+    monkeypatch.setattr(common, "convert_gguf", interrupted)
     res = runner.invoke(app, ["model", "pull", "--gguf", str(gguf)])
     assert res.exit_code == 130 and "interrupted" in res.output
     assert list((tmp_path / "cache" / "models").iterdir()) == []
-    assert not models.is_ready(models.model_dir(fake))
+    assert not models.is_ready(models.model_dir(tmp_path / "cache", fake))
 
 
 def test_prompt_longer_than_the_context(tmp_path: Path) -> None:

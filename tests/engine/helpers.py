@@ -173,3 +173,93 @@ class TopKDrafter(ContextDrafter):
                     parents.append(me)
         probs = [0.5 if p < 0 else 0.25 for p in parents]
         return Draft(toks, parents, probs, float(sum(probs)), 1)
+
+
+# --------------------------------------------------------------------------------------
+# Helpers for test_fidelity.py and test_sampling_joint.py: tokenizers with other decoders
+# (SentencePiece-style Metaspace, byte-level), Llama models of any vocabulary or context,
+# and a model whose greedy continuation follows a given token map.
+
+SP_WORDS = ["the", "cat", "sat", "on", "mat", "and", "is", "it", "to", "of", "in", "for",
+            "that", "was", "he", "she", "with", "as", "at", "by", "this", "had", "not", "but"]
+
+
+def sentencepiece_tokenizer() -> PreTrainedTokenizerFast:
+    """A SentencePiece-style Unigram tokenizer (Metaspace "▁", prepend_scheme "always") of
+    about 300 pieces: specials, single characters with and without "▁", "▁word" pieces
+    and frequent two-letter pieces. Decoding drops the first piece's leading space."""
+    pieces: list[tuple[str, float]] = [("<unk>", 0.0), ("<s>", 0.0), ("</s>", 0.0), ("▁", -3.0)]
+    seen = {p for p, _ in pieces}
+
+    def add(piece: str, score: float) -> None:
+        if piece not in seen:
+            seen.add(piece)
+            pieces.append((piece, score))
+
+    for c in string.ascii_letters + string.digits + string.punctuation:
+        add(c, -5.0)
+        add("▁" + c, -5.5)
+    for w in SP_WORDS:
+        add("▁" + w, -1.0)
+        add(w, -2.0)
+    for a in "etaoinshr":
+        for b in "etaoinshrdlu":
+            add(a + b, -4.0)
+    tok = Tokenizer(models.Unigram(pieces, unk_id=0, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character table (what ByteLevel pre-tokenizers use)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer whose 256 tokens are the bytes themselves (token id = byte
+    value): multi-byte UTF-8 characters span several tokens."""
+    vocab = {ch: b for b, ch in _bytes_to_unicode().items()}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok)
+
+
+def llama_model(vocab_size: int = VOCAB, seed: int = 0, attn: str = "sdpa",
+                max_position_embeddings: int = 1024, sharpen: float = 1.0):
+    """A seeded tiny Llama like ``tiny_model("llama")`` with another vocabulary or context."""
+    torch.manual_seed(seed)
+    kw = dict(_COMMON, vocab_size=vocab_size, max_position_embeddings=max_position_embeddings)
+    model = AutoModelForCausalLM.from_config(LlamaConfig(num_hidden_layers=2, **kw),
+                                             attn_implementation=attn, dtype=torch.float32)
+    if sharpen != 1.0:
+        with torch.no_grad():
+            model.get_output_embeddings().weight.mul_(sharpen)
+    return model.eval()
+
+
+def steer_greedy(model, next_of: dict[int, int], seed: int = 0, scale: float = 30.0):
+    """Make greedy decoding follow ``next_of`` (token -> next token; others map to
+    ``(7 t + 3) % V``): large random input embeddings dominate the residual stream, and
+    LM-head row u is the sum of the normalised embeddings of the tokens mapped to u."""
+    vocab = model.get_input_embeddings().weight.shape[0]
+    mapping = {t: (7 * t + 3) % vocab for t in range(vocab)}
+    mapping.update(next_of)
+    with torch.no_grad():
+        emb = model.get_input_embeddings().weight
+        emb.copy_(torch.randn(emb.shape, generator=torch.Generator().manual_seed(seed)))
+        unit = emb / emb.norm(dim=1, keepdim=True)
+        head = torch.zeros_like(model.get_output_embeddings().weight)
+        for t, u in mapping.items():
+            head[u] += unit[t]
+        model.get_output_embeddings().weight.copy_(head * scale)
+    return model

@@ -12,11 +12,14 @@ from transformers import Gemma2Config, LlamaConfig, TextStreamer
 
 from sufdec.drafters.base import NullDrafter
 from sufdec.drafters.budget import CostModel
-from sufdec.engine import GenerationConfig, SpeculativeGenerator
+from sufdec.suffix import DraftSettings
+from sufdec.engine import GenerationConfig, SpeculativeGenerator, resolve_generation
 from sufdec.engine.calibrate import cost_model_for, measure_cost_model
 from sufdec.engine.loading import ModelLoadError, resolve_attn, resolve_dtype, split_spec
 
 from .helpers import OracleDrafter, char_tokenizer, plain_greedy, random_prompts, tiny_model
+
+FIXED = DraftSettings(sizing="fixed")
 
 
 def test_split_spec(tmp_path):
@@ -61,13 +64,15 @@ def test_generator_refuses_flash_attention():
 
 def test_config_validation():
     with pytest.raises(ValueError):
-        GenerationConfig(spec="sometimes")
+        DraftSettings(spec="sometimes")
     with pytest.raises(ValueError):
         GenerationConfig(max_new_tokens=0)
     with pytest.raises(ValueError):
         GenerationConfig(top_p=0.0)
     assert GenerationConfig(stop="x").stop == ("x",)
-    assert GenerationConfig(temperature=0.7).sampling.do_sample
+    model = tiny_model("llama")
+    assert resolve_generation(GenerationConfig(temperature=0.7), model).sampling.do_sample
+    assert not resolve_generation(GenerationConfig(temperature=0.0, do_sample=True), model).sampling.do_sample
 
 
 def test_calibration_curve_is_cached_and_sane():
@@ -86,11 +91,11 @@ def test_text_streamer_and_results():
     gen = SpeculativeGenerator(model, tok, OracleDrafter(ref, "tree"))
     buf = io.StringIO()
     with redirect_stdout(buf):
-        res = gen.generate(prompt, GenerationConfig(max_new_tokens=30, eos_token_ids=(), draft_sizing="fixed"),
+        res = gen.generate(prompt, GenerationConfig(max_new_tokens=30, eos_token_ids=(), draft=FIXED),
                            streamer=TextStreamer(tok, skip_prompt=True))
     assert buf.getvalue().strip() == res.text.strip() == tok.decode(ref).strip()
-    assert res.new_tokens == 30 == sum(res.accepted_per_step) and res.steps == len(res.step_results)
-    assert res.finish_reason == "length" and res.tokens_per_s > 0 and res.mean_accepted > 1
+    assert res.new_tokens == 30 == sum(res.tokens_per_step) and res.steps == len(res.step_results)
+    assert res.finish_reason == "length" and res.tokens_per_s > 0 and res.mean_tokens_per_step > 1
     ms = res.mean_timings_ms()
     assert ms["forward"] > 0 and set(ms) >= {"draft", "layout", "accept", "commit", "observe"}
     assert all(s.verified <= s.drafted for s in res.step_results)

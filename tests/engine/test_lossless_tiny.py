@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sufdec.engine import GenerationConfig, SpeculativeGenerator
+from sufdec.suffix import DraftSettings
 
 from .helpers import OracleDrafter, char_tokenizer, plain_greedy, random_prompts, tiny_model
 
@@ -22,8 +23,9 @@ def tok():
     return char_tokenizer()
 
 
-def _fixed(**kw) -> GenerationConfig:
-    base = dict(max_new_tokens=N_NEW, draft_sizing="fixed", eos_token_ids=(), max_spec_tokens=64)
+def _fixed(spec: str = "tree", sizing: str = "fixed", **kw) -> GenerationConfig:
+    base = dict(max_new_tokens=N_NEW, eos_token_ids=(),
+                draft=DraftSettings(spec=spec, sizing=sizing, max_spec_tokens=64))
     base.update(kw)
     return GenerationConfig(**base)
 
@@ -39,7 +41,7 @@ def test_greedy_matches_generate(model, tok, shape):
         gen = SpeculativeGenerator(model, tok, drafter)
         res = gen.generate(prompt, _fixed())
         assert res.token_ids == ref, f"prompt {i} shape {shape}"
-        assert sum(res.accepted_per_step) == N_NEW
+        assert sum(res.tokens_per_step) == N_NEW
         if shape in ("tree", "chain"):
             assert res.steps < N_NEW  # the right branches were taken
 
@@ -77,7 +79,7 @@ def test_max_new_tokens_mid_path(model, tok, max_new):
     for sizing in ("fixed", "cost"):
         drafter = OracleDrafter(ref, "chain", seed=max_new)
         res = SpeculativeGenerator(model, tok, drafter).generate(
-            prompt, _fixed(max_new_tokens=max_new, draft_sizing=sizing))
+            prompt, _fixed(max_new_tokens=max_new, sizing=sizing))
         assert res.token_ids == ref[:max_new] and res.finish_reason == "length"
 
 
@@ -120,7 +122,7 @@ def test_drafter_factory_and_lifecycle(tok):
         made[-1].end = end
         return made[-1]
 
-    gen = SpeculativeGenerator(model, tok, factory)
+    gen = SpeculativeGenerator(model, tok, drafter_factory=factory)
     steps = list(gen.stream(prompt, _fixed()))
     assert len(made) == 1 and made[0].ended == (ref, True)
     assert [t for s in steps for t in s.tokens] == ref

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sufdec.suffix import DraftSettings
 from sufdec.engine import GenerationConfig, SpeculativeGenerator, load_model
+from sufdec.prompts import encode_prompt
 
 from .helpers import OracleDrafter
 
@@ -37,18 +39,26 @@ PROMPTS = [
 ]
 N_NEW = 32
 
+FIXED = DraftSettings(sizing="fixed")
+
+
+def _default_model_dir():
+    import os
+
+    from sufdec.models import default_cache_root
+    from sufdec.session import default_model
+
+    return default_model(default_cache_root(os.environ))
+
 
 @pytest.fixture(scope="module")
 def smol():
-    from sufdec.models import ensure_default_model
-
-    model, tok = load_model(ensure_default_model(), device="cpu", dtype="float32")
+    model, tok = load_model(_default_model_dir(), device="cpu", dtype="float32")
     return model, tok
 
 
 def _chat_ids(tok, text: str) -> list[int]:
-    msgs = [{"role": "user", "content": text}]
-    return tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=False)
+    return encode_prompt(tok, text)
 
 
 def test_loaded_as_expected(smol):
@@ -70,7 +80,7 @@ def test_speculative_greedy_equals_generate(smol):
         ref = out[0, len(prompt):].tolist()
         drafter = OracleDrafter(ref + [0] * 8, "mixed", seed=i)
         gen = SpeculativeGenerator(model, tok, drafter)
-        res = gen.generate(prompt, GenerationConfig(max_new_tokens=N_NEW, draft_sizing="fixed"))
+        res = gen.generate(prompt, GenerationConfig(max_new_tokens=N_NEW, draft=FIXED))
         total_steps += res.steps
         if res.token_ids != ref:
             mismatches.append((text, ref, res.token_ids))
@@ -84,7 +94,7 @@ def _gguf_file():
 
     from sufdec.models import gguf_file
 
-    for cand in (os.environ.get("SUFDEC_TEST_GGUF"), gguf_file()):
+    for cand in (os.environ.get("SUFDEC_TEST_GGUF"), gguf_file(_default_model_dir())):
         if cand and Path(cand).is_file():
             return Path(cand)
     return None

@@ -13,6 +13,7 @@ import functools
 import pytest
 import torch
 
+from sufdec.suffix import DraftSettings
 from sufdec.engine import GenerationConfig, SpeculativeGenerator
 
 from .helpers import TopKDrafter, char_tokenizer, plain_greedy, random_prompts, tiny_model
@@ -24,6 +25,8 @@ SETTINGS = {
     "top_p": dict(temperature=0.7, top_p=0.8),
     "repetition_penalty": dict(temperature=1.0, repetition_penalty=1.8),
 }
+
+FIXED = DraftSettings(sizing="fixed")
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +92,7 @@ def test_speculative_sampling_fits_target(model, setting):
     counts: dict[tuple[int, int], int] = {}
     steps = 0
     for seed in range(N_SAMPLES):
-        cfg = GenerationConfig(max_new_tokens=2, seed=seed, eos_token_ids=(), draft_sizing="fixed", **kw)
+        cfg = GenerationConfig(max_new_tokens=2, seed=seed, eos_token_ids=(), draft=FIXED, **kw)
         res = gen.generate(prompt, cfg)
         key = tuple(res.token_ids)
         counts[key] = counts.get(key, 0) + 1
@@ -117,7 +120,7 @@ def test_greedy_repetition_penalty_matches_generate(model):
     for prompt in random_prompts(4, seed=2):
         want = plain_greedy(model, prompt, 30, repetition_penalty=1.3)
         gen = SpeculativeGenerator(model, tok, MemoDrafter(model, k=2))
-        cfg = GenerationConfig(max_new_tokens=30, repetition_penalty=1.3, eos_token_ids=(), draft_sizing="fixed")
+        cfg = GenerationConfig(max_new_tokens=30, repetition_penalty=1.3, eos_token_ids=(), draft=FIXED)
         assert gen.generate(prompt, cfg).token_ids == want
 
 

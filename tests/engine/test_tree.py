@@ -30,7 +30,7 @@ TREE_MASK = np.array([
 
 def test_ids_positions_children():
     lay = layout_tree(TREE, 9, past_len=7)
-    assert lay.q == 6 and lay.num_nodes == 5 and not lay.is_chain
+    assert lay.q == 6
     assert lay.input_ids().tolist() == [[9, 10, 11, 12, 13, 14]]
     assert lay.position_ids().tolist() == [[7, 8, 8, 9, 9, 10]]
     assert lay.depths == [0, 1, 1, 2, 2, 3]
@@ -40,7 +40,7 @@ def test_ids_positions_children():
 
 def test_full_mask_bool():
     lay = layout_tree(TREE, 9, past_len=3)
-    m = lay.mask
+    m = lay.attention_mask()
     assert m.shape == (1, 1, 6, 9) and m.dtype == torch.bool
     assert m[0, 0, :, :3].all()  # every row sees the whole prefix
     assert np.array_equal(m[0, 0, :, 3:].numpy(), TREE_MASK)
@@ -52,7 +52,7 @@ def test_eager_mask_is_additive():
     m = lay.attention_mask(dtype=torch.float32)
     assert m.dtype == torch.float32 and m.shape == (1, 1, 6, 8)
     neg = torch.finfo(torch.float32).min
-    expect = torch.where(lay.mask, torch.tensor(0.0), torch.tensor(neg))
+    expect = torch.where(lay.attention_mask(), torch.tensor(0.0), torch.tensor(neg))
     assert torch.equal(m, expect)
     assert set(m.unique().tolist()) == {0.0, neg}
 
@@ -71,11 +71,11 @@ def test_sliding_window_mask():
 
 def test_chain_and_empty():
     lay = layout_tree(Draft.chain([4, 5, 6]), 3, past_len=0)
-    assert lay.is_chain and lay.position_ids().tolist() == [[0, 1, 2, 3]]
+    assert lay.parents == [-1, 0, 1, 2] and lay.position_ids().tolist() == [[0, 1, 2, 3]]
     assert np.array_equal(lay.tree_mask, np.tril(np.ones((4, 4), dtype=bool)))
     assert lay.children == [{4: 1}, {5: 2}, {6: 3}, {}]
     empty = layout_tree(Draft(), 3, past_len=10)
-    assert empty.q == 1 and empty.mask.shape == (1, 1, 1, 11) and empty.mask.all()
+    assert empty.q == 1 and empty.attention_mask().shape == (1, 1, 1, 11) and empty.attention_mask().all()
 
 
 def test_duplicate_sibling_first_wins_and_bad_parents():

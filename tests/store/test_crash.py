@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from sufdec.store import Store
-from sufdec.store.store import _tree
+from sufdec.store import _tree
 from sufdec.store import codec
+from sufdec.store.verify import verify
 
 from .crash_child import CONFIG
 from .helpers import TOK, encode
@@ -61,7 +62,7 @@ def finish(proc: subprocess.Popen) -> int:
 
 def check(store: Store, expected: list[list[int]]) -> int:
     """The store holds a prefix of ``expected``, each once, and is consistent."""
-    assert store.verify() == []
+    assert verify(store) == []
     got = [s.tokens for s in store.iter_sequences()]
     assert got == expected[: len(got)]
     rebuilt = _tree.new_tree(store.meta().max_depth)

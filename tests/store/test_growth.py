@@ -12,6 +12,7 @@ import pytest
 
 from sufdec.store import MapLimits, SequenceRecord, Store, StoreConfig, StoreFullError
 from sufdec.store import env as env_mod
+from sufdec.store.verify import verify
 
 from .helpers import TOK
 
@@ -31,14 +32,14 @@ def test_map_grows_on_demand(tmp_path: Path) -> None:
             store.append([i + 1] * 5_000)  # single appends grow it too
         stats = store.stats()
         assert stats.map_size > SMALL.initial and stats.used_bytes <= stats.map_size
-        assert stats.sequences == 320 and store.verify(check_tree=False) == []
+        assert stats.sequences == 320 and verify(store, check_tree=False) == []
     with Store.open(tmp_path, TOK, config=cfg) as store:  # reopening with a small map is fine
         assert len(store) == 320
         store.append([7] * 10)
 
 
 def _intact(store: Store, expected: int, tree_bytes: bytes) -> None:
-    assert len(store) == expected and store.verify() == []
+    assert len(store) == expected and verify(store) == []
     assert store.tree.serialize() == tree_bytes
 
 
@@ -52,7 +53,7 @@ def test_full_at_maximum_leaves_store_intact(tmp_path: Path) -> None:
         _intact(store, 10, tree_bytes)
         assert store.append([1, 2, 3]) == 10  # still writable
     with Store.open(tmp_path, TOK, config=cfg) as store:
-        assert len(store) == 11 and store.verify() == []
+        assert len(store) == 11 and verify(store) == []
 
 
 def test_cannot_grow_raises_store_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,7 +93,7 @@ def test_growth_by_another_process(tmp_path: Path) -> None:
         subprocess.run([sys.executable, "-c", script, str(tmp_path), root], check=True, timeout=60)
         assert store.refresh() == 10 and len(store.tree) == 11
         assert store.append([4, 5, 6]) == 11
-        assert store.stats().map_size > SMALL.initial and store.verify() == []
+        assert store.stats().map_size > SMALL.initial and verify(store) == []
 
 
 def test_threads_share_a_growing_store(tmp_path: Path) -> None:
@@ -132,7 +133,7 @@ def test_threads_share_a_growing_store(tmp_path: Path) -> None:
         for t in readers:
             t.join()
         assert errors == []
-        assert len(store) == 75 and len(store.tree) == 75 and store.verify() == []
+        assert len(store) == 75 and len(store.tree) == 75 and verify(store) == []
         assert store.stats().map_size > SMALL.initial
 
 

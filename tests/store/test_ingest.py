@@ -10,6 +10,7 @@ import pytest
 
 from sufdec.store import MalformedLineError, Store, StoreConfig
 from sufdec.store.ingest import IngestSummary, ingest_jsonl
+from sufdec.store.verify import verify
 
 from .helpers import TOK, VOCAB, encode
 
@@ -132,7 +133,7 @@ def test_strict_aborts_without_half_batch(tmp_path: Path) -> None:
         assert info.value.line == 8
         # the first full transaction (5 records) is committed; records 5-6 were not
         assert stored(store) == [ids(f"record {i}") for i in range(5)]
-        assert store.verify() == []
+        assert verify(store) == []
 
 
 def test_duplicates_and_rerun(tmp_path: Path) -> None:

@@ -24,9 +24,11 @@ from sufdec.store import (
     TokenizerInfo,
     TokenizerMismatchError,
     default_store_path,
+    resolve_store_path,
 )
 from sufdec.store import codec, env as env_mod, meta as meta_mod, migrations
-from sufdec.store.store import _tree
+from sufdec.store import _tree
+from sufdec.store.verify import repair, verify
 
 from .helpers import TOK
 
@@ -46,12 +48,29 @@ def rebuilt(store: Store) -> bytes:
     return tree.serialize()
 
 
-def test_default_store_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("SUFDEC_STORE", str(tmp_path / "from-env"))
-    assert default_store_path(tmp_path / "x") == tmp_path / "x"
-    assert default_store_path() == tmp_path / "from-env"
-    monkeypatch.delenv("SUFDEC_STORE")
+def test_resolve_store_path(tmp_path: Path) -> None:
+    """Explicit path, else SUFDEC_STORE from the mapping given, else the platform default."""
+    env = {"SUFDEC_STORE": str(tmp_path / "from-env")}
+    assert resolve_store_path(tmp_path / "x", env) == tmp_path / "x"
+    assert resolve_store_path("~/x", {}) == Path.home() / "x"
+    assert resolve_store_path(None, env) == tmp_path / "from-env"
+    assert resolve_store_path("", env) == tmp_path / "from-env"
+    assert resolve_store_path(None, {"SUFDEC_STORE": ""}) == default_store_path()
+    assert resolve_store_path(None, {}) == default_store_path()
     assert default_store_path().parts[-2:] == ("sufdec", "store")
+
+
+def test_store_ignores_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path is resolved at the edge: Store.open and compact need one, never read SUFDEC_STORE."""
+    from sufdec.store.compact import compact
+
+    monkeypatch.setenv("SUFDEC_STORE", str(tmp_path / "from-env"))
+    for path in (None, ""):
+        with pytest.raises(ValueError, match="resolve_store_path"):
+            Store.open(path)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="resolve_store_path"):
+            compact(path)  # type: ignore[arg-type]
+    assert not (tmp_path / "from-env").exists()
 
 
 def test_create_and_meta(tmp_path: Path) -> None:
@@ -120,7 +139,7 @@ def test_round_trip_log_replay_and_checkpoint(tmp_path: Path) -> None:
         assert store.stats().log_length == 20
         assert store.tree.serialize() == after == rebuilt(store)
         assert len(store.tree) == 40
-        assert store.verify() == []
+        assert verify(store) == []
 
 
 def test_auto_checkpoint(tmp_path: Path) -> None:
@@ -169,13 +188,13 @@ def test_remove(tmp_path: Path) -> None:
     with Store.open(tmp_path, TOK) as store:
         assert len(store.tree) == 4
         assert [s.seq_id for s in store.iter_sequences()] == [0, 2, 3, 4]
-        assert store.tree.serialize() == rebuilt(store) and store.verify() == []
+        assert store.tree.serialize() == rebuilt(store) and verify(store) == []
 
 
 def test_one_environment_per_path(tmp_path: Path) -> None:
     a = Store.open(tmp_path, TOK)
     b = Store.open(str(tmp_path) + "/.", TOK)
-    assert a._senv.env is b._senv.env and env_mod.open_count() == 1
+    assert a.dbs is b.dbs and env_mod.open_count() == 1
     a.close()
     assert b.append([1]) == 0
     b.close()
@@ -284,9 +303,9 @@ def test_corrupt_snapshot_detected_and_repaired(tmp_path: Path) -> None:
     with Store.open(tmp_path, TOK) as store:
         with pytest.raises(StoreCorruptError):
             store.tree
-        assert any("digest" in p for p in store.verify())
-        store.repair()
-        assert store.verify() == [] and store.tree.serialize() == good
+        assert any("digest" in p for p in verify(store))
+        repair(store)
+        assert verify(store) == [] and store.tree.serialize() == good
     with Store.open(tmp_path, TOK) as store:
         assert store.tree.serialize() == good
 

@@ -7,16 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sufdec._core import SpecConfig, SuffixTree, speculate_both
-from sufdec.suffix import (
-    MERGED_PARAMS,
-    RequestTree,
-    SpecParams,
-    SuffixIndex,
-    best_draft,
-    draft_both,
-    pick_best,
-    to_draft,
-)
+from sufdec.suffix import PRESETS, DraftSettings, RequestTree, SuffixIndex, draft_both, pick_best, to_draft
 from tests.suffix.helpers import check_merged, examples
 from tests.suffix.reference import RefTree, merged_candidates
 
@@ -100,16 +91,14 @@ def test_python_entry_points(seqs, prompt, out):
     ctx = prompt + out
     m = index.matcher()
     m.feed(ctx)
-    for params in (MERGED_PARAMS, SpecParams(), SpecParams(max_spec_tokens=5, mode="merged", prior=1.0)):
+    for params in (PRESETS["merged"], PRESETS["paper"], DraftSettings(max_spec_tokens=5, prior=1.0)):
         d = draft_both(m, req, params)
-        assert d == best_draft(m, req, params=params)
-        assert d == best_draft(index, req, ctx, params)
         if params.mode == "paper":
             assert d == pick_best(index.speculate(ctx, params), req.speculate(params))
         # one tree alone
         assert draft_both(None, req, params) == req.speculate(params)
         assert draft_both(m, None, params) == index.speculate(ctx, params)
-    assert draft_both(None, None, MERGED_PARAMS) == to_draft(speculate_both(None, None, 0, MERGED_PARAMS.config))
+    assert draft_both(None, None, PRESETS["merged"]) == to_draft(speculate_both(None, None, 0, PRESETS["merged"].core))
 
 
 def test_merged_probs_never_grow_and_top_k_is_closed():
@@ -135,11 +124,10 @@ def test_merged_probs_never_grow_and_top_k_is_closed():
 def test_request_occurrence_not_counted_in_merged_mode():
     # request [5, 6, 5]: the tail "5" occurred once before, followed by 6
     req = RequestTree([5, 6, 5], 8)
-    d = req.speculate(SpecParams(mode="merged", max_spec_factor=1000.0, min_token_prob=0.0, prior=0.0,
-                                 max_spec_tokens=1))
+    d = req.speculate(DraftSettings(prior=0.0, max_spec_tokens=1))
     assert list(d.token_ids) == [6] and d.probs == [1.0]
     # paper mode keeps the published denominators (the current occurrence counts)
-    p = req.speculate(SpecParams(max_spec_tokens=1))
+    p = req.speculate(PRESETS["paper"].replace(max_spec_tokens=1))
     assert list(p.token_ids) == [6] and p.probs == [0.5]
 
 
@@ -161,8 +149,10 @@ def test_bad_inputs_raise():
             SpecConfig(**bad)
         with pytest.raises(ValueError):
             speculate_both(m, r, 0, **bad)
-    with pytest.raises(ValueError):
-        SpecParams(mode="fancy").config
+    for bad in (dict(mode="fancy"), dict(spec="path"), dict(sizing="some"), dict(max_spec_tokens=-1),
+                dict(min_token_prob=2.0), dict(max_depth=0)):
+        with pytest.raises(ValueError):
+            DraftSettings(**bad)
     cfg = SpecConfig(mode="merged", prior=0.25, max_sources=2)
     assert (cfg.mode, cfg.prior, cfg.max_sources, cfg.max_spec_tokens) == ("merged", 0.25, 2, 32)
 
@@ -180,28 +170,6 @@ def test_matcher_resyncs_after_mutation():
     g.remove(0)
     d = speculate_both(m, r, 0, cfg)
     assert list(d.token_ids) == [9]
-
-
-@FAST
-@given(depths, seq_lists, small_seq, st.sampled_from([0, 1, 5, 32]), st.sampled_from([0.0, 0.2]))
-def test_match_counts_and_expand_prefix(D, seqs, ctx, n, min_prob):
-    g, ref = build_global(D, seqs)
-    counts = ref.counts()
-    m = g.matcher()
-    m.feed(ctx)
-    lens = list(range(1, m.match_len + 1))
-    assert list(m.match_counts()) == [counts[tuple(ctx[-ln:])] for ln in lens]
-    prefix = tuple(ctx[-2:])
-    d = g.expand_prefix(list(prefix), n, min_prob)
-    if counts.get(prefix, 0) == 0 and prefix:
-        assert len(d) == 0
-        return
-    from tests.suffix.reference import tree_probs
-
-    want = tree_probs(counts, prefix, n, min_prob) if prefix else []
-    if prefix:
-        assert d.match_len == len(prefix)
-        assert sorted(round(p, 9) for p in d.probs) == sorted(round(p, 9) for p in want)
 
 
 def test_wide_budget_grows_path_table():
@@ -242,3 +210,14 @@ def test_wide_alphabet_remove_then_merged(D, seqs, req_seq, data):
     d = speculate_both(m, r, 0, cfg)
     L, cands = merged_candidates(gref.counts(), req_seq, rref.counts(), req_seq, D, 0.5, 3)
     check_merged(d, L, cands, 24, 1000.0, 0.0, 0.0)
+
+
+def test_presets_and_overrides():
+    assert DraftSettings() == PRESETS["merged"]
+    paper = DraftSettings.preset("paper", max_spec_tokens=8, min_token_prob=None)
+    assert (paper.mode, paper.max_spec_factor, paper.min_token_prob, paper.max_spec_tokens) == ("paper", 4.0, 0.1, 8)
+    # a chain in paper mode is the core's single-path drafting; merged mode always grows trees
+    assert not paper.replace(spec="chain").use_tree and DraftSettings(spec="chain").use_tree
+    assert not DraftSettings(spec="off").enabled and not DraftSettings(max_spec_tokens=0).enabled
+    with pytest.raises(ValueError):
+        DraftSettings.preset("fast")

@@ -1,21 +1,32 @@
-"""A generation session: one loaded model, its store, and the suffix drafter, ready to serve.
+"""The application layer: one loaded model, its store and the suffix drafter, opened together.
 
 This is what ``sufdec generate`` runs, and what a Python user who wants the same
 behaviour (load once, generate many prompts, learn from each) calls directly:
 
-    session = GenerationSession.open(SessionConfig(model=None, store=None))
-    result = session.generate(session.tokenizer.apply_chat_template(...), session.generation_config(ids))
+    session = GenerationSession.open(SessionConfig())
+    ids = session.encode("Write a haiku about suffix trees")
+    result = session.generate(ids, session.generation_config(ids, max_new_tokens=64))
+
+It is the only module below the CLI that joins the engine (model -> tokens), the store
+and the model cache. Environment variables (``SUFDEC_STORE``, ``SUFDEC_CACHE_DIR``) are
+read once, in ``GenerationSession.open``, for the fields of ``SessionConfig`` left None.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from sufdec.drafters.suffix import SuffixDrafter, SuffixDrafterConfig
-from sufdec.engine.generator import GenerationConfig, GenerationResult, SpeculativeGenerator
-from sufdec.engine.loading import load_model
+from sufdec import models
+from sufdec.drafters.suffix import SuffixDrafter
+from sufdec.engine.config import GenerationConfig
+from sufdec.engine.generator import GenerationResult, SpeculativeGenerator
+from sufdec.engine.loading import ModelLoadError, convert_gguf_to_safetensors, load_model
+from sufdec.prompts import Request, encode_prompt
+from sufdec.suffix.settings import DraftSettings
+from sufdec.tokenization import tokenizer_info
 
 
 class PromptTooLongError(ValueError):
@@ -24,39 +35,32 @@ class PromptTooLongError(ValueError):
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """Everything ``sufdec generate`` takes besides the prompts and sampling settings."""
+    """Everything ``sufdec generate`` takes besides the prompts and sampling settings.
+
+    ``draft`` is the one source of drafting settings (``spec="off"``: plain decoding,
+    which still learns unless ``learn`` is False). ``store``/``cache_root`` None: from
+    ``$SUFDEC_STORE`` / ``$SUFDEC_CACHE_DIR``, else the user data / cache directory.
+    """
 
     model: Optional[str] = None  # None: the default model, pulled on first use
     gguf_file: Optional[str] = None
-    store: Optional[Path] = None  # None: $SUFDEC_STORE or the user data dir
+    store: Optional[Path] = None
+    cache_root: Optional[Path] = None
     device: str = "auto"
     dtype: str = "auto"
     device_map: Optional[str] = None
     attn: str = "auto"
-    spec: str = "tree"  # tree | path | off
-    max_spec_tokens: int = 32
-    draft_mode: str = "merged"  # merged | paper (see SuffixDrafterConfig)
-    spec_factor: float = 1000.0
-    spec_offset: float = 0.0
-    min_token_prob: float = 0.0
-    use_request_tree: bool = True
+    draft: DraftSettings = field(default_factory=DraftSettings)
     learn: bool = True
-    sizing: str = "cost"  # cost | fixed
-
-
-def tokenizer_info(tokenizer: Any, name: str):
-    """The store identity (name, fingerprint) of a transformers tokenizer."""
-    from sufdec.store import TokenizerInfo
-    from sufdec.tokenization import fingerprint
-
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        raise ValueError("sufdec needs a fast (tokenizers-backed) tokenizer to fingerprint the store")
-    return TokenizerInfo(name, fingerprint(backend))
 
 
 def _looks_like_path(spec: str) -> bool:
     return spec.startswith(("/", ".", "~")) or spec.endswith(".gguf") or "\\" in spec
+
+
+def default_model(cache_root: Path, say: Callable[[str], None] = lambda _m: None) -> Path:
+    """The default model's folder in ``cache_root``, pulled (and converted) on first use."""
+    return models.ensure_default_model(cache_root, convert_gguf_to_safetensors, say)
 
 
 class GenerationSession:
@@ -68,21 +72,22 @@ class GenerationSession:
         self.store = store
         self.config = config
         self.last_learned: Optional[int] = None
-        drafter = None if config.spec == "off" or store is None else self._new_drafter
+        drafts = config.draft.enabled and store is not None
         self.generator = SpeculativeGenerator(
-            model, tokenizer, drafter, cost_model="auto" if config.sizing == "cost" else None
+            model, tokenizer, drafter_factory=self._new_drafter if drafts else None,
+            cost_model="auto" if config.draft.sizing == "cost" else None,
         )
 
     @classmethod
     def open(cls, config: SessionConfig, say: Callable[[str], None] = lambda _m: None) -> "GenerationSession":
-        from sufdec import models
+        """Load the model and open the store; None paths are resolved here, once."""
+        from sufdec.store import Store, resolve_store_path
 
         spec = config.model
         if spec is None:
-            spec = str(models.ensure_default_model(say))
+            root = config.cache_root if config.cache_root is not None else models.default_cache_root(os.environ)
+            spec = str(default_model(Path(root), say))
         elif _looks_like_path(spec) and not Path(spec).expanduser().exists():
-            from sufdec.engine.loading import ModelLoadError
-
             raise ModelLoadError(f"no model at {spec}: expected a Hugging Face folder or a .gguf file")
         name = Path(str(spec)).name if Path(str(spec)).exists() else str(spec)
         say(f"loading {name} ...")
@@ -90,10 +95,8 @@ class GenerationSession:
                                       device_map=config.device_map, attn=config.attn,
                                       gguf_file=config.gguf_file)
         store = None
-        if config.spec != "off" or config.learn:
-            from sufdec.store import Store, default_store_path
-
-            path = Path(config.store).expanduser() if config.store is not None else default_store_path()
+        if config.draft.spec != "off" or config.learn:
+            path = resolve_store_path(config.store, os.environ)
             store = Store.open(path, tokenizer_info(tokenizer, Path(name).stem))
         return cls(model, tokenizer, store, config)
 
@@ -101,23 +104,27 @@ class GenerationSession:
     def _new_drafter(self) -> SuffixDrafter:
         """A fresh drafter per request, over the store's newest tree (other processes' outputs too)."""
         self.store.refresh()
-        c = self.config
-        cfg = SuffixDrafterConfig(
-            use_tree=c.spec == "tree", max_spec_tokens=c.max_spec_tokens, max_spec_factor=c.spec_factor,
-            max_spec_offset=c.spec_offset, min_token_prob=c.min_token_prob,
-            use_request_tree=c.use_request_tree, mode=c.draft_mode,
-        )
-        return SuffixDrafter(self.store.tree, cfg, learn=self._learn if c.learn else None)
+        learn = self._learn if self.config.learn else None
+        return SuffixDrafter(self.store.tree, self.config.draft, learn=learn)
 
     def _learn(self, output_ids: list[int]) -> None:
         self.last_learned = self.store.append(output_ids, source={"from": "generate"})
 
     # ------------------------------------------------------------------ generating
+    def encode(self, request: Request, *, chat: bool = True, system: Optional[str] = None) -> list[int]:
+        """Prompt ids of a text or a {"prompt"}/{"messages"} request (see ``sufdec.prompts``)."""
+        return encode_prompt(self.tokenizer, request, chat=chat, system=system)
+
     def generation_config(self, prompt_ids: list[int], *, say: Callable[[str], None] = lambda _m: None,
                           **settings: Any) -> GenerationConfig:
-        """A GenerationConfig for this prompt, with max_new_tokens capped to the context window."""
+        """A GenerationConfig for this prompt with the session's drafting settings, and
+        max_new_tokens (the given one, else the model's default) capped to the context window.
+        Settings left out or None take the model's own generation defaults."""
         limit = getattr(self.model.config, "max_position_embeddings", None)
-        max_new = settings.pop("max_new_tokens", 256)
+        settings = {k: v for k, v in settings.items() if v is not None}
+        max_new = settings.pop("max_new_tokens", None)
+        if max_new is None:
+            max_new = self.generator.resolve(GenerationConfig(draft=DraftSettings(spec="off"))).max_new_tokens
         if limit is not None:
             if len(prompt_ids) >= limit:
                 raise PromptTooLongError(
@@ -126,16 +133,15 @@ class GenerationSession:
             if len(prompt_ids) + max_new > limit:
                 max_new = limit - len(prompt_ids)
                 say(f"max new tokens capped to {max_new} by the model's context of {limit}")
-        spec = "off" if self.config.spec == "off" else "tree"
-        sizing = "cost" if self.config.sizing == "cost" else "fixed"
-        return GenerationConfig(max_new_tokens=max_new, spec=spec, max_spec_tokens=self.config.max_spec_tokens,
-                                draft_sizing=sizing, **settings)
+        return GenerationConfig(max_new_tokens=max_new, draft=self.config.draft, **settings)
 
     def generate(self, prompt_ids: list[int], config: GenerationConfig, streamer: Any = None) -> GenerationResult:
         self.last_learned = None
         result = self.generator.generate(prompt_ids, config, streamer=streamer)
-        if self.config.spec == "off" and self.config.learn and self.store is not None and result.token_ids:
-            self._learn(result.token_ids)  # plain decoding drafts nothing but still learns
+        plain = not (config.draft.enabled and self.generator.drafter_factory is not None)
+        if plain and self.config.learn and self.store is not None and result.token_ids:
+            if result.finish_reason is not None:
+                self._learn(result.token_ids)  # plain decoding drafts nothing but still learns
         return result
 
     def text_streamer(self) -> Any:
@@ -149,12 +155,12 @@ class GenerationSession:
             "text": result.text,
             "new_tokens": result.new_tokens,
             "steps": result.steps,
-            "accepted_per_step": round(result.mean_accepted, 4),
+            "tokens_per_step": round(result.mean_tokens_per_step, 4),
             "tokens_per_s": round(result.tokens_per_s, 3),
             "elapsed_s": round(result.elapsed_s, 4),
             "prefill_s": round(result.prefill_s, 4),
             "finish_reason": result.finish_reason,
-            "spec": self.config.spec,
+            "spec": self.config.draft.spec,
             "learned": self.last_learned is not None,
             "step_ms": {k: round(v, 3) for k, v in result.mean_timings_ms().items()},
         }

@@ -1,0 +1,107 @@
+"""What one generation benchmark run is: its settings, its methods, and the hooks it reports through.
+
+``BenchSettings`` is the run (workload, model, split sizes, dtype, device, protocol) and
+embeds one ``DraftSettings`` for the suffix methods instead of re-spelling its fields.
+``method_draft`` says what each named method drafts, so that the runners, the report and
+results.json all read the same settings. Nothing here imports torch.
+
+Methods
+- ``vanilla``: transformers ``model.generate(do_sample=False)``; the baseline of every ratio.
+- ``pld``: transformers prompt lookup decoding (``prompt_lookup_num_tokens``).
+- ``suffix-tree``: SpeculativeGenerator + SuffixDrafter with ``BenchSettings.draft``
+  (by default the merged preset), tree drafts.
+- ``suffix-chain``: the same, verifying only each draft's most probable path
+  (``suffix-path`` is accepted as its old name).
+- ``suffix-paper``: the published algorithm (the ``paper`` preset: factor 4, min
+  probability 0.1, tree drafts) at the same budget and sizing.
+- ``sufdec-off``: sufdec's own decode loop with no drafts (its overhead over ``vanilla``).
+- ``suffix-tree@K`` (``bench scaling`` only): ``suffix-tree`` over the first K train outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from sufdec.suffix.settings import DraftSettings
+
+METHODS = ("vanilla", "pld", "suffix-chain", "suffix-tree", "suffix-paper", "sufdec-off")
+DEFAULT_METHODS = ("vanilla", "pld", "suffix-chain", "suffix-tree")
+METHOD_ALIASES = {"suffix-path": "suffix-chain"}  # old name -> name
+HF_METHODS = ("vanilla", "pld")  # run by transformers' generate(), not by sufdec's decode loop
+CORPORA = ("model", "reference")
+
+# progress(label, total) -> advance(k); None: silent
+Progress = Optional[Callable[[str, int], Callable[[int], None]]]
+Say = Callable[[str], None]
+
+
+def canonical_method(name: str) -> str:
+    """``name`` with an old alias replaced (``suffix-path`` -> ``suffix-chain``)."""
+    return METHOD_ALIASES.get(name, name)
+
+
+def is_method(name: str) -> bool:
+    return name in METHODS or name.startswith("suffix-tree@")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """One benchmark run. ``train``/``eval`` are upper bounds: a workload may have fewer.
+
+    ``model`` is a model folder, .gguf file or hub id (the CLI resolves its default).
+    ``draft`` is what ``suffix-tree`` drafts; ``suffix-chain`` and ``suffix-paper`` derive
+    theirs from it (see :func:`method_draft`), so budget and sizing are set once here.
+    """
+
+    workload: str                       # spider | humaneval | sharegpt | path to a JSONL file
+    model: str
+    train: int = 256
+    eval: int = 32
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    max_new_tokens: int = 256
+    corpus: str = "model"               # model: the model's own greedy outputs; reference: the dataset's
+    dtype: str = "float32"
+    device: str = "cpu"                 # cpu | cuda | auto (cuda when there is one)
+    online: bool = False                # add each finished held-out output to the store
+    draft: DraftSettings = field(default_factory=DraftSettings)
+    pld_tokens: int = 10
+    max_prompt_tokens: int = 2048       # longer prompts are skipped (CPU prefill cost)
+    batch_size: int = 8                 # corpus generation batch on CPU (x8 on a GPU)
+    warmup: bool = True                 # one untimed run of every method first
+
+    def __post_init__(self) -> None:
+        methods = tuple(dict.fromkeys(canonical_method(m) for m in self.methods))
+        bad = [m for m in methods if not is_method(m)]
+        if bad:
+            raise ValueError(f"unknown method(s) {', '.join(bad)}; choose from {', '.join(METHODS)}")
+        if "vanilla" not in methods:  # every ratio and the losslessness check need it
+            methods = ("vanilla",) + methods
+        object.__setattr__(self, "methods", methods)
+        if self.corpus not in CORPORA:
+            raise ValueError(f"corpus must be one of {', '.join(CORPORA)}")
+        if not isinstance(self.draft, DraftSettings):
+            raise TypeError("draft must be a DraftSettings (see sufdec.suffix.settings)")
+        if self.train < 0 or self.eval < 1 or self.max_new_tokens < 1:
+            raise ValueError("need train >= 0, eval >= 1, max_new_tokens >= 1")
+
+
+def method_draft(method: str, draft: DraftSettings) -> Optional[DraftSettings]:
+    """What ``method`` drafts, given the run's ``draft`` settings (None: a transformers method).
+
+    ``suffix-tree`` (and ``suffix-tree@K``) use ``draft`` as it is; ``suffix-chain`` the
+    same with ``spec="chain"``; ``suffix-paper`` the paper preset with ``draft``'s budget
+    and sizing; ``sufdec-off`` ``spec="off"``.
+    """
+    base = canonical_method(method).split("@")[0]
+    if base in HF_METHODS:
+        return None
+    if base == "suffix-tree":
+        return draft.replace(spec="tree")
+    if base == "suffix-chain":
+        return draft.replace(spec="chain")
+    if base == "suffix-paper":
+        return DraftSettings.preset("paper", max_spec_tokens=draft.max_spec_tokens, sizing=draft.sizing)
+    if base == "sufdec-off":
+        return draft.replace(spec="off")
+    raise ValueError(f"unknown method {method!r}")

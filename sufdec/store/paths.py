@@ -1,0 +1,33 @@
+"""Where a store lives: the platform default, and the one place an explicit choice, the
+``SUFDEC_STORE`` setting and that default are weighed against each other.
+
+The store package never reads environment variables itself: the edge (the CLI, the
+session) passes its environment in, once, to ``resolve_store_path`` and hands the
+resulting path down. The function is pure, so tests pass a plain dict.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+ENV_VAR = "SUFDEC_STORE"
+
+
+def default_store_path() -> Path:
+    """The platform default: ``<user data dir>/sufdec/store`` (platformdirs)."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("sufdec")) / "store"
+
+
+def resolve_store_path(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
+    """``explicit`` (with ``~`` expanded) if given and not empty, else ``environ["SUFDEC_STORE"]``
+    if set and not empty, else ``default_store_path()``."""
+    if explicit is not None and str(explicit) != "":
+        return Path(explicit).expanduser()
+    chosen = environ.get(ENV_VAR)
+    if chosen:
+        return Path(chosen).expanduser()
+    return default_store_path()

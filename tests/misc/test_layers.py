@@ -1,0 +1,134 @@
+"""The import graph of sufdec: no circles, arrows only down the layers, small modules.
+
+Read from the source with ``ast`` (imports inside functions count too), so a lazy import
+that runs up the layers is caught as well as a top-level one.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2] / "sufdec"
+
+# lower rank = lower layer; a module may import only modules of its own or a lower rank
+RANKS = {
+    "_core": 0, "suffix": 1, "store": 2, "jsonl": 3, "tokenization": 3, "models": 4, "prompts": 4,
+    "drafters": 5, "engine": 6, "session": 7, "integrations": 8, "bench": 9, "cli": 10, "__main__": 11,
+}
+MAX_LINES = 400
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in ROOT.rglob("*.py"):
+        rel = path.relative_to(ROOT.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The sufdec modules ``name`` imports (the deepest known module of each import)."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in known else mod for a in node.names]
+        for t in targets:
+            while t and t not in known:
+                t = t.rpartition(".")[0]
+            if t and t != name and t != "sufdec":
+                found.add(t)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = _modules()
+    known = set(mods)
+    return {name: _imports(name, path, known) for name, path in mods.items()}
+
+
+def _layer(module: str) -> str:
+    return module.split(".")[1] if "." in module else module
+
+
+def test_every_module_has_a_layer():
+    missing = sorted({_layer(m) for m in _graph() if m != "sufdec"} - set(RANKS))
+    assert not missing, f"modules outside the known layers: {missing}"
+
+
+def test_imports_point_down_the_layers():
+    graph = _graph()
+    bad = []
+    for mod, deps in graph.items():
+        if mod == "sufdec":
+            continue
+        for dep in deps:
+            if RANKS[_layer(dep)] > RANKS[_layer(mod)]:
+                bad.append(f"{mod} -> {dep}")
+    assert not bad, "imports that run up the layers: " + ", ".join(sorted(bad))
+
+
+def test_engine_never_imports_the_store():
+    graph = _graph()
+    bad = [f"{m} -> {d}" for m, deps in graph.items() if _layer(m) == "engine" for d in deps
+           if _layer(d) == "store"]
+    assert not bad, bad
+
+
+def test_no_import_circles():
+    """No two modules reach each other (package __init__ re-exports aside)."""
+    graph = _graph()
+    # a package's __init__ importing its own submodules is how it re-exports them: not a circle
+    edges = {m: {d for d in deps if not (d.startswith(m + "."))} for m, deps in graph.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    circles: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                circles.append(sorted(comp))
+
+    for v in edges:
+        if v not in index:
+            visit(v)
+    assert not circles, f"import circles: {circles}"
+
+
+def test_modules_fit_in_one_sitting():
+    long = {str(p.relative_to(ROOT.parent)): n for p in ROOT.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
