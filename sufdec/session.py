@@ -44,6 +44,7 @@ class SessionConfig:
 
     model: Optional[str] = None  # None: the default model, pulled on first use
     gguf_file: Optional[str] = None
+    exit_layer_path: Optional[Path] = None  # spec "eesd": None finds the one trained for the model
     store: Optional[Path] = None
     cache_root: Optional[Path] = None
     device: str = "auto"
@@ -63,18 +64,48 @@ def default_model(cache_root: Path, say: Callable[[str], None] = lambda _m: None
     return models.ensure_default_model(cache_root, convert_gguf_to_safetensors, say)
 
 
+def exit_drafter_factory(model: Any, draft: DraftSettings, cache_root: Path, path: Optional[Path] = None,
+                         say: Callable[[str], None] = lambda _m: None) -> Callable[[], Any]:
+    """A factory of early-exit drafters over the exit layer at ``path`` (None: the one
+    trained for ``model`` in the cache, at ``draft.exit_layer`` or the newest)."""
+    from sufdec.eesd import exit_model
+    from sufdec.eesd.drafter import EarlyExitDrafter
+
+    if path is None:
+        folder = exit_model.default_folder(cache_root, exit_model.model_fingerprint(model))
+        path = exit_model.find_exit_layer(folder, draft.exit_layer)
+        if path is None:
+            which = f"at layer {draft.exit_layer} " if draft.exit_layer is not None else ""
+            raise exit_model.ExitLayerError(
+                f"no exit layer {which}trained for this model yet: run `sufdec train-exit` first")
+    draft_model, info = exit_model.load_exit_layer(model, Path(path))
+    vocab = info.extra.get("draft_vocab")
+    say(f"early exit after layer {info.layer} of {info.num_layers} (held-out acceptance "
+        f"{info.held_out_acceptance}, draft vocabulary {len(vocab) if vocab else 'full'})")
+    return lambda: EarlyExitDrafter(draft_model, vocab, max_len=draft.exit_max_len, min_prob=draft.exit_min_prob)
+
+
 class GenerationSession:
     """A loaded model + store + drafter; ``generate`` serves one request at a time."""
 
-    def __init__(self, model: Any, tokenizer: Any, store: Any, config: SessionConfig) -> None:
+    def __init__(self, model: Any, tokenizer: Any, store: Any, config: SessionConfig,
+                 exit_drafter: Optional[Callable[[], Any]] = None) -> None:
+        """``exit_drafter``: a factory of early-exit drafters (``spec="eesd"``)."""
         self.model = model
         self.tokenizer = tokenizer
         self.store = store
         self.config = config
         self.last_learned: Optional[int] = None
-        drafts = config.draft.enabled and store is not None
+        factory: Optional[Callable[[], Any]] = None
+        if config.draft.enabled and config.draft.spec == "eesd":
+            if exit_drafter is None:
+                raise ValueError("spec 'eesd' needs an exit layer (see GenerationSession.open)")
+            factory = exit_drafter
+        elif config.draft.enabled and store is not None:
+            factory = self._new_drafter
+        self._drafter_learns = factory == self._new_drafter
         self.generator = SpeculativeGenerator(
-            model, tokenizer, drafter_factory=self._new_drafter if drafts else None,
+            model, tokenizer, drafter_factory=factory,
             cost_model="auto" if config.draft.sizing == "cost" else None,
         )
 
@@ -95,10 +126,14 @@ class GenerationSession:
                                       device_map=config.device_map, attn=config.attn,
                                       gguf_file=config.gguf_file)
         store = None
-        if config.draft.spec != "off" or config.learn:
+        if config.draft.spec in ("tree", "chain") or config.learn:
             path = resolve_store_path(config.store, os.environ)
             store = Store.open(path, tokenizer_info(tokenizer, Path(name).stem))
-        return cls(model, tokenizer, store, config)
+        exit_drafter = None
+        if config.draft.spec == "eesd":
+            root = config.cache_root if config.cache_root is not None else models.default_cache_root(os.environ)
+            exit_drafter = exit_drafter_factory(model, config.draft, Path(root), config.exit_layer_path, say)
+        return cls(model, tokenizer, store, config, exit_drafter)
 
     # ------------------------------------------------------------------ drafting
     def _new_drafter(self) -> SuffixDrafter:
@@ -138,10 +173,9 @@ class GenerationSession:
     def generate(self, prompt_ids: list[int], config: GenerationConfig, streamer: Any = None) -> GenerationResult:
         self.last_learned = None
         result = self.generator.generate(prompt_ids, config, streamer=streamer)
-        plain = not (config.draft.enabled and self.generator.drafter_factory is not None)
-        if plain and self.config.learn and self.store is not None and result.token_ids:
-            if result.finish_reason is not None:
-                self._learn(result.token_ids)  # plain decoding drafts nothing but still learns
+        drafter_learned = self._drafter_learns and config.draft.enabled
+        if not drafter_learned and self.config.learn and self.store is not None and result.token_ids:
+            self._learn(result.token_ids)  # plain decoding and early exit learn here
         return result
 
     def text_streamer(self) -> Any:

@@ -104,15 +104,16 @@ def _sizing_report(runners: dict[str, MethodRunner]) -> dict:
 
 
 def evaluate(loaded: Loaded, settings: BenchSettings, trees: dict[str, Callable[[], Any]],
-             on_output: Optional[Callable[[list[int]], None]] = None, progress: Progress = None) -> dict:
+             on_output: Optional[Callable[[list[int]], None]] = None, progress: Progress = None,
+             exit_drafter: Optional[Callable[[], Any]] = None) -> dict:
     """Decode every held-out prompt with every method, interleaved; per-method summaries.
 
     ``trees`` maps a method name to the function giving its global tree (suffix methods).
     ``on_output`` gets each prompt's (vanilla) output once all methods have run on it: the
     online protocol appends it to the store there, so no method drafts from its own answer.
     """
-    runners = {m: MethodRunner(m, loaded.model, loaded.tokenizer, settings, trees.get(m, lambda: None))
-               for m in settings.methods}
+    runners = {m: MethodRunner(m, loaded.model, loaded.tokenizer, settings, trees.get(m, lambda: None),
+                               exit_drafter) for m in settings.methods}
     names = list(runners)
     if settings.warmup:
         _warm_up(runners, loaded.held_out[0].prompt_ids, progress)
@@ -170,6 +171,16 @@ def _finish(result: dict, out: Optional[Path], plots: bool) -> dict:
     return result
 
 
+def _exit_drafter(loaded: Loaded, settings: BenchSettings, cache_root: Path, say: Say) -> Optional[Callable]:
+    """The early-exit drafter factory of the ``eesd`` method (None when it does not run)."""
+    if "eesd" not in settings.methods:
+        return None
+    from sufdec.session import exit_drafter_factory
+
+    path = Path(settings.exit_layer) if settings.exit_layer else None
+    return exit_drafter_factory(loaded.model, settings.draft.replace(spec="eesd"), cache_root, path, say)
+
+
 def run_bench(settings: BenchSettings, out: Optional[Path] = None, *, cache_root: Path,
               corpus_cache: Optional[Path] = None, progress: Progress = None, say: Say = _quiet,
               plots: bool = True) -> dict:
@@ -184,7 +195,8 @@ def run_bench(settings: BenchSettings, out: Optional[Path] = None, *, cache_root
                 f"{len(settings.methods)} methods")
             trees = {m: (lambda: store.tree) for m in settings.methods}
             result = _header(settings, loaded)
-            result.update(evaluate(loaded, settings, trees, on_output=learn, progress=progress))
+            result.update(evaluate(loaded, settings, trees, on_output=learn, progress=progress,
+                                   exit_drafter=_exit_drafter(loaded, settings, cache_root, say)))
         finally:
             store.close()
     return _finish(result, out, plots)

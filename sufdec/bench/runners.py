@@ -104,7 +104,7 @@ class MethodRunner:
     """
 
     def __init__(self, name: str, model: Any, tokenizer: Any, settings: BenchSettings,
-                 tree_of: Callable[[], Any]) -> None:
+                 tree_of: Callable[[], Any], exit_drafter: Optional[Callable[[], Any]] = None) -> None:
         self.name, self.model, self.settings = name, model, settings
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.draft = method_draft(name, settings.draft)  # None: a transformers method
@@ -119,7 +119,12 @@ class MethodRunner:
         draft = self.draft
 
         def factory() -> Any:
+            if draft.spec == "eesd":  # early exit: the factory the caller built over the exit layer
+                return _Recording(exit_drafter(), self._log)
             return _Recording(SuffixDrafter(tree_of(), draft, learn=None), self._log)
+
+        if draft.spec == "eesd" and exit_drafter is None:
+            raise ValueError("the eesd method needs an exit layer (see BenchSettings.exit_layer)")
 
         self.config = GenerationConfig(max_new_tokens=settings.max_new_tokens, do_sample=False, draft=draft)
         self.generator = SpeculativeGenerator(model, tokenizer, drafter_factory=factory if draft.enabled else None,

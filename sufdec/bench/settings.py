@@ -14,6 +14,8 @@ Methods
   (``suffix-path`` is accepted as its old name).
 - ``suffix-paper``: the published algorithm (the ``paper`` preset: factor 4, min
   probability 0.1, tree drafts) at the same budget and sizing.
+- ``eesd``: early-exit chains from the model's own trained exit layer (``sufdec train-exit``;
+  ``BenchSettings.exit_layer``, else the newest trained for the model), sized like the rest.
 - ``sufdec-off``: sufdec's own decode loop with no drafts (its overhead over ``vanilla``).
 - ``suffix-tree@K`` (``bench scaling`` only): ``suffix-tree`` over the first K train outputs.
 """
@@ -25,7 +27,7 @@ from typing import Callable, Optional
 
 from sufdec.suffix.settings import DraftSettings
 
-METHODS = ("vanilla", "pld", "suffix-chain", "suffix-tree", "suffix-paper", "sufdec-off")
+METHODS = ("vanilla", "pld", "suffix-chain", "suffix-tree", "suffix-paper", "eesd", "sufdec-off")
 DEFAULT_METHODS = ("vanilla", "pld", "suffix-chain", "suffix-tree")
 METHOD_ALIASES = {"suffix-path": "suffix-chain"}  # old name -> name
 HF_METHODS = ("vanilla", "pld")  # run by transformers' generate(), not by sufdec's decode loop
@@ -69,6 +71,7 @@ class BenchSettings:
     max_prompt_tokens: int = 2048       # longer prompts are skipped (CPU prefill cost)
     batch_size: int = 8                 # corpus generation batch on CPU (x8 on a GPU)
     warmup: bool = True                 # one untimed run of every method first
+    exit_layer: Optional[str] = None    # eesd: the exit layer's weights file (None: the newest trained)
 
     def __post_init__(self) -> None:
         methods = tuple(dict.fromkeys(canonical_method(m) for m in self.methods))
@@ -102,6 +105,8 @@ def method_draft(method: str, draft: DraftSettings) -> Optional[DraftSettings]:
         return draft.replace(spec="chain")
     if base == "suffix-paper":
         return DraftSettings.preset("paper", max_spec_tokens=draft.max_spec_tokens, sizing=draft.sizing)
+    if base == "eesd":
+        return draft.replace(spec="eesd")
     if base == "sufdec-off":
         return draft.replace(spec="off")
     raise ValueError(f"unknown method {method!r}")

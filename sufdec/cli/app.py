@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sufdec.cli import bench, data, generate, index, maintenance, model, stats
+from sufdec.cli import bench, data, generate, index, maintenance, model, stats, train
 
 app = typer.Typer(
     name="sufdec",
@@ -25,6 +25,7 @@ app.command("generate")(generate.generate)
 app.command("verify")(maintenance.verify)
 app.command("evict")(maintenance.evict)
 app.command("compact")(maintenance.compact)
+app.command("train-exit")(train.train_exit)
 app.add_typer(model.app, name="model")
 app.add_typer(data.app, name="data")
 app.add_typer(bench.app, name="bench")

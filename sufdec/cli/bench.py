@@ -210,7 +210,7 @@ def render_results(result: dict) -> None:
 
 
 def _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, dtype, online, max_spec_tokens,
-              sizing, max_prompt_tokens, device):
+              sizing, max_prompt_tokens, device, exit_layer=None):
     """The run's BenchSettings from the options (exit 2 on a bad value); the default model is
     pulled here when --model is not given, so call it inside ``common.clean_errors()``."""
     from sufdec.bench.settings import CORPORA, BenchSettings
@@ -229,7 +229,8 @@ def _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, d
     model = model if model is not None else str(common.default_model_dir())
     return BenchSettings(workload=workload, model=model, train=train, eval=eval_n, methods=method_names,
                          max_new_tokens=max_new_tokens, corpus=corpus, dtype=dtype, device=device, online=online,
-                         draft=draft, max_prompt_tokens=max_prompt_tokens)
+                         draft=draft, max_prompt_tokens=max_prompt_tokens,
+                         exit_layer=str(exit_layer) if exit_layer is not None else None)
 
 
 def _corpus_cache(corpus_cache: Optional[Path]) -> Path:
@@ -264,7 +265,8 @@ def bench(
     eval_n: int = EvalOption,
     methods: str = typer.Option("vanilla,pld,suffix-chain,suffix-tree", "--methods",
                                 help="Comma list of vanilla, pld, suffix-chain, suffix-tree, suffix-paper, "
-                                     "sufdec-off (suffix-path: the old name of suffix-chain)."),
+                                     "eesd (needs `sufdec train-exit`), sufdec-off (suffix-path: the old name "
+                                     "of suffix-chain)."),
     max_new_tokens: int = MaxNewOption,
     corpus: str = CorpusOption,
     dtype: str = DtypeOption,
@@ -276,6 +278,8 @@ def bench(
     max_prompt_tokens: int = MaxPromptOption,
     out: Optional[Path] = OutOption,
     corpus_cache: Optional[Path] = CacheOption,
+    exit_layer: Optional[Path] = typer.Option(None, "--exit-layer", exists=True, dir_okay=False, show_default=False,
+                                              help="eesd: the exit layer's .safetensors (default: the newest trained)."),
     as_json: bool = typer.Option(False, "--json", help="Print results.json's object instead of the table."),
 ) -> None:
     """Generation speed end to end: plain generate(), prompt lookup and suffix drafting, interleaved.
@@ -297,7 +301,7 @@ def bench(
     with common.clean_errors():
         try:
             settings = _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, dtype, online,
-                                 max_spec_tokens, sizing, max_prompt_tokens, device)
+                                 max_spec_tokens, sizing, max_prompt_tokens, device, exit_layer)
             with bar:
                 result = run_bench(settings, out, cache_root=common.cache_root(),
                                    corpus_cache=_corpus_cache(corpus_cache), progress=hook, say=common.say)

@@ -50,6 +50,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         from sufdec.session import PromptTooLongError
 
         known += [ModelLoadError, PromptTooLongError]
+    if "sufdec.eesd.exit_model" in sys.modules:
+        from sufdec.eesd.exit_model import ExitLayerError
+
+        known.append(ExitLayerError)
     return tuple(known)
 
 

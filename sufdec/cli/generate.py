@@ -65,7 +65,7 @@ def generate(
         help="Default: the model's (1.0 = off), applied greedy or sampling, as generate() does."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling (default: a fresh one).", show_default=False),
     stop: list[str] = typer.Option([], "--stop", help="Stop string (repeatable; default: the model's stop_strings).", show_default=False),
-    spec: str = typer.Option("tree", "--spec", help="tree: verify draft trees; chain: only each draft's most probable path; off: plain decoding."),
+    spec: str = typer.Option("tree", "--spec", help="tree: verify draft trees from past outputs; chain: only each draft's most probable path; eesd: chains from the model's own early-exit layer (train it with `sufdec train-exit`); off: plain decoding."),
     preset: str = typer.Option("merged", "--draft-mode", help="merged: one tree from both trees and several match lengths (default); paper: the published algorithm (factor 4, min probability 0.1)."),
     max_spec_tokens: Optional[int] = typer.Option(None, "--max-spec-tokens", min=0, show_default=False,
                                                   help="Most draft nodes verified per step (default 32)."),
@@ -74,6 +74,10 @@ def generate(
     min_token_prob: Optional[float] = typer.Option(None, "--min-token-prob", min=0.0, max=1.0, show_default=False,
                                                    help="Drop draft nodes whose estimated probability is lower (default: 0 merged, 0.1 paper)."),
     sizing: str = typer.Option("cost", "--sizing", help="cost: verify the part of each draft worth its forward cost (the cost measured at load, the draft's probabilities corrected by the acceptance observed so far); fixed: always up to --max-spec-tokens."),
+    exit_layer: Optional[int] = typer.Option(None, "--exit-layer", min=1, show_default=False,
+                                             help="--spec eesd: the exit layer after layer N (default: the newest trained)."),
+    exit_min_prob: Optional[float] = typer.Option(None, "--exit-min-prob", min=0.0, max=1.0, show_default=False,
+                                                  help="--spec eesd: stop a chain when its probability falls below this (default 0.3)."),
     learn: bool = typer.Option(True, "--learn/--no-learn", help="Append each finished output to the store."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
@@ -99,7 +103,8 @@ def generate(
         from sufdec.suffix.settings import DraftSettings
 
         draft = DraftSettings.preset(preset, spec=spec, sizing=sizing, max_spec_tokens=max_spec_tokens,
-                                     max_spec_factor=spec_factor, min_token_prob=min_token_prob)
+                                     max_spec_factor=spec_factor, min_token_prob=min_token_prob,
+                                     exit_layer=exit_layer, exit_min_prob=exit_min_prob)
     except ValueError as exc:
         raise common.fail(f"bad drafting option (--spec, --draft-mode, --sizing): {exc}", 2) from None
     requests = read_prompts(prompt, prompts)

@@ -6,8 +6,10 @@ fixed budget). The suffix drafter, the decode loop (``GenerationConfig.draft``),
 session (``SessionConfig.draft``), the replay benchmark and the CLI all carry one of these
 instead of re-spelling its fields.
 
-One vocabulary everywhere: ``spec`` is ``"tree"`` (verify draft trees), ``"chain"``
-(verify only each draft's most probable path) or ``"off"`` (plain decoding).
+One vocabulary everywhere: ``spec`` is ``"tree"`` (verify draft trees from the suffix
+trees), ``"chain"`` (verify only each suffix draft's most probable path), ``"eesd"``
+(chains from the model's own early-exit layer, see ``sufdec.eesd``) or ``"off"`` (plain
+decoding).
 Nothing here imports torch.
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 
 from sufdec._core import SpecConfig
 
-SPECS = ("tree", "chain", "off")
+SPECS = ("tree", "chain", "eesd", "off")
 MODES = ("merged", "paper")
 SIZINGS = ("cost", "fixed")
 
@@ -44,6 +46,10 @@ class DraftSettings:
     ``sizing="cost"`` verifies the part of each draft worth its forward cost (measured at
     load, probabilities corrected by the acceptance observed so far); ``"fixed"`` always
     verifies up to ``max_spec_tokens`` nodes. ``max_depth`` is the request tree's depth.
+
+    ``spec="eesd"``: ``exit_layer`` picks the trained exit layer (None: the most recently
+    trained for the model); a chain grows while the product of its draft probabilities
+    stays at or above ``exit_min_prob``, up to ``exit_max_len`` tokens.
     """
 
     spec: str = "tree"
@@ -57,6 +63,9 @@ class DraftSettings:
     use_request_tree: bool = True
     max_depth: int = 64
     sizing: str = "cost"
+    exit_layer: int | None = None
+    exit_max_len: int = 6
+    exit_min_prob: float = 0.3
 
     def __post_init__(self) -> None:
         if self.spec not in SPECS:
@@ -69,6 +78,8 @@ class DraftSettings:
             raise ValueError("max_spec_tokens must be >= 0")
         if self.max_depth < 1:
             raise ValueError("max_depth must be >= 1")
+        if self.exit_max_len < 1 or not 0 <= self.exit_min_prob <= 1:
+            raise ValueError("need exit_max_len >= 1 and 0 <= exit_min_prob <= 1")
         self.core  # noqa: B018 - the core validates the numeric knobs once, here
 
     @classmethod

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2] / "sufdec"
 # lower rank = lower layer; a module may import only modules of its own or a lower rank
 RANKS = {
     "_core": 0, "suffix": 1, "store": 2, "jsonl": 3, "tokenization": 3, "models": 4, "prompts": 4,
-    "drafters": 5, "engine": 6, "session": 7, "integrations": 8, "bench": 9, "cli": 10, "__main__": 11,
+    "drafters": 5, "engine": 6, "eesd": 7, "session": 8, "integrations": 9, "bench": 10, "cli": 11,
+    "__main__": 12,
 }
 MAX_LINES = 400
 

@@ -1,0 +1,107 @@
+"""``sufdec train-exit``: train the early-exit layer that ``sufdec generate --spec eesd`` drafts with."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from sufdec.cli import common
+
+
+def train_exit(
+    model: Optional[str] = common.ModelOption,
+    layer: Optional[int] = typer.Option(
+        None, "--layer", "-l", min=1, show_default=False,
+        help="N: the exit layer reads the output of the first N layers (default: a quarter of them)."),
+    data: Optional[Path] = typer.Option(
+        None, "--data", exists=True, dir_okay=False, show_default=False,
+        help='JSONL of past outputs: {"prompt","completion"}, {"messages"}, {"text"} or {"token_ids"}.'),
+    store: Optional[Path] = typer.Option(
+        None, "--store", show_default=False,
+        help="Train on the outputs a store holds (default when --data is not given: $SUFDEC_STORE, else the user store)."),
+    steps: int = typer.Option(150, "--steps", min=1, help="Optimizer steps in all (a re-run resumes up to this)."),
+    lr: float = typer.Option(5e-4, "--lr", min=0.0, help="Peak learning rate (cosine decay)."),
+    max_tokens: int = typer.Option(60000, "--max-tokens", min=256, help="Most training tokens read."),
+    draft_vocab: int = typer.Option(
+        8192, "--draft-vocab", min=0,
+        help="Draft with the N most frequent tokens of the data only (0: the whole vocabulary). "
+             "Verification always uses the full head."),
+    init_from: Optional[int] = typer.Option(
+        None, "--init-from", min=0, show_default=False,
+        help="Target layer the exit layer starts as a copy of (default: the last, whose output the head reads)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", file_okay=False, show_default=False,
+        help="Folder for the exit layer (default: the model cache, where generate --spec eesd finds it)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming a saved exit layer."),
+    as_json: bool = typer.Option(False, "--json", help="Print the saved metadata as JSON."),
+) -> None:
+    """Train an early-exit draft layer by self-distillation from the model itself (EESD).
+
+    The model is frozen; one new layer, placed after the first N, learns to predict the
+    model's next-token distribution from their output. Runs in minutes on a CPU for the
+    default model. Ctrl-C keeps what was trained (a re-run resumes it); the held-out
+    acceptance (how often the draft's top token is the model's) is measured at the end.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with common.clean_errors():
+        from sufdec.eesd import exit_model
+        from sufdec.eesd.data import sequences_from_jsonl, sequences_from_store
+        from sufdec.eesd.train import TrainSettings, train_exit_layer
+        from sufdec.engine.loading import load_model
+
+        spec = model if model is not None else str(common.default_model_dir())
+        common.say(f"loading {Path(spec).name} ...")
+        hf_model, tok = load_model(spec, device="auto", dtype="float32")
+        exit_model.check_supported(hf_model)
+        n = layer if layer is not None else exit_model.default_layer(hf_model)
+        if data is not None:
+            seqs = sequences_from_jsonl(data, tok, max_tokens)
+            source = str(data)
+        else:
+            from sufdec.store import Store
+            from sufdec.tokenization import tokenizer_info
+
+            path = common.resolve_store(store)
+            with Store.open(path, tokenizer_info(tok, Path(spec).stem), readonly=True, create=False) as st:
+                seqs = sequences_from_store(st, max_tokens)
+            source = str(path)
+        total = sum(len(s) for s in seqs)
+        if total < 256:
+            raise common.fail(f"{source} holds {total} tokens: train-exit needs at least 256 "
+                              "(index past outputs first, or pass --data)", 2)
+        folder = out if out is not None else exit_model.default_folder(common.cache_root(),
+                                                                         exit_model.model_fingerprint(hf_model))
+        common.say(f"training the exit layer after layer {n} on {len(seqs)} sequences, {total} tokens")
+        settings = TrainSettings(layer=n, steps=steps, lr=lr, draft_vocab=draft_vocab, init_from=init_from)
+        eos = hf_model.generation_config.eos_token_id
+        eos = eos[0] if isinstance(eos, (list, tuple)) else eos
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                      TimeElapsedColumn(), console=common.err_console, transient=True) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(phase: str, f: dict) -> None:
+                if phase == "teacher":
+                    if phase not in tasks:
+                        tasks[phase] = bar.add_task("teacher pass", total=f["total"], info="")
+                    bar.update(tasks[phase], completed=f["done"])
+                else:
+                    if phase not in tasks:
+                        tasks[phase] = bar.add_task("training", total=f["steps"], info="")
+                    bar.update(tasks[phase], completed=f["step"],
+                               info=f"loss {f['loss']:.3f}, {f['tokens_per_s']:.0f} tokens/s")
+
+            info = train_exit_layer(hf_model, seqs, settings, folder, eos=eos, model_name=Path(spec).name,
+                                    progress=progress, resume=not fresh)
+    if as_json:
+        meta = json.loads(info.to_json())
+        meta["extra"].pop("draft_vocab", None)
+        print(json.dumps({"path": str(exit_model.exit_paths(folder, n)[0]), **meta}))
+        return
+    common.console.print(
+        f"[green]saved[/] {exit_model.exit_paths(folder, n)[0]}: layer {info.layer} of {info.num_layers}, "
+        f"{info.steps} steps, loss {info.final_loss:.3f}, held-out acceptance {info.held_out_acceptance:.1%}, "
+        f"{info.train_seconds:.0f} s", highlight=False)

@@ -1,0 +1,242 @@
+"""Training the exit layer by self-distillation from the frozen target (``sufdec train-exit``).
+
+1. Teacher pass, once: the training sequences are packed into chunks of ``chunk`` tokens
+   and run through the frozen target with ``output_hidden_states``; for every position
+   the layer-N hidden state (the exit layer's input) and the target's top-``top_k``
+   next-token probabilities are kept in memory (hidden_size x 4 bytes + top_k x 8 bytes per
+   token: 2.6 KB per token for the default model, about 100 MB for 40k tokens).
+2. Student steps: only the exit layer trains. Its output goes through the target's frozen
+   final norm and LM head restricted to the draft vocabulary (the most frequent tokens of
+   the training data, see ``draft_vocab``); the loss is the cross-entropy against the
+   teacher's top-k distribution renormalised over that vocabulary, i.e. the KL divergence
+   from the teacher up to a constant.
+3. Held-out chunks give the draft acceptance: how often the student's top token is the
+   target's top token (what greedy verification accepts, position by position).
+
+Ctrl-C saves the exit layer as it is (a checkpoint); running again resumes from it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sufdec.eesd.exit_model import (
+    ExitLayerInfo,
+    build_draft_model,
+    exit_paths,
+    model_fingerprint,
+    new_exit_layer,
+    save_exit_layer,
+)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """One training run of the exit layer at ``layer``."""
+
+    layer: int
+    steps: int = 150
+    lr: float = 5e-4
+    batch: int = 8               # chunks per step
+    chunk: int = 128             # tokens per chunk
+    top_k: int = 32              # teacher probabilities kept per position
+    draft_vocab: int = 8192      # draft vocabulary size (0: the whole vocabulary)
+    held_out: float = 0.1        # share of chunks kept for the acceptance figure
+    init_from: int | None = None  # target layer the exit layer starts from (None: the last)
+    checkpoint_every: int = 50
+    seed: int = 0
+
+
+@dataclass
+class Teacher:
+    """What the frozen target says about the training chunks."""
+
+    hidden: torch.Tensor         # [C, T, H] layer-N hidden states
+    top_p: torch.Tensor          # [C, T, K] the target's top-k probabilities
+    top_i: torch.Tensor          # [C, T, K] their token ids
+    argmax: torch.Tensor         # [C, T] the target's top token
+
+
+Progress = Callable[[str, dict], None]
+"""``progress(phase, figures)``: phase "teacher" (done, total) or "train" (step, steps, loss, tokens_per_s)."""
+
+
+def pack(sequences: Sequence[Sequence[int]], chunk: int, eos: int | None) -> torch.Tensor:
+    """Sequences joined (each followed by ``eos`` when given) and cut into ``[C, chunk]``."""
+    flat: list[int] = []
+    for seq in sequences:
+        flat.extend(int(t) for t in seq)
+        if eos is not None:
+            flat.append(int(eos))
+    n = len(flat) // chunk
+    if n == 0:
+        raise ValueError(f"need at least {chunk} tokens of training data, got {len(flat)}")
+    return torch.tensor(flat[: n * chunk], dtype=torch.long).view(n, chunk)
+
+
+def draft_vocab(chunks: torch.Tensor, size: int, vocab_size: int, always: Sequence[int] = ()) -> torch.Tensor:
+    """The ``size`` most frequent tokens of the data (plus ``always``), sorted; all when 0."""
+    if size <= 0 or size >= vocab_size:
+        return torch.arange(vocab_size)
+    counts = Counter(chunks.reshape(-1).tolist())
+    keep = {t for t, _ in counts.most_common(size)} | {int(a) for a in always}
+    rest = (t for t in range(vocab_size) if t not in keep)
+    while len(keep) < size:  # tiny data: fill with the lowest ids
+        keep.add(next(rest))
+    return torch.tensor(sorted(keep), dtype=torch.long)
+
+
+@torch.no_grad()
+def teacher_pass(model: torch.nn.Module, chunks: torch.Tensor, layer: int, top_k: int,
+                 progress: Progress | None = None, batch: int = 4) -> Teacher:
+    """Run the frozen target once over every chunk (see the module docstring)."""
+    device = model.get_input_embeddings().weight.device
+    hidden, top_p, top_i, arg = [], [], [], []
+    for start in range(0, len(chunks), batch):
+        ids = chunks[start : start + batch].to(device)
+        out = model(input_ids=ids, output_hidden_states=True, use_cache=False)
+        probs = torch.softmax(out.logits.float(), dim=-1)                 # [b, T, V]
+        p, i = probs.topk(top_k, dim=-1)                                  # [b, T, K]
+        hidden.append(out.hidden_states[layer].float().cpu())             # [b, T, H]
+        top_p.append(p.cpu())
+        top_i.append(i.cpu())
+        arg.append(i[..., 0].cpu())
+        if progress is not None:
+            progress("teacher", {"done": min(start + batch, len(chunks)), "total": len(chunks)})
+    return Teacher(torch.cat(hidden), torch.cat(top_p), torch.cat(top_i), torch.cat(arg))
+
+
+class Student(torch.nn.Module):
+    """The exit layer fed layer-N hidden states, then the target's norm and a reduced head."""
+
+    def __init__(self, model: torch.nn.Module, exit_layer: torch.nn.Module, vocab: torch.Tensor):
+        super().__init__()
+        self.exit_only = build_draft_model(model, exit_layer, 0)  # one layer: the exit layer
+        head = model.get_output_embeddings().weight.detach()
+        self.register_buffer("head", head[vocab.to(head.device)].clone())  # [V', H]
+        self.vocab = vocab
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``hidden`` [B, T, H] -> log-probabilities over the draft vocabulary [B, T, V']."""
+        T = hidden.shape[1]
+        pos = torch.arange(T, device=hidden.device)[None].expand(hidden.shape[0], -1)
+        out = self.exit_only.model(inputs_embeds=hidden.to(self.head.dtype), position_ids=pos, use_cache=False)
+        logits = out.last_hidden_state @ self.head.T                       # [B, T, V']
+        return torch.log_softmax(logits.float(), dim=-1)
+
+
+def loss_of(student: Student, teacher: Teacher, idx: torch.Tensor, remap: torch.Tensor) -> torch.Tensor:
+    """KL divergence from the teacher, up to its constant entropy, on the teacher's top-k
+    tokens plus one bucket for all the rest: -sum p_i log q_i - p_rest log q_rest. Its
+    minimum is the teacher itself (no sharpening towards the top-k), and it needs the
+    student's probabilities only at k + 1 places. Top-k tokens outside the draft
+    vocabulary count in the rest on the teacher's side; the student cannot draft them."""
+    logq = student(teacher.hidden[idx].to(student.head.device))              # [b, T, V']
+    pos = remap[teacher.top_i[idx]].to(logq.device)                        # [b, T, K], -1 outside
+    inside = pos >= 0
+    p_top = teacher.top_p[idx].to(logq.device) * inside                    # [b, T, K]
+    logq_top = logq.gather(-1, pos.clamp_min(0))                           # [b, T, K]
+    q_rest = (1 - (logq_top.exp() * inside).sum(-1)).clamp_min(1e-6)       # [b, T]
+    p_rest = (1 - p_top.sum(-1)).clamp_min(0)                              # [b, T]
+    return -((p_top * logq_top).sum(-1) + p_rest * q_rest.log()).mean()
+
+
+@torch.no_grad()
+def acceptance(student: Student, teacher: Teacher, idx: torch.Tensor) -> float:
+    """Share of positions where the student's top token is the target's top token."""
+    if len(idx) == 0:
+        return float("nan")
+    hits = total = 0
+    for i in idx.split(4):
+        top = student.vocab[student(teacher.hidden[i].to(student.head.device)).argmax(-1).cpu()]
+        hits += int((top == teacher.argmax[i]).sum())
+        total += top.numel()
+    return hits / total
+
+
+def train_exit_layer(
+    model: torch.nn.Module,
+    sequences: Sequence[Sequence[int]],
+    settings: TrainSettings,
+    out_dir: Path,
+    *,
+    eos: int | None = None,
+    model_name: str = "",
+    progress: Progress | None = None,
+    resume: bool = True,
+) -> ExitLayerInfo:
+    """Train (or resume training) the exit layer at ``settings.layer`` and save it in ``out_dir``."""
+    t_start = time.perf_counter()
+    torch.manual_seed(settings.seed)
+    model.requires_grad_(False)
+    fingerprint = model_fingerprint(model)
+    exit_layer = new_exit_layer(model, settings.layer, settings.init_from)
+    info = ExitLayerInfo(fingerprint, settings.layer, exit_layer.sufdec_init_from,
+                         len(model.model.layers), model_name)
+    weights, meta = exit_paths(out_dir, settings.layer)
+    if resume and weights.is_file() and meta.is_file():
+        from safetensors.torch import load_file
+
+        old = ExitLayerInfo.from_json(meta.read_text())
+        if old.fingerprint == fingerprint and old.init_from == info.init_from:
+            exit_layer.load_state_dict(load_file(str(weights)))
+            info = old
+    exit_layer.requires_grad_(True).train()
+    chunks = pack(sequences, settings.chunk, eos)
+    n_held = max(1, int(len(chunks) * settings.held_out)) if len(chunks) > 1 else 0
+    perm = torch.randperm(len(chunks), generator=torch.Generator().manual_seed(settings.seed))
+    held, train = perm[:n_held], perm[n_held:]
+    if len(train) == 0:
+        train = held
+    vocab_size = model.get_output_embeddings().weight.shape[0]
+    vocab = draft_vocab(chunks[train], settings.draft_vocab, vocab_size, [eos] if eos is not None else [])
+    remap = torch.full((vocab_size,), -1, dtype=torch.long)
+    remap[vocab] = torch.arange(len(vocab))
+    teacher = teacher_pass(model, chunks, settings.layer, settings.top_k, progress)
+    student = Student(model, exit_layer, vocab)
+    opt = torch.optim.AdamW(exit_layer.parameters(), lr=settings.lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(settings.seed + 1)
+    step, loss_value = info.steps, info.final_loss
+
+    def save(steps_done: int, loss: float | None, acc: float | None = None) -> ExitLayerInfo:
+        done = replace(info, steps=steps_done, final_loss=loss, held_out_acceptance=acc,
+                       data_sequences=len(sequences), data_tokens=int(chunks.numel()),
+                       train_seconds=round(info.train_seconds + time.perf_counter() - t_start, 1),
+                       extra={"draft_vocab": vocab.tolist(), "chunk": settings.chunk, "lr": settings.lr})
+        save_exit_layer(exit_layer, done, out_dir)
+        return done
+
+    try:
+        t0, seen = time.perf_counter(), 0
+        while step < settings.steps:
+            lr = settings.lr * 0.5 * (1 + math.cos(math.pi * step / max(settings.steps, 1)))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            idx = train[torch.randint(len(train), (min(settings.batch, len(train)),), generator=gen)]
+            loss = loss_of(student, teacher, idx, remap)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(exit_layer.parameters(), 1.0)
+            opt.step()
+            step += 1
+            seen += idx.numel() * settings.chunk
+            loss_value = float(loss.detach())
+            if progress is not None:
+                progress("train", {"step": step, "steps": settings.steps, "loss": loss_value,
+                                   "tokens_per_s": seen / max(time.perf_counter() - t0, 1e-9)})
+            if settings.checkpoint_every and step % settings.checkpoint_every == 0:
+                save(step, loss_value)
+    except KeyboardInterrupt:
+        save(step, loss_value)
+        raise
+    exit_layer.eval()
+    acc = acceptance(student, teacher, held if n_held else train)
+    return save(step, loss_value, round(acc, 4))

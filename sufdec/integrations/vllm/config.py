@@ -1,0 +1,125 @@
+"""The vLLM integration's one configuration object, and the one place it is read from.
+
+vLLM builds the proposer inside its worker process from its own ``VllmConfig``, which has
+no room for a third party's settings, so ours come from the environment that process
+inherits, read once when the proposer is built:
+
+* ``SUFDEC_STORE``: the store, as for every other sufdec command (else the user's default
+  store, ``~/.local/share/sufdec/store`` on Linux);
+* ``SUFDEC_VLLM_CONFIG``: the path of an optional JSON file with the fields below.
+
+    {"store": "/srv/sufdec-store",     # overrides SUFDEC_STORE
+     "learn": true,                    # append finished outputs to the store
+     "preset": "merged",               # DraftSettings.preset name
+     "draft": {"max_spec_tokens": 32}, # DraftSettings fields over the preset
+     "token_cost": 0.35,               # sizing "cost": verify a token if P(accepted) >= this
+     "refresh_s": 1.0}                 # how often to pick up other processes' outputs
+
+How many tokens a step verifies at most is vLLM's own ``num_speculative_tokens``.
+Nothing here imports vLLM or torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sufdec.store import resolve_store_path
+from sufdec.suffix import DraftSettings
+
+CONFIG_ENV = "SUFDEC_VLLM_CONFIG"
+KEYS = ("store", "learn", "preset", "draft", "token_cost", "refresh_s")
+
+
+class ConfigError(ValueError):
+    """The integration's configuration file is unusable (the message says why)."""
+
+
+# vLLM verifies chains.
+_VLLM_DEFAULTS = {"spec": "chain"}
+
+
+def default_draft() -> DraftSettings:
+    """The merged preset as vLLM can use it: chains."""
+    return DraftSettings.preset("merged", **_VLLM_DEFAULTS)
+
+
+@dataclass(frozen=True)
+class IntegrationConfig:
+    """Where the store is, whether finished outputs are learned, how drafts are grown.
+
+    ``draft.spec`` is always ``"chain"`` (vLLM verifies a single path per request): the
+    best path of the draft, at most ``min(draft.max_spec_tokens, num_speculative_tokens)``
+    long. ``draft.sizing="cost"`` (the default) then cuts it before the first token whose
+    calibrated probability of being accepted is below ``token_cost``, what verifying one
+    more token costs in tokens of output (see ``sizing``); ``"fixed"`` verifies it whole.
+    ``refresh_s``: the least time between two looks for outputs other processes stored.
+    """
+
+    store: Path
+    learn: bool = True
+    draft: DraftSettings = field(default_factory=default_draft)
+    token_cost: float = 0.35
+    refresh_s: float = 1.0
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> "IntegrationConfig":
+        """Read ``SUFDEC_VLLM_CONFIG`` (if set) and ``SUFDEC_STORE``; nothing else reads them."""
+        raw: dict[str, Any] = {}
+        path = environ.get(CONFIG_ENV)
+        if path:
+            raw = _read_json(Path(path).expanduser())
+        return cls.from_dict(raw, environ)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], environ: Mapping[str, str]) -> "IntegrationConfig":
+        unknown = sorted(set(raw) - set(KEYS))
+        if unknown:
+            raise ConfigError(f"{CONFIG_ENV}: unknown key(s) {', '.join(unknown)}; known: {', '.join(KEYS)}")
+        draft_fields = dict(raw.get("draft") or {})
+        names = {f.name for f in dataclasses.fields(DraftSettings)}
+        bad = sorted(set(draft_fields) - names)
+        if bad:
+            raise ConfigError(f"{CONFIG_ENV}: unknown draft field(s) {', '.join(bad)}")
+        try:
+            preset = DraftSettings.preset(raw.get("preset", "merged"))
+            draft = preset.replace(**{**_VLLM_DEFAULTS, **draft_fields})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{CONFIG_ENV}: {exc}") from exc
+        if draft.spec != "chain":
+            raise ConfigError(f"{CONFIG_ENV}: vLLM verifies chains only (draft.spec must be 'chain')")
+        token_cost = float(raw.get("token_cost", cls.token_cost))
+        if not 0 <= token_cost <= 1:
+            raise ConfigError(f"{CONFIG_ENV}: token_cost must be between 0 and 1")
+        refresh_s = float(raw.get("refresh_s", 1.0))
+        if refresh_s < 0:
+            raise ConfigError(f"{CONFIG_ENV}: refresh_s must be >= 0")
+        return cls(
+            store=resolve_store_path(raw.get("store"), environ),
+            learn=bool(raw.get("learn", True)),
+            draft=draft,
+            token_cost=token_cost,
+            refresh_s=refresh_s,
+        )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{CONFIG_ENV}={path}: cannot read it ({exc.strerror})") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{CONFIG_ENV}={path}: not JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{CONFIG_ENV}={path}: expected a JSON object")
+    return raw
+
+
+def current(environ: Mapping[str, str] | None = None) -> IntegrationConfig:
+    """The configuration of this process (``os.environ`` unless another mapping is given)."""
+    return IntegrationConfig.from_environ(os.environ if environ is None else environ)

@@ -1,0 +1,102 @@
+"""EESD on tiny models: the draft model is exact, training lowers the loss and saves a
+layer tied to its model, and speculation with early-exit drafts equals plain generate()."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sufdec.eesd import exit_model
+from sufdec.eesd.drafter import EarlyExitDrafter
+from sufdec.eesd.train import TrainSettings, train_exit_layer
+from sufdec.engine import GenerationConfig, SpeculativeGenerator
+from sufdec.suffix import DraftSettings
+from tests.engine.helpers import char_tokenizer, plain_greedy, random_prompts, tiny_model
+
+KINDS = ["llama", "qwen2_sliding", "gemma3"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_draft_model_is_the_target_cut_after_n_plus_one_layers(kind):
+    """With the exit layer a copy of layer N itself, the draft model computes exactly the
+    target's layer N+1 output, through the target's own norm and head (masks, rotary,
+    sliding windows all from the stock model class)."""
+    model = tiny_model(kind)
+    draft = exit_model.build_draft_model(model, exit_model.new_exit_layer(model, 1, init_from=1), 1)
+    ids = torch.randint(2, 256, (1, 24), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        hs = model(ids, output_hidden_states=True).hidden_states   # [L + 1] x [1, T, H]
+        last = len(hs) - 1 == 2  # transformers hands the last layer's output already normalised
+        want = model.lm_head(hs[2] if last else model.model.norm(hs[2]))
+        got = draft(ids).logits
+    assert torch.allclose(want, got, atol=1e-5)
+    # the draft model shares the target's modules: no weight was copied but the exit layer's
+    shared = {id(p) for p in model.parameters()}
+    own = [n for n, p in draft.named_parameters() if id(p) not in shared]
+    assert own and all(n.startswith("model.layers.1.") for n in own)
+
+
+def _sequences(model, n=12, length=40):
+    return [plain_greedy(model, p, length) for p in random_prompts(n, seed=3)]
+
+
+def test_training_lowers_the_loss_saves_and_refuses_another_model(tmp_path):
+    model = tiny_model("gemma3", seed=1, sharpen=4.0)
+    seqs = _sequences(model)
+    settings = TrainSettings(layer=1, steps=40, lr=1e-3, batch=4, chunk=32, draft_vocab=0, checkpoint_every=0)
+    first = train_exit_layer(model, seqs, TrainSettings(**{**settings.__dict__, "steps": 1}), tmp_path)
+    info = train_exit_layer(model, seqs, settings, tmp_path)   # resumes from the 1-step checkpoint
+    assert info.steps == 40 and info.final_loss < first.final_loss
+    assert 0.0 <= info.held_out_acceptance <= 1.0 and info.data_sequences == len(seqs)
+    draft, loaded = exit_model.load_exit_layer(model, exit_model.find_exit_layer(tmp_path))
+    assert loaded.fingerprint == exit_model.model_fingerprint(model) and loaded.layer == 1
+    other = tiny_model("gemma3", seed=2)
+    with pytest.raises(exit_model.ExitLayerError, match="another model"):
+        exit_model.load_exit_layer(other, exit_model.find_exit_layer(tmp_path))
+
+
+def test_a_trained_exit_layer_agrees_with_the_target_more_than_an_untrained_one(tmp_path):
+    model = tiny_model("gemma3", seed=1, sharpen=4.0)   # 3 layers: the exit copy of layer 2 is not exact
+    seqs = _sequences(model, n=16, length=60)
+    base = TrainSettings(layer=1, batch=4, chunk=32, draft_vocab=0, checkpoint_every=0, lr=1e-3)
+    untrained = train_exit_layer(model, seqs, TrainSettings(**{**base.__dict__, "steps": 1, "lr": 0.0}),
+                                 tmp_path / "a")
+    trained = train_exit_layer(model, seqs, TrainSettings(**{**base.__dict__, "steps": 80}), tmp_path / "b")
+    assert trained.held_out_acceptance > untrained.held_out_acceptance
+
+
+def test_reduced_draft_vocabulary_maps_back_to_token_ids(tmp_path):
+    model = tiny_model("llama", seed=1, sharpen=4.0)
+    seqs = _sequences(model)
+    info = train_exit_layer(model, seqs, TrainSettings(layer=1, steps=5, batch=4, chunk=32, draft_vocab=40,
+                                                       checkpoint_every=0), tmp_path)
+    vocab = info.extra["draft_vocab"]
+    assert len(vocab) == 40 and vocab == sorted(vocab)
+    draft, _ = exit_model.load_exit_layer(model, exit_model.find_exit_layer(tmp_path))
+    d = EarlyExitDrafter(draft, vocab, max_len=4, min_prob=0.0)
+    d.begin(random_prompts(1, seed=9)[0])
+    assert set(d.draft(8).token_ids) <= set(vocab)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_early_exit_speculation_equals_plain_generate(kind, attn):
+    """Float32 greedy with early-exit chains is token-identical to plain generate(), with
+    chains long enough that most are cut by rejections (min_prob 0: always 5 deep)."""
+    model = tiny_model(kind, seed=4, attn=attn, sharpen=3.0)
+    layer = 1
+    draft_model = exit_model.build_draft_model(model, exit_model.new_exit_layer(model, layer), layer)
+    # budget 2 < chain length 5: the engine verifies a prefix, and the bonus token may be
+    # the next drafted one (the drafter must then still feed it again)
+    for min_prob, budget in ((0.0, 32), (0.5, 32), (0.0, 2)):
+        gen = SpeculativeGenerator(model, char_tokenizer(), drafter_factory=lambda: EarlyExitDrafter(
+            draft_model, None, max_len=5, min_prob=min_prob), cost_model=None)
+        cfg = GenerationConfig(max_new_tokens=30, eos_token_ids=(),
+                               draft=DraftSettings(spec="eesd", sizing="fixed", max_spec_tokens=budget))
+        accepted = 0
+        for prompt in random_prompts(3, seed=11, lo=2, hi=12) + [[5]]:
+            ref = plain_greedy(model, prompt, 30)
+            res = gen.generate(prompt, cfg)
+            assert res.token_ids == ref, (kind, attn, prompt)
+            accepted += sum(s.accepted_nodes for s in res.step_results)
+        assert accepted > 0  # drafts were verified and some accepted, not skipped
