@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import stat
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
@@ -21,6 +24,49 @@ def open_store_for(store_dir: Optional[Path], model: Optional[str], tokenizer: O
     path = common.resolve_store(store_dir)
     store = Store.open(path, TokenizerInfo(tok.name, tok.fingerprint), config=config)
     return tok, store
+
+
+def _check_source(source: str) -> None:
+    """A readable file, FIFO or pipe (``<(cmd)`` is /dev/fd/N), or - for standard input."""
+    if source == "-":
+        return
+    try:
+        st = os.stat(source)
+    except FileNotFoundError:
+        raise common.fail(f"{source}: no such file (use - to read standard input)", 2) from None
+    except OSError as exc:
+        raise common.fail(f"{source}: cannot read it ({exc.strerror})", 2) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise common.fail(f"{source} is a directory, not a JSONL file", 2)
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+        raise common.fail(f"{source} is empty: nothing to index")
+
+
+def _first_missing(path: Path) -> Optional[Path]:
+    """The outermost directory of ``path`` that does not exist yet (None if it exists)."""
+    path = Path(os.path.abspath(path))
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
+@contextlib.contextmanager
+def _quiet_if_reader_gone() -> Iterator[None]:
+    """`sufdec index ... | true`: the summary's reader is gone; the work is done, so exit 0
+    without a traceback (stdout is pointed at /dev/null so the final flush cannot fail)."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    except SystemExit as exc:  # rich's Console.on_broken_pipe: stdout already /dev/null, exit 1
+        if exc.code == 1 and common.console.quiet:
+            raise typer.Exit(0) from None
+        raise
 
 
 def index(
@@ -52,16 +98,15 @@ def index(
 
     from sufdec.store.ingest import ingest_jsonl
 
-    if source != "-" and not Path(source).is_file():
-        raise common.fail(f"{source}: no such file (use - to read standard input)", 2)
-    if source != "-" and Path(source).stat().st_size == 0:
-        raise common.fail(f"{source} is empty: nothing to index")
+    _check_source(source)
     config = maintenance.budget_config(max_tokens, max_bytes, eviction)
     if txn_records is not None:
         import dataclasses
 
         config = dataclasses.replace(config, txn_records=txn_records)
     with common.clean_errors():
+        made_dirs = _first_missing(common.resolve_store(store))
+        new_store = not (common.resolve_store(store) / "data.mdb").exists()
         tok, st = open_store_for(store, model, tokenizer, config=config)
         try:
             with Progress(
@@ -85,34 +130,50 @@ def index(
             stats = st.stats()
         finally:
             st.close()
+    usable = summary.records_added + summary.duplicates
+    if not usable and new_store:  # "unchanged" must be true: take the new, empty store away again
+        from sufdec.store.compact import remove_empty_store
+
+        if remove_empty_store(stats.path, created=made_dirs):
+            stats = None
     report = {
         "records_added": summary.records_added,
         "duplicates": summary.duplicates,
         "skipped": summary.skipped,
         "tokens_added": summary.tokens_added,
+        "evicted": summary.evicted,
+        "evicted_tokens": summary.evicted_tokens,
         "lines_read": summary.lines_read,
         "elapsed_s": round(summary.elapsed_s, 3),
-        "store": stats.path,
-        "store_sequences": stats.sequences,
-        "store_tokens": stats.tokens,
+        "store": stats.path if stats else None,
+        "store_sequences": stats.sequences if stats else 0,
+        "store_tokens": stats.tokens if stats else 0,
         "problems": [{"line": p.line, "reason": p.reason} for p in summary.problems],
     }
-    usable = summary.records_added + summary.duplicates
+    with _quiet_if_reader_gone():
+        _print_summary(summary, stats, report, as_json)
+    if not usable and as_json:
+        raise typer.Exit(1)
+    if not usable:
+        what = f"{summary.skipped:,} malformed lines" if summary.skipped else "only blank lines"
+        where = "no store was created" if stats is None else "the store is unchanged"
+        raise common.fail(f"no usable record in {source} ({what}); {where}")
+
+
+def _print_summary(summary, stats, report: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report))
-        if not usable:
-            raise typer.Exit(1)
         return
     for p in summary.problems:
         common.err_console.print(f"[yellow]line {p.line}:[/] {p.reason}", highlight=False, soft_wrap=True)
     if summary.skipped > len(summary.problems):
         common.err_console.print(f"[yellow]... and {summary.skipped - len(summary.problems)} more malformed lines[/]")
+    evicted = (f", [yellow]evicted[/] {summary.evicted:,} stored records ({summary.evicted_tokens:,} tokens) to keep "
+               "the store's budget" if summary.evicted else "")
+    where = (f" Store {stats.path}: {stats.sequences:,} sequences, {stats.tokens:,} tokens."
+             if stats is not None else "")
     common.console.print(
         f"[green]added[/] {summary.records_added:,} records ({summary.tokens_added:,} tokens), "
-        f"{summary.duplicates:,} duplicates, {summary.skipped:,} skipped, in {summary.elapsed_s:.2f} s. "
-        f"Store {stats.path}: {stats.sequences:,} sequences, {stats.tokens:,} tokens.",
+        f"{summary.duplicates:,} duplicates, {summary.skipped:,} skipped{evicted}, in {summary.elapsed_s:.2f} s.{where}",
         highlight=False,
     )
-    if not usable:
-        what = f"{summary.skipped:,} malformed lines" if summary.skipped else "only blank lines"
-        raise common.fail(f"no usable record in {source} ({what}); the store is unchanged")

@@ -15,13 +15,21 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def parse_size(text: Optional[str]) -> Optional[int]:
-    """Bytes from ``123``, ``64K``, ``500M``, ``2G`` (binary units; ``KiB``/``MB`` spellings too)."""
+    """Bytes from ``123``, ``64K``, ``1.5M``, ``2G`` (binary units; ``KiB``/``MB`` spellings too).
+
+    The result must be a whole number of bytes: ``0.1`` used to round to 0, which means
+    unlimited, the opposite of what was asked."""
     if text is None:
         return None
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
+    m = re.fullmatch(r"\s*(\d+)(?:\.(\d+))?\s*([kmgt]?)(?:i?b)?\s*", text.lower())
     if not m:
         raise common.fail(f"--max-bytes: {text!r} is not a size (e.g. 500M, 2G, 0 for unlimited)", 2)
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+    whole, frac, unit = m.group(1), m.group(2) or "", m.group(3)
+    scaled = int(whole + frac) * _UNITS[unit]  # exact: no float rounding
+    size, rest = divmod(scaled, 10 ** len(frac))
+    if rest:
+        raise common.fail(f"--max-bytes: {text!r} is not a whole number of bytes (0 means unlimited)", 2)
+    return size
 
 
 MaxTokensOption = typer.Option(
@@ -64,7 +72,9 @@ def _progress():
 
 def verify(
     store: Optional[Path] = common.StoreOption,
-    repair: bool = typer.Option(False, "--repair", help="Rebuild the hash index, counters, tree and snapshot from the sequences."),
+    repair: bool = typer.Option(
+        False, "--repair", help="Rebuild the hash index, counters, tree and snapshot from the sequences, dropping "
+        "records that fail their checks (needs the store to itself)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Check every record against its content hash, and the tree against a rebuild.
@@ -77,6 +87,7 @@ def verify(
     from sufdec.store import Store
     from sufdec.store import verify as checks
 
+    summary = None
     with common.clean_errors():
         st = Store.open(common.resolve_store(store), readonly=not repair, create=False)
         try:
@@ -92,21 +103,27 @@ def verify(
                 report = checks.verify_report(st, on_progress=tick)
                 found = list(report.problems)
                 if repair and found:
-                    checks.repair(st)
+                    summary = checks.repair(st)
                     tasks.clear()
                     report = checks.verify_report(st, on_progress=tick)
         finally:
             st.close()
+    dropped = [{"seq_id": i, "reason": why} for i, why in (summary.dropped if summary else [])]
     out = {
-        "ok": report.ok, "problems": found, "repaired": bool(repair and found),
+        "ok": report.ok, "problems": found, "repaired": summary is not None,
         "remaining": report.problems, "sequences": report.sequences, "tokens": report.tokens,
         "tree_nodes": report.tree_nodes, "rebuilt_nodes": report.rebuilt_nodes,
+        "dropped": dropped, "accepted_loss": summary.accepted_loss if summary else None,
     }
     if as_json:
         print(json.dumps(out))
     else:
         for p in found:
             common.err_console.print(f"[yellow]problem:[/] {p}", highlight=False)
+        for d in dropped:
+            common.err_console.print(f"[yellow]dropped:[/] sequence {d['seq_id']}: {d['reason']}", highlight=False)
+        if out["accepted_loss"]:
+            common.err_console.print(f"[yellow]accepted:[/] {out['accepted_loss']}", highlight=False)
         if report.ok:
             what = "repaired; " if out["repaired"] else ""
             common.console.print(

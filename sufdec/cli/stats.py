@@ -114,7 +114,8 @@ def _depth_buckets(hist: list[int]) -> list[tuple[str, int]]:
 def _render_prefix(tree, tok, prefix_ids: list[int], prefix_text: str, depth: int, width: int) -> None:
     core = tree.tree
     total = core.count(prefix_ids)
-    root = Tree(f"[bold]{prefix_text!r}[/] occurs {total:,} times")
+    at_limit = " (at the tree's depth limit: nothing is stored below it)" if len(prefix_ids) >= tree.max_depth else ""
+    root = Tree(f"[bold]{prefix_text!r}[/] occurs {total:,} times{at_limit}")
     if total == 0:
         common.console.print(root)
         return
@@ -153,6 +154,11 @@ def stats(
                         f"the store was built with tokenizer {info['tokenizer']}, not {tok.name}; "
                         "pass the same --model or --tokenizer")
                 prefix_ids = tok.encode(prefix) if prefix else []
+                if len(prefix_ids) > info["max_depth"]:
+                    raise common.fail(
+                        f"--prefix is {len(prefix_ids)} tokens, longer than the tree's depth limit of "
+                        f"{info['max_depth']}: the tree only holds contexts of up to {info['max_depth']} tokens, "
+                        "so it cannot count this one; use the prefix's last tokens", 2)
             if top:
                 conts = tree.tree.top_continuations(prefix_ids, top)
                 info["top"] = [{"token": t, "text": tok.token_text(t), "count": c} for t, c in conts]

@@ -6,8 +6,11 @@ Never reads environment variables either: callers pick the store's path with
 
 Modules, each one job: ``store`` (the ``Store`` face), ``opening``, ``writes``, ``reads``,
 ``treestate`` (the derived suffix tree), ``verify`` and ``compact`` (maintenance, over the
-public ``Store``), ``ingest`` (JSONL), and below them ``env`` (LMDB environments),
-``meta``/``migrations``, ``snapshot``, ``evict``, ``codec``, ``config``, ``records``, ``paths``.
+public ``Store``), ``ingest`` and ``jsonlines`` (JSONL), and below them ``env`` (LMDB
+environments), ``envfiles`` and ``datafile`` (checking the files before LMDB maps them),
+``users`` (who has a store open), ``failures`` (LMDB errors as typed errors), ``mark``
+(acknowledged ids, for lost-record checks), ``resizelock``, ``meta``/``migrations``,
+``snapshot``, ``evict``, ``codec``, ``config``, ``records``, ``paths``.
 """
 
 from .config import StoreConfig
@@ -20,7 +23,9 @@ from .errors import (
     NotAStoreError,
     StoreCorruptError,
     StoreError,
+    StoreFileDamagedError,
     StoreFullError,
+    StoreIOError,
     StoreLockedError,
     StoreNotFoundError,
     StoreReadOnlyError,
@@ -45,7 +50,9 @@ __all__ = [
     "StoreConfig",
     "StoreCorruptError",
     "StoreError",
+    "StoreFileDamagedError",
     "StoreFullError",
+    "StoreIOError",
     "StoreLockedError",
     "StoreMeta",
     "StoreNotFoundError",

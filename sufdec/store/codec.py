@@ -82,7 +82,21 @@ def decode_sequence(value: bytes) -> tuple[bytes, bytes, dict[str, Any]]:
         tok_bytes, digest, source = msgpack.unpackb(value, raw=False)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise StoreCorruptError(f"a stored sequence cannot be decoded: {exc}") from None
+    if not isinstance(tok_bytes, bytes) or not isinstance(digest, bytes) or not isinstance(source, dict):
+        raise StoreCorruptError("a stored sequence cannot be decoded: its fields have the wrong types")
     return tok_bytes, digest, source
+
+
+def record_problem(tok_bytes: bytes, digest: bytes) -> str | None:
+    """Why a decoded record cannot stand (None when it can): its bytes are not whole
+    token ids, do not match its content hash, or hold negative ids (no tokenizer makes them)."""
+    if not tok_bytes or len(tok_bytes) % 4:
+        return "it holds no whole token ids"
+    if content_hash(tok_bytes) != digest:
+        return "its tokens do not match its content hash"
+    if min(tokens_from_bytes(tok_bytes)) < 0:
+        return "it holds negative token ids"
+    return None
 
 
 def encode_log(op: bytes, seq_id: int) -> bytes:

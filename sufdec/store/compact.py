@@ -4,14 +4,16 @@ LMDB never shrinks its data file: pages freed by evictions and old snapshots are
 not returned. Compaction copies the environment with ``compact=True`` (live pages only)
 into a temporary directory inside the store and renames the copy over ``data.mdb``.
 
-Other processes must not have the store open while the file is swapped (they would keep
-writing to the old, unlinked file). Every ``Store.open`` holds a shared flock on the
-store's ``sufdec.lock`` for as long as the store is open; compaction takes it exclusively
-(failing at once with ``StoreLockedError`` if anyone has the store open), and opens that
-start meanwhile wait for it (``StoreConfig.open_wait_s``). A process that opens the LMDB
-files directly, bypassing sufdec, is not covered. A crash before the rename leaves the
-store as it was (the stale temporary directory is removed next time); the rename itself
-is atomic, and the copy is synced before it.
+Nobody else may have the store open while the file is swapped (they would keep writing
+to the old, unlinked file). Compaction first takes ``sufdec.lock`` exclusively (every
+``Store.open`` holds it shared while open; opens that start meanwhile wait for it,
+``StoreConfig.open_wait_s``), then asks LMDB's lock file and the kernel whether any
+process has the environment open (``users``: that also sees processes that bypass
+``sufdec.lock`` or whose copy of it was deleted), and refuses at once if so, before it
+writes anything. It checks again after the checkpoint and after the copy, just before
+the rename. A crash before the rename leaves the store as it was (the stale temporary
+directory is removed next time); the rename itself is atomic, and the copy is synced
+before it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 import lmdb
 
 from . import env as env_mod
+from . import failures, opening, users
 from .config import StoreConfig
 from .env import DATA_FILE, DB_NAMES, lock_use
 from .errors import StoreLockedError, StoreNotFoundError
@@ -65,31 +68,83 @@ def compact(path: str | os.PathLike[str], config: StoreConfig | None = None) -> 
         raise StoreNotFoundError(f"no store at {where}")
     if env_mod.is_open(where):
         raise StoreLockedError(f"the store at {where} is open in this process; close it before compacting")
-    before = disk_bytes(where)
-    with Store.open(where, config=cfg, create=False) as store:
-        store.checkpoint(force=True)
-        stats = store.stats()
-    for stale in where.glob(TMP_PREFIX + "*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    what = "compacting"
     fd = lock_use(where, exclusive=True, wait_s=0.0)
     try:
-        _copy_and_swap(where, max(cfg.map.initial, (where / DATA_FILE).stat().st_size))
+        users.refuse_if_used(where, what, open_here=False)
+        before = disk_bytes(where)
+        senv, _ = opening.open_env(where, None, cfg, readonly=False, create=False, use_lock=False)
+        with Store(senv, cfg, readonly=False) as store:
+            store.checkpoint(force=True)
+            stats = store.stats()
+        for stale in where.glob(TMP_PREFIX + "*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        users.refuse_if_used(where, what, open_here=False)
+        _copy_and_swap(where, max(cfg.map.initial, (where / DATA_FILE).stat().st_size), what)
     finally:
         if fd is not None:
             os.close(fd)
     return CompactSummary(str(where), before, disk_bytes(where), stats.snapshot_bytes, stats.sequences)
 
 
-def _copy_and_swap(where: Path, map_size: int) -> None:
+def _copy_and_swap(where: Path, map_size: int, what: str) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=where))
     try:
-        env = lmdb.open(str(where), map_size=map_size, max_dbs=len(DB_NAMES) + 2, readonly=False, lock=True)
         try:
-            env.copy(str(tmp), compact=True)
-        finally:
-            env.close()
+            env = lmdb.open(str(where), map_size=map_size, max_dbs=len(DB_NAMES) + 2, readonly=False, lock=True)
+            try:
+                env.copy(str(tmp), compact=True)
+            finally:
+                env.close()
+        except lmdb.Error as exc:
+            raise failures.translate(exc, where, writing=True) from None
         _fsync(tmp / DATA_FILE)
+        users.refuse_if_used(where, what, open_here=False)  # the last look, just before the rename
         os.replace(tmp / DATA_FILE, where / DATA_FILE)
         _fsync(where)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+STORE_FILES = (DATA_FILE, "lock.mdb", "sufdec.lock", "sufdec.acked")
+
+
+def remove_empty_store(path: str | os.PathLike[str], *, created: Path | None = None) -> bool:
+    """Delete the store at ``path`` if nothing was ever added to it and no other process
+    has it open (an ``index`` run that created it and found no usable record); also the
+    directories from ``created`` (the first one that run made, if it made any) down to it.
+    Returns whether it was removed. Never raises for a store that is in use or not empty."""
+    where = Path(os.path.realpath(Path(path).expanduser()))
+    if not env_mod.store_exists(where) or env_mod.is_open(where):
+        return False
+    try:
+        fd = lock_use(where, exclusive=True, wait_s=0.0)
+    except StoreLockedError:
+        return False
+    try:
+        if users.others_using(where, open_here=False):
+            return False
+        senv, _ = opening.open_env(where, None, StoreConfig(), readonly=True, create=False, use_lock=False)
+        with Store(senv, StoreConfig(), readonly=True) as store:
+            if store.meta().next_log_pos:
+                return False
+        for name in STORE_FILES:
+            (where / name).unlink(missing_ok=True)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if created is not None:
+        _remove_empty_dirs(where, Path(os.path.realpath(created)))
+    return True
+
+
+def _remove_empty_dirs(leaf: Path, top: Path) -> None:
+    if top != leaf and top not in leaf.parents:
+        top = leaf
+    for d in [leaf, *leaf.parents]:
+        try:
+            d.rmdir()
+        except OSError:
+            return
+        if d == top:
+            return

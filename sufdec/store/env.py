@@ -6,23 +6,30 @@ used across ``fork``; the registry here enforces both (it forgets everything in 
 child, and stores check their pid). ``set_mapsize`` may only run with no transaction
 active in the process, so transactions hold an entry's lock shared, growth holds it
 exclusively, and growth happens only after the failed write transaction was aborted.
+
+Every transaction first checks that ``data.mdb`` and ``lock.mdb`` are still the files
+this process opened (two ``stat`` calls): a deleted ``lock.mdb`` or a ``data.mdb``
+replaced under an open store stops the process with one sentence instead of letting it
+write through a lock file nobody else sees, or into a file nobody will read again. Every
+LMDB error leaves as a typed store error (``failures``); ``envfiles`` checks the files
+before LMDB maps them.
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 import lmdb
 
+from . import envfiles, failures, users
+from .envfiles import DATA_FILE, DB_NAMES, LOCK_FILE, Dbs, FileIds, file_ids
 from .errors import (
     ForkedStoreError,
     NotAStoreError,
@@ -31,13 +38,12 @@ from .errors import (
     StoreNotFoundError,
     StoreReadOnlyError,
 )
+from .resizelock import ResizeLock
+from .users import USE_FILE, lock_use
+
+__all__ = ["DATA_FILE", "DB_NAMES", "LOCK_FILE", "USE_FILE", "Dbs", "MapLimits", "StoreEnv", "acquire", "lock_use"]
 
 T = TypeVar("T")
-
-DATA_FILE = "data.mdb"
-LOCK_FILE = "lock.mdb"
-USE_FILE = "sufdec.lock"  # flock: shared while a process has the store open, exclusive while compacting
-DB_NAMES = ("meta", "sequences", "hashes", "snapshot", "log")
 
 
 @dataclass(frozen=True)
@@ -49,110 +55,15 @@ class MapLimits:
     grow_attempts: int = 10
 
 
-class Dbs(NamedTuple):
-    meta: object
-    sequences: object
-    hashes: object
-    snapshot: object
-    log: object
-
-
-class _ResizeLock:
-    """Transactions hold it shared (re-entrantly); resizing the map holds it exclusively,
-    since ``set_mapsize`` needs every transaction in the process finished. Readers and
-    writers never wait for each other here (LMDB itself serialises writers)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._shared = 0
-        self._exclusive = False
-        self._waiting = 0
-        self._local = threading.local()
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        depth = getattr(self._local, "depth", 0)
-        if depth == 0:
-            with self._cond:
-                while self._exclusive or self._waiting:
-                    self._cond.wait()
-                self._shared += 1
-        self._local.depth = depth + 1
-        try:
-            yield
-        finally:
-            self._local.depth = depth
-            if depth == 0:
-                with self._cond:
-                    self._shared -= 1
-                    self._cond.notify_all()
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        if getattr(self._local, "depth", 0):
-            raise RuntimeError("cannot resize the map inside a transaction")
-        with self._cond:
-            self._waiting += 1
-            while self._exclusive or self._shared:
-                self._cond.wait()
-            self._waiting -= 1
-            self._exclusive = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
-
-
 class _Entry:
-    def __init__(self, env: lmdb.Environment, dbs: Dbs, readonly: bool, use_fd: int | None) -> None:
+    def __init__(self, env: lmdb.Environment, dbs: Dbs, readonly: bool, use_fd: int | None, ids: FileIds) -> None:
         self.env = env
         self.dbs = dbs
         self.readonly = readonly
         self.refs = 0
-        self.lock = _ResizeLock()
+        self.lock = ResizeLock()
         self.use_fd = use_fd
-
-
-def _open_use_file(path: Path, create: bool) -> int | None:
-    """The store's use-lock file, or None where it cannot exist (a read-only directory)."""
-    try:
-        return os.open(path / USE_FILE, (os.O_RDWR | os.O_CREAT) if create else os.O_RDONLY, 0o644)
-    except PermissionError:
-        pass
-    except OSError as exc:
-        if exc.errno not in (errno.EROFS, errno.ENOENT, errno.EACCES):
-            raise
-    try:
-        return os.open(path / USE_FILE, os.O_RDONLY)
-    except OSError:
-        return None
-
-
-def lock_use(path: Path, *, exclusive: bool, wait_s: float, create: bool = True) -> int | None:
-    """Take the store's use lock (flock; shared for every open, exclusive for compaction).
-
-    Returns the descriptor holding it (close it to release), None when the directory
-    cannot hold the lock file. Raises StoreLockedError after ``wait_s`` seconds.
-    flock, not fcntl: closing another descriptor of the file never drops it, and it does
-    not interfere with LMDB's own fcntl locks on lock.mdb.
-    """
-    fd = _open_use_file(path, create)
-    if fd is None:
-        return None
-    mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(fd, mode)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                what = "is open in another process" if exclusive else "is being compacted"
-                raise StoreLockedError(f"the store at {path} {what}; try again when it is done") from None
-            time.sleep(0.05)
+        self.ids = ids
 
 
 _registry: dict[str, _Entry] = {}
@@ -194,24 +105,25 @@ def _open_lmdb(path: Path, limits: MapLimits, readonly: bool) -> lmdb.Environmen
             metasync=True,
             readahead=False,
         )
-    except (lmdb.LockError, lmdb.ReadersFullError) as exc:
-        raise StoreLockedError(f"the store at {path} is locked or its reader table is full: {exc}") from None
     except lmdb.Error as exc:
-        if isinstance(exc, lmdb.ReadonlyError) or "Permission denied" in str(exc):
-            what = "read" if readonly else "write to"
-            raise StoreLockedError(
-                f"cannot {what} the store at {path}: permission denied (a read-only directory or files?)"
-            ) from None
-        raise
+        raise failures.translate(exc, path, writing=not readonly) from None
 
 
-def _open_dbs(env: lmdb.Environment, readonly: bool) -> Dbs | None:
-    """The named databases, or None if a read-only environment lacks them."""
-    try:
-        handles = [env.open_db(n.encode(), create=not readonly) for n in DB_NAMES]
-    except lmdb.NotFoundError:
+def _changed_files(path: Path, ids: FileIds, *, committed: bool) -> StoreLockedError | None:
+    """The error to stop with when ``data.mdb`` or ``lock.mdb`` is no longer what was opened."""
+    now = file_ids(path)
+    if now == ids:
         return None
-    return Dbs(*handles)
+    last = (" (its last transaction may have gone to the old file: run the command again to redo it)"
+            if committed else "")
+    if now[0] != ids[0]:
+        return StoreLockedError(
+            f"data.mdb of the store at {path} was replaced or deleted while this process had the store open; "
+            f"it stopped so that nothing more goes into the old file{last}. Run the command again")
+    return StoreLockedError(
+        f"lock.mdb of the store at {path} was deleted or replaced while this process had the store open; "
+        f"it stopped so that no two processes write through different lock files{last}. Run the command "
+        "again; never delete lock.mdb or sufdec.lock of a store in use")
 
 
 class StoreEnv:
@@ -236,16 +148,25 @@ class StoreEnv:
     def readonly(self) -> bool:
         return self._entry.readonly
 
+    def _check_files(self, *, committed: bool = False) -> None:
+        error = _changed_files(self.path, self._entry.ids, committed=committed)
+        if error is not None:
+            raise error
+
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         """Run ``fn`` in a read transaction (re-reading the map size if another process grew it)."""
-        for _ in range(3):
-            try:
-                with self._entry.lock.shared(), self.env.begin(write=False) as txn:
-                    return fn(txn)
-            except lmdb.MapResizedError:
-                self._adopt_map_size()
-        with self._entry.lock.shared(), self.env.begin(write=False) as txn:
-            return fn(txn)
+        self._check_files()
+        try:
+            for _ in range(3):
+                try:
+                    with self._entry.lock.shared(), self.env.begin(write=False) as txn:
+                        return fn(txn)
+                except lmdb.MapResizedError:
+                    self._adopt_map_size()
+            with self._entry.lock.shared(), self.env.begin(write=False) as txn:
+                return fn(txn)
+        except lmdb.Error as exc:
+            raise failures.translate(exc, self.path, writing=False) from None
 
     def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         """Run ``fn`` in one write transaction and commit it.
@@ -257,11 +178,14 @@ class StoreEnv:
         """
         if self.readonly:
             raise StoreReadOnlyError(f"the store at {self.path} is open read-only")
+        self._check_files()
         attempts = 0
         while True:
             try:
                 with self._entry.lock.shared(), self.env.begin(write=True) as txn:
-                    return fn(txn)
+                    result = fn(txn)
+                self._check_files(committed=True)
+                return result
             except lmdb.MapResizedError:
                 self._adopt_map_size()
             except lmdb.MapFullError:
@@ -272,6 +196,30 @@ class StoreEnv:
                         f"{self.limits.grow_attempts} times; nothing was written"
                     ) from None
                 self._grow()
+            except lmdb.Error as exc:
+                raise failures.translate(exc, self.path, writing=True) from None
+
+    @contextmanager
+    def exclusive(self, what: str) -> Iterator[None]:
+        """Hold the store for this process alone: refuses (``StoreLockedError``) while any
+        other process has it open, and makes sufdec opens that start meanwhile wait."""
+        if self._entry.refs > 1:
+            raise StoreLockedError(f"the store at {self.path} is open twice in this process; {what} needs it once")
+        fd = self._entry.use_fd
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # our shared lock becomes exclusive
+            except BlockingIOError:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                users.refuse_if_used(self.path, what, open_here=True)
+                raise StoreLockedError(f"the store at {self.path} is open in another process; {what} needs it "
+                                       "to itself: try again once that process has finished") from None
+        try:
+            users.refuse_if_used(self.path, what, open_here=True)
+            yield
+        finally:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_SH)
 
     def _adopt_map_size(self) -> None:
         """Another process grew the file beyond our map: map what is there now."""
@@ -323,13 +271,38 @@ def store_exists(path: Path) -> bool:
     return (path / DATA_FILE).is_file()
 
 
+def _open_entry(path: Path, limits: MapLimits, readonly: bool, existed: bool, use_fd: int | None) -> _Entry | None:
+    """Map the store's files and open its databases (None: read-only and lacking them)."""
+    try:
+        env = _open_lmdb(path, limits, readonly)
+    except BaseException:
+        if not existed:
+            envfiles.discard_failed_creation(path)
+        raise
+    try:
+        try:
+            dbs = envfiles.open_dbs(env, readonly, path)
+        except lmdb.Error as exc:
+            raise failures.translate(exc, path, writing=not readonly) from None
+    except BaseException:
+        env.close()
+        if not existed:
+            envfiles.discard_failed_creation(path)
+        raise
+    if dbs is None:
+        env.close()
+        return None
+    return _Entry(env, dbs, readonly, use_fd, file_ids(path))
+
+
 def acquire(
-    path: Path, limits: MapLimits, *, readonly: bool, create: bool, wait_s: float = 30.0
+    path: Path, limits: MapLimits, *, readonly: bool, create: bool, wait_s: float = 30.0, use_lock: bool = True
 ) -> StoreEnv | None:
     """The process's shared environment for ``path`` (opened on first use).
 
     Returns None when the environment exists but has no sufdec databases and is read-only.
-    Waits up to ``wait_s`` for a running compaction to finish.
+    Waits up to ``wait_s`` for a running compaction to finish. ``use_lock=False`` skips
+    the shared ``sufdec.lock`` (for a caller that holds it exclusively itself).
     """
     path = Path(os.path.realpath(path))
     if path.exists() and not path.is_dir():
@@ -348,27 +321,26 @@ def acquire(
                     f"this process inherited the store at {path} through fork and cannot reopen it; "
                     "open stores only after worker processes start (or use the spawn start method)"
                 )
-            if not store_exists(path):
+            existed = store_exists(path)
+            if not existed:
                 if readonly or not create:
                     raise StoreNotFoundError(f"no store at {path}")
                 try:
                     path.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
                     raise StoreLockedError(f"cannot create the store at {path}: {exc.strerror}") from None
-            use_fd = lock_use(path, exclusive=False, wait_s=wait_s)
+            envfiles.check_before_mapping(path, existed)
+            use_fd = lock_use(path, exclusive=False, wait_s=wait_s) if use_lock else None
             try:
-                env = _open_lmdb(path, limits, readonly)
-                dbs = _open_dbs(env, readonly)
+                entry = _open_entry(path, limits, readonly, existed, use_fd)
             except BaseException:
                 if use_fd is not None:
                     os.close(use_fd)
                 raise
-            if dbs is None:
-                env.close()
+            if entry is None:
                 if use_fd is not None:
                     os.close(use_fd)
                 return None
-            entry = _Entry(env, dbs, readonly, use_fd)
             _registry[str(path)] = entry
         entry.refs += 1
         return StoreEnv(path, entry, limits)

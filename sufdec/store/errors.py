@@ -36,11 +36,21 @@ class StoreReadOnlyError(StoreError):
 
 
 class StoreFullError(StoreError):
-    """The memory map could not grow enough to hold a write; nothing was written."""
+    """The memory map could not grow, or the file system is full; nothing of the write was committed."""
+
+
+class StoreIOError(StoreError):
+    """The file system failed a read or write of the store (an input/output error)."""
 
 
 class StoreCorruptError(StoreError):
-    """Stored bytes fail their checks (snapshot digest, record layout)."""
+    """Stored bytes fail their checks (snapshot digest, record layout), or LMDB found its
+    data file damaged (truncated, overwritten, a page of the wrong type)."""
+
+
+class StoreFileDamagedError(StoreCorruptError):
+    """LMDB's own file structure is damaged (truncated, overwritten, a page of the wrong
+    type): beyond ``verify --repair``; the data must come from a backup or be indexed again."""
 
 
 class ForkedStoreError(StoreError):
@@ -48,9 +58,14 @@ class ForkedStoreError(StoreError):
 
 
 class MalformedLineError(StoreError):
-    """A JSONL line is unusable and ingest runs in strict mode."""
+    """A JSONL line is unusable and ingest runs in strict mode; ``committed`` records of
+    the run were committed before it (they stay)."""
 
-    def __init__(self, line: int, reason: str) -> None:
-        super().__init__(f"line {line}: {reason}")
+    def __init__(self, line: int, reason: str, committed: int | None = None) -> None:
+        message = f"line {line}: {reason}"
+        if committed is not None:
+            message += f" (--strict stops here; {committed:,} records of this run were committed before it and stay)"
+        super().__init__(message)
         self.line = line
         self.reason = reason
+        self.committed = committed

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import codec
-from .errors import FormatTooNewError, NotAStoreError, TokenizerMismatchError
+from .errors import FormatTooNewError, NotAStoreError, StoreCorruptError, TokenizerMismatchError
 
 FORMAT_MAGIC = "sufdec-store"
 FORMAT_VERSION = 1
@@ -82,7 +82,29 @@ def initial_meta(tokenizer: TokenizerInfo | None, max_depth: int) -> StoreMeta:
 
 def read_raw(txn: Any, db: Any) -> dict[str, Any]:
     """All meta keys as a plain dict (what migrations operate on)."""
-    return {k.decode(): codec.unpack(v) for k, v in txn.cursor(db=db)}
+    out = {}
+    for k, v in txn.cursor(db=db):
+        key = bytes(k).decode("utf-8", "replace")
+        try:
+            out[key] = codec.unpack(v)
+        except Exception:  # noqa: BLE001 - msgpack raises several unrelated types
+            raise StoreCorruptError(f"the store's meta value {key!r} cannot be decoded (a damaged or foreign store)") from None
+    return out
+
+
+_TYPES = {"magic": str, "created": (int, float), "tokenizer_name": (str, type(None)),
+          "tokenizer_fingerprint": (str, type(None)), "snapshot_digest": bytes, "eviction": str}
+
+
+def _check_types(raw: dict[str, Any]) -> None:
+    """A hand-edited meta value of the wrong type is refused here, not deep inside a write."""
+    for name in _FIELDS & raw.keys():
+        want = _TYPES.get(name, int)
+        value = raw[name]
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise StoreCorruptError(
+                f"the store's meta value {name!r} is {value!r}, not {'an integer' if want is int else 'of its type'} "
+                "(edited by hand?); put the right value back or restore the store from a backup")
 
 
 def write_raw(txn: Any, db: Any, values: dict[str, Any]) -> None:
@@ -94,6 +116,7 @@ def read_meta(txn: Any, db: Any) -> StoreMeta:
     raw = read_raw(txn, db)
     if raw.get("magic") != FORMAT_MAGIC:
         raise NotAStoreError("this LMDB environment is not a sufdec store (no format magic)")
+    _check_types(raw)
     try:
         return StoreMeta(**{k: v for k, v in raw.items() if k in _FIELDS})
     except TypeError as exc:

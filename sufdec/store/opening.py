@@ -13,8 +13,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from . import failures, migrations
 from . import meta as meta_mod
-from . import migrations
 from .config import StoreConfig
 from .env import DB_NAMES, StoreEnv, acquire
 from .errors import MigrationRequiredError, NotAStoreError
@@ -23,12 +23,14 @@ from .meta import TokenizerInfo
 
 
 def open_env(
-    where: Path, tokenizer: TokenizerInfo | None, cfg: StoreConfig, *, readonly: bool, create: bool
+    where: Path, tokenizer: TokenizerInfo | None, cfg: StoreConfig, *, readonly: bool, create: bool,
+    use_lock: bool = True,
 ) -> tuple[StoreEnv, bool]:
     """The environment of the store at ``where``, its meta checked (and, writable, set up);
-    also whether the store must be used read-only."""
+    also whether the store must be used read-only. ``use_lock=False``: the caller holds
+    ``sufdec.lock`` exclusively (compaction)."""
     cfg.validate()
-    senv = acquire(where, cfg.map, readonly=readonly, create=create, wait_s=cfg.open_wait_s)
+    senv = acquire(where, cfg.map, readonly=readonly, create=create, wait_s=cfg.open_wait_s, use_lock=use_lock)
     if senv is None or (senv.readonly and _uninitialised(senv)):
         # A process killed while creating the store leaves an environment with no sufdec
         # databases or no meta yet: that is an empty store. Finish creating it with one
@@ -37,8 +39,8 @@ def open_env(
             senv.close()
         if not _interrupted_creation(where):
             raise NotAStoreError(f"{where} holds an LMDB environment that is not a sufdec store")
-        _finish_creation(where, cfg)
-        senv = acquire(where, cfg.map, readonly=readonly, create=create, wait_s=cfg.open_wait_s)
+        _finish_creation(where, cfg, use_lock)
+        senv = acquire(where, cfg.map, readonly=readonly, create=create, wait_s=cfg.open_wait_s, use_lock=use_lock)
         if senv is None:
             raise NotAStoreError(f"{where} holds an LMDB environment that is not a sufdec store")
     readonly = readonly or senv.readonly
@@ -50,8 +52,8 @@ def open_env(
     return senv, readonly
 
 
-def _finish_creation(where: Path, cfg: StoreConfig) -> None:
-    senv, _ = open_env(where, None, cfg, readonly=False, create=False)
+def _finish_creation(where: Path, cfg: StoreConfig, use_lock: bool) -> None:
+    senv, _ = open_env(where, None, cfg, readonly=False, create=False, use_lock=use_lock)
     senv.close()
 
 
@@ -129,16 +131,19 @@ def _interrupted_creation(path: Path) -> bool:
     databases and no meta: what a kill during ``Store.open``'s first creation leaves."""
     import lmdb
 
-    env = lmdb.open(str(path), readonly=True, lock=False, max_dbs=len(DB_NAMES) + 1, subdir=True)
     try:
-        with env.begin() as txn:
-            names = [bytes(k).decode("utf-8", "replace") for k, _ in txn.cursor()]
-            if any(n not in DB_NAMES for n in names):
-                return False
-            for n in names:
-                db = env.open_db(n.encode(), txn=txn, create=False)
-                if txn.stat(db)["entries"]:
+        env = lmdb.open(str(path), readonly=True, lock=False, max_dbs=len(DB_NAMES) + 1, subdir=True)
+        try:
+            with env.begin() as txn:
+                names = [bytes(k).decode("utf-8", "replace") for k, _ in txn.cursor()]
+                if any(n not in DB_NAMES for n in names):
                     return False
-        return True
-    finally:
-        env.close()
+                for n in names:
+                    db = env.open_db(n.encode(), txn=txn, create=False)
+                    if txn.stat(db)["entries"]:
+                        return False
+            return True
+        finally:
+            env.close()
+    except lmdb.Error as exc:
+        raise failures.translate(exc, path, writing=False) from None

@@ -37,10 +37,15 @@ class StoredSequence:
 
 @dataclass(frozen=True)
 class AddSummary:
+    """What a write of new outputs did; ``evicted`` sequences (``evicted_tokens`` tokens)
+    were removed in the same transactions to keep the budget."""
+
     added: int = 0
     duplicates: int = 0
     tokens_added: int = 0
     transactions: int = 0
+    evicted: int = 0
+    evicted_tokens: int = 0
 
     def __add__(self, other: AddSummary) -> AddSummary:
         return AddSummary(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))

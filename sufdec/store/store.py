@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import mark, opening, reads, writes
 from . import meta as meta_mod
-from . import opening, reads, writes
 from .config import StoreConfig
 from .env import Dbs, StoreEnv
 from .errors import ForkedStoreError, StoreError, StoreReadOnlyError
@@ -137,6 +138,17 @@ class Store:
         self._check(write=True)
         return self._senv.write(fn)
 
+    @contextmanager
+    def exclusive(self, what: str) -> Iterator[Store]:
+        """Hold this store for this process alone while the block runs (for maintenance
+        that rewrites what other processes' trees hold, such as a repair): raises
+        ``StoreLockedError`` at once while another process has it open, and makes sufdec
+        opens that start meanwhile wait. ``what`` names the job in that error."""
+        with self._state.lock:
+            self._check(write=True)
+            with self._senv.exclusive(what):
+                yield self
+
     # ---------------------------------------------------------------- the tree
     @property
     def tree(self) -> SuffixIndex:
@@ -217,12 +229,14 @@ class Store:
 
     def _commit_summary(self, batch: list[writes.Prepared], auto_checkpoint: bool) -> AddSummary:
         result = self._commit(batch, auto_checkpoint)
-        return AddSummary(len(result.added), result.duplicates, sum(len(tok) for _, tok in result.added), 1)
+        tokens = sum(len(tok) for _, tok in result.added)
+        return AddSummary(len(result.added), result.duplicates, tokens, 1, result.evicted, result.evicted_tokens)
 
     def _commit(self, batch: list[writes.Prepared], auto_checkpoint: bool = True) -> writes.BatchResult:
         """Store a batch in one transaction (evicting under a budget), then mirror it."""
         result = self._senv.write(lambda txn: writes.add_batch(txn, self._senv.dbs, batch))
         if result.ops:
+            mark.advance(self.path, result.meta)
             self._mirror(result)
             if auto_checkpoint:
                 self._maybe_checkpoint(result.meta)
@@ -235,6 +249,7 @@ class Store:
             done = self._senv.write(lambda txn: writes.remove(txn, self._senv.dbs, seq_id))
             if done is None:
                 return False
+            mark.advance(self.path, done.meta)
             self._mirror(done)
             return True
 
@@ -257,6 +272,7 @@ class Store:
             self._check(write=True)
             done, tokens = self._senv.write(lambda txn: writes.evict(txn, self._senv.dbs, budget))
             if done.ops:
+                mark.advance(self.path, done.meta)
                 self._mirror(done)
                 self._maybe_checkpoint(done.meta)
             return EvictSummary(len(done.ops), tokens, tuple(seq_id for _, seq_id, _ in done.ops))

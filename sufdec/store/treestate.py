@@ -153,7 +153,7 @@ def replay(txn: Any, dbs: Dbs, tree: Any, start: int, end: int) -> int:
         if op == codec.LOG_ADD:
             stored = txn.get(codec.u64_key(seq_id), db=dbs.sequences)
             if stored is not None:  # absent: removed later in the log
-                _tree.add(tree, seq_id, codec.tokens_from_bytes(codec.decode_sequence(stored)[0]))
+                _add(tree, seq_id, stored)
         else:
             _tree.remove(tree, seq_id)
         expected += 1
@@ -170,6 +170,17 @@ def build_from_sequences(txn: Any, dbs: Dbs, max_depth: int, on_progress: Option
     for done, (key, value) in enumerate(txn.cursor(db=dbs.sequences)):
         if done % 256 == 0:
             tick("rebuild", done, total)
-        _tree.add(tree, codec.key_u64(key), codec.tokens_from_bytes(codec.decode_sequence(value)[0]))
+        _add(tree, codec.key_u64(key), value)
     tick("rebuild", total, total)
     return tree
+
+
+def _add(tree: Any, seq_id: int, stored: bytes) -> None:
+    """Add a stored sequence to ``tree``; a record the tree cannot take (damaged bytes,
+    negative token ids) is a ``StoreCorruptError`` naming it, never a bare ValueError."""
+    tok_bytes = codec.decode_sequence(stored)[0]
+    try:
+        _tree.add(tree, seq_id, codec.tokens_from_bytes(tok_bytes))
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise StoreCorruptError(
+            f"sequence {seq_id} cannot go into the tree ({exc}); run `sufdec verify --repair`") from None

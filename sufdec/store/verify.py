@@ -3,8 +3,16 @@ everything derived from the stored sequences (``sufdec verify --repair``).
 
 The one owner of both: ``Store`` does not know this module. It works through the
 store's public face only (``read_txn`` / ``write_txn`` / ``dbs`` for whole-database
-scans, ``tree_state`` to load the tree inside the scan's transaction, ``rebuild_tree``
-and ``checkpoint`` for the repair), so verification and the store evolve separately.
+scans, ``tree_state`` to load the tree inside the scan's transaction, ``rebuild_tree``,
+``checkpoint`` and ``exclusive`` for the repair), so verification and the store evolve
+separately.
+
+What can be known about lost records: inside the data file, the meta counters, the
+sequences, the hash index and the log must agree, and do; a data file that lost
+acknowledged records as a whole (an older copy put in its place) agrees with itself
+too. The acknowledged mark beside it (``mark``) tells those apart: ids or log positions
+acknowledged to a writer that the data file does not reach. Records lost without a
+trace in either (an operating-system crash with a disk that ignores fsync) cannot be told.
 """
 
 from __future__ import annotations
@@ -14,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from . import codec, snapshot
+from . import codec, mark, snapshot
 from . import meta as meta_mod
-from .errors import StoreCorruptError
+from .errors import StoreCorruptError, StoreFileDamagedError
 from .store import Store
 from .treestate import TreeState, build_from_sequences
 
@@ -57,6 +65,7 @@ def verify_report(
     dbs = store.dbs
     problems: list[str] = []
     tick = on_progress or (lambda _p, _d, _t: None)
+    acked = mark.read(store.path)  # before the transaction: a sound store is never behind it
 
     def scan(txn: Any) -> tuple[int, int]:
         meta = meta_mod.read_meta(txn, dbs.meta)
@@ -75,8 +84,9 @@ def verify_report(
                 continue
             count += 1
             tokens += len(tok_bytes) // 4
-            if len(tok_bytes) % 4 or codec.content_hash(tok_bytes) != digest:
-                problems.append(f"sequence {seq_id}: its tokens do not match its content hash")
+            why = codec.record_problem(tok_bytes, digest)
+            if why:
+                problems.append(f"sequence {seq_id}: {why}")
             if txn.get(digest, db=dbs.hashes) != key:
                 problems.append(f"sequence {seq_id}: the hash index does not point back to it")
         hashes = int(txn.stat(dbs.hashes)["entries"])
@@ -86,6 +96,9 @@ def verify_report(
             problems.append(f"meta counts {meta.total_tokens} tokens, the sequences hold {tokens}")
         if last >= meta.next_seq_id:
             problems.append(f"sequence id {last} is not below meta's next id {meta.next_seq_id}")
+        lost = mark.lost(acked, meta)
+        if lost:
+            problems.append(lost)
         try:
             snapshot.read_chunks(txn, dbs.snapshot, meta)
         except StoreCorruptError as exc:
@@ -107,6 +120,8 @@ def verify_report(
     with state.lock:
         try:
             return store.read_txn(lambda txn: _check_tree(state, dbs, txn, report, rebuild, tick))
+        except StoreFileDamagedError:
+            raise
         except StoreCorruptError as exc:
             problems.append(f"the tree cannot be loaded: {exc}")
             return report
@@ -147,45 +162,64 @@ def _compare(tree: Any, fresh: Any, problems: list[str]) -> None:
         problems.append("the snapshot + log tree's nodes per depth differ from a rebuild from the sequences")
 
 
-def repair(store: Store) -> None:
-    """Rebuild the hash index, meta counters, tree and snapshot from the sequences.
+@dataclass(frozen=True)
+class RepairSummary:
+    """What ``repair`` did: the sequences it dropped (id, reason), and the loss of
+    acknowledged records it accepted (``mark.lost``'s sentence), if any."""
 
-    Sequences that cannot be decoded, or whose tokens do not match their stored hash,
-    are kept but re-hashed from their tokens; later duplicates of the same tokens are dropped.
+    dropped: list[tuple[int, str]] = field(default_factory=list)
+    accepted_loss: Optional[str] = None
+
+
+def repair(store: Store) -> RepairSummary:
+    """Rebuild the hash index, meta counters, tree and snapshot from the sequences, and
+    drop (with a log record each) every sequence that cannot stand: undecodable, not
+    matching its content hash, holding negative token ids, or repeating an earlier one.
+
+    Needs the store to itself (``StoreLockedError`` while another process has it open:
+    their trees would keep what the repair drops). Leaves a store that verifies.
     """
     dbs = store.dbs
+    acked = mark.read(store.path)
+    dropped: list[tuple[int, str]] = []
 
-    def rewrite(txn: Any) -> None:
+    def rewrite(txn: Any) -> meta_mod.StoreMeta:
+        dropped.clear()
         meta = meta_mod.read_meta(txn, dbs.meta)
         txn.drop(dbs.hashes, delete=False)
-        tokens = 0
-        last = -1
-        doomed: list[bytes] = []
-        rehashed: list[tuple[bytes, bytes]] = []
+        tokens, last = 0, -1
+        first_of: dict[bytes, int] = {}
         for key, value in txn.cursor(db=dbs.sequences):
+            seq_id = codec.key_u64(key)
             try:
-                tok_bytes, digest, source = codec.decode_sequence(value)
+                tok_bytes, digest, _ = codec.decode_sequence(value)
             except StoreCorruptError:
-                doomed.append(key)
+                dropped.append((seq_id, "it cannot be decoded"))
                 continue
-            actual = codec.content_hash(tok_bytes)
-            if len(tok_bytes) % 4 or not tok_bytes or not txn.put(actual, key, db=dbs.hashes, overwrite=False):
-                doomed.append(key)  # undecodable, empty, or a duplicate of an earlier sequence
+            why = codec.record_problem(tok_bytes, digest)
+            if why is None and not txn.put(digest, key, db=dbs.hashes, overwrite=False):
+                why = f"it repeats sequence {first_of[digest]}"
+            if why:
+                dropped.append((seq_id, why))
                 continue
-            if actual != digest:
-                rehashed.append((key, codec.encode_sequence(tok_bytes, actual, source)))
+            first_of[digest] = seq_id
             tokens += len(tok_bytes) // 4
-            last = codec.key_u64(key)
-        for key in doomed:
-            txn.delete(key, db=dbs.sequences)
-        for key, value in rehashed:
-            txn.put(key, value, db=dbs.sequences)
+            last = seq_id
+        pos = meta.next_log_pos
+        for seq_id, _ in dropped:
+            txn.delete(codec.u64_key(seq_id), db=dbs.sequences)
+            txn.put(codec.u64_key(pos), codec.encode_log(codec.LOG_REMOVE, seq_id), db=dbs.log)
+            pos += 1
         new = dataclasses.replace(
-            meta, total_tokens=tokens, next_seq_id=max(meta.next_seq_id, last + 1)
+            meta, total_tokens=tokens, next_seq_id=max(meta.next_seq_id, last + 1), next_log_pos=pos
         )
         meta_mod.write_meta(txn, dbs.meta, new, old=meta)
+        return new
 
-    with store.tree_state.lock:
-        store.write_txn(rewrite)
+    with store.exclusive("repair"):
+        new = store.write_txn(rewrite)
         store.rebuild_tree()
         store.checkpoint(force=True)
+    lost = mark.lost(acked, new)
+    (mark.reset if lost else mark.advance)(store.path, new)
+    return RepairSummary(list(dropped), lost)

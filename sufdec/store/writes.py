@@ -65,11 +65,14 @@ class Committed:
 class BatchResult(Committed):
     added: list[tuple[int, array]] = dataclasses.field(default_factory=list)
     duplicates: int = 0
+    evicted: int = 0
+    evicted_tokens: int = 0
 
 
 def add_batch(txn: Any, dbs: Dbs, batch: list[Prepared]) -> BatchResult:
     """Store a batch (skipping outputs already stored or repeated in it; under ``lru`` a
-    repeat moves the stored one to the back), then evict under the budget."""
+    repeat moves the stored one to the back), then evict under the budget, even when
+    nothing was new (a lowered budget holds after a run of duplicates)."""
     meta = old = meta_mod.read_meta(txn, dbs.meta)
     lru = meta.eviction == "lru"
     added: list[tuple[int, array]] = []
@@ -98,12 +101,11 @@ def add_batch(txn: Any, dbs: Dbs, batch: list[Prepared]) -> BatchResult:
             meta, next_seq_id=seq_id + 1, next_log_pos=pos + 1,
             total_tokens=meta.total_tokens + n, log_tokens=meta.log_tokens + n,
         )
-    if added:
-        meta, evicted, _ = evict_mod.enforce(txn, dbs, meta)
-        ops += evicted
+    meta, evicted, evicted_tokens = evict_mod.enforce(txn, dbs, meta)
+    ops += evicted
     if meta != old:
         meta_mod.write_meta(txn, dbs.meta, meta, old=old)
-    return BatchResult(old.next_log_pos, meta, ops, added, len(batch) - len(added))
+    return BatchResult(old.next_log_pos, meta, ops, added, len(batch) - len(added), len(evicted), evicted_tokens)
 
 
 def remove(txn: Any, dbs: Dbs, seq_id: int) -> Committed | None:

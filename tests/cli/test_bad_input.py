@@ -250,3 +250,67 @@ def test_prompt_longer_than_the_context(tmp_path: Path) -> None:
     res = runner.invoke(app, ["generate", "--model", str(model), "--store", str(store), "--prompt", prompt,
                               "--raw", "--max-new-tokens", "4"])
     _refused(store, res, "the prompt has 40 tokens", "context holds 16")
+
+
+def test_every_line_level_failure_is_a_skipped_line(tmp_path: Path, word_tokenizer_dir: Path) -> None:
+    """Issue 12, item 2: a lone surrogate (the tokenizer raised TypeError), an integer of more
+    than 4,300 digits (Python's int-conversion limit) and JSON errors are skipped lines with
+    their numbers; the run goes on and keeps the good lines."""
+    src = tmp_path / "mixed.jsonl"
+    src.write_bytes(b"\n".join([
+        json.dumps(GOOD).encode(),
+        b'{"text": "SELECT \\ud800 name"}',
+        b'{"token_ids": [' + b"7" * 4400 + b"]}",
+        b'{"messages": [{"role": "assistant", "content": "\\udfff"}]}',
+        json.dumps({"text": "SELECT age FROM singer"}).encode(),
+        b'{"text": "unterminated',
+    ]) + b"\n")
+    res = _index(tmp_path / "s", src, word_tokenizer_dir, "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["records_added"] == 2 and out["skipped"] == 4
+    reasons = {p["line"]: p["reason"] for p in out["problems"]}
+    assert sorted(reasons) == [2, 3, 4, 6]
+    assert "surrogate" in reasons[2] and "surrogate" in reasons[4] and "digits" in reasons[3]
+    assert "column" in reasons[6] and "at at" not in reasons[6]
+
+
+def test_strict_abort_says_how_many_records_were_committed(tmp_path: Path, word_tokenizer_dir: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    rows = [{"text": t} for t in ("SELECT name", "SELECT age", "SELECT name FROM singer")]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"text": "\\ud800"}\n')
+    res = _index(tmp_path / "s", src, word_tokenizer_dir, "--strict", "--txn-records", "1")
+    assert res.exit_code == 1 and len(_errors(res)) == 1, res.output
+    assert "line 4" in _errors(res)[0] and "3 records" in _errors(res)[0], res.output
+
+
+def test_all_bad_lines_on_a_new_path_create_no_store(tmp_path: Path, word_tokenizer_dir: Path) -> None:
+    """Issue 12, item 12: the message says the store is unchanged, so it must not exist afterwards."""
+    src = tmp_path / "bad.jsonl"
+    src.write_text("not json\n[1, 2]\n")
+    res = _index(tmp_path / "new" / "store", src, word_tokenizer_dir)
+    assert res.exit_code == 1 and "no usable record" in res.output, res.output
+    assert not (tmp_path / "new").exists()
+
+
+def test_max_bytes_below_one_byte_is_refused(store: Path, tmp_path: Path, word_tokenizer_dir: Path) -> None:
+    """`--max-bytes 0.1` silently meant unlimited (0); a size must be a whole number of bytes."""
+    src = tmp_path / "x.jsonl"
+    src.write_text(json.dumps(GOOD) + "\n")
+    for value in ("0.1", "0.9", "1.0000001K"):
+        _refused(store, _index(store, src, word_tokenizer_dir, "--max-bytes", value), "--max-bytes", code=2)
+    res = runner.invoke(app, ["evict", "--store", str(store), "--max-bytes", "0.1"])
+    assert res.exit_code == 2 and "--max-bytes" in res.output
+    res = runner.invoke(app, ["evict", "--store", str(store), "--max-bytes", "0.5K", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["max_bytes"] == 512, res.output
+
+
+def test_hand_edited_meta_value_of_the_wrong_type(store: Path, tmp_path: Path, word_tokenizer_dir: Path) -> None:
+    """A meta value of the wrong type is refused at open with one line, not a TypeError mid-write."""
+    _set_meta(store, next_seq_id="abc")
+    src = tmp_path / "x.jsonl"
+    src.write_text(json.dumps({"text": "SELECT age FROM singer"}) + "\n")
+    _refused(store, _index(store, src, word_tokenizer_dir), "'next_seq_id'", "not an integer")
+    for cmd in (["stats"], ["verify"], ["compact"]):
+        res = runner.invoke(app, [*cmd, "--store", str(store)])
+        assert res.exit_code == 1 and len(_errors(res)) == 1 and "next_seq_id" in res.output, (cmd, res.output)

@@ -108,3 +108,85 @@ def test_model_list_and_help():
     for cmd in (["--help"], ["index", "--help"], ["stats", "--help"], ["generate", "--help"], ["bench", "tree", "--help"]):
         out = runner.invoke(app, cmd)
         assert out.exit_code == 0, cmd
+
+
+# ---------------------------------------------------------------- issue 12, item 12: misleading output
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_stats_prefix_longer_than_the_tree_depth_says_so(tmp_path, word_tokenizer_dir):
+    src = _write(tmp_path / "out.jsonl", [{"text": " ".join(["SELECT name FROM singer"] * 30)}])
+    assert _index(tmp_path / "store", src, word_tokenizer_dir).exit_code == 0
+    prefix = " ".join(["SELECT name FROM singer"] * 20)  # 80 tokens, the depth is 64
+    for extra in ([], ["--top", "3"], ["--json", "--top", "3"]):
+        res = runner.invoke(app, ["stats", "--store", str(tmp_path / "store"), "--tokenizer", str(word_tokenizer_dir),
+                                  "--prefix", prefix, *extra])
+        assert "occurs 0 times" not in res.output and "depth" in res.output and "80 tokens" in res.output, res.output
+
+
+def test_index_reads_a_fifo_and_process_substitution(tmp_path, word_tokenizer_dir):
+    data = "".join(json.dumps(x) + "\n" for x in LINES[:3])
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def feed():  # waits for the reader without ever blocking the test run for good
+        import time
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: no reader yet
+                time.sleep(0.05)
+                continue
+            os.set_blocking(fd, True)
+            with os.fdopen(fd, "w") as f:
+                f.write(data)
+            return
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    res = _index(tmp_path / "s", fifo, word_tokenizer_dir)
+    writer.join(timeout=30)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["records_added"] == 3
+    src = _write(tmp_path / "more.jsonl", LINES[3:])
+    cmd = (f"{sys.executable} -m sufdec index <(cat {src}) --store {tmp_path / 's'} "
+           f"--tokenizer {word_tokenizer_dir} --json")
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["records_added"] == 4
+
+
+def test_index_summary_mentions_evictions(tmp_path, word_tokenizer_dir):
+    src = _write(tmp_path / "out.jsonl", LINES)
+    assert _index(tmp_path / "store", src, word_tokenizer_dir).exit_code == 0
+    more = _write(tmp_path / "more.jsonl", [{"text": "SELECT name FROM singer WHERE age > 40"}])
+    res = runner.invoke(app, ["index", str(more), "--store", str(tmp_path / "store"), "--tokenizer",
+                              str(word_tokenizer_dir), "--max-tokens", "12"])
+    assert res.exit_code == 0 and "evicted" in res.output, res.output
+    res = _index(tmp_path / "store", more, word_tokenizer_dir, "--max-bytes", "1")
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["evicted"] >= 1 and out["store_sequences"] == 0, out
+
+
+def test_index_into_a_closed_pipe_exits_quietly(tmp_path, word_tokenizer_dir):
+    """`sufdec index ... | true`: the reader is gone before the summary is printed."""
+    src = _write(tmp_path / "out.jsonl", LINES)
+    cmd = [sys.executable, "-m", "sufdec", "index", str(src), "--store", str(tmp_path / "s"),
+           "--tokenizer", str(word_tokenizer_dir)]
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(cmd, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120, cwd=REPO)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0 and proc.stderr == "", (proc.returncode, proc.stderr)
+    check = runner.invoke(app, ["stats", "--store", str(tmp_path / "s"), "--json"])
+    assert json.loads(check.stdout)["sequences"] == 7

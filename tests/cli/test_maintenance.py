@@ -94,3 +94,17 @@ def test_evict_and_budget_flags_refuse_nonsense(tmp_path, word_tokenizer_dir):
     code, _, text = _run("index", str(src), "--store", str(store), "--tokenizer", str(word_tokenizer_dir),
                          "--eviction", "random")
     assert code == 2 and "--eviction" in text
+
+
+def test_a_lowered_budget_holds_after_an_index_run_of_duplicates(tmp_path, word_tokenizer_dir):
+    """Issue 12, item 12: re-indexing the same file with a lower budget evicts down to it
+    (it used to leave the store at 133% of the budget: nothing new was added, so nothing was enforced)."""
+    store = tmp_path / "s"
+    src = _jsonl(tmp_path / "in.jsonl", 300)
+    code, out, _ = _run("index", str(src), "--store", str(store), "--tokenizer", str(word_tokenizer_dir), "--json")
+    assert code == 0 and out["records_added"] > 0
+    total = out["store_tokens"]
+    code, out, text = _run("index", str(src), "--store", str(store), "--tokenizer", str(word_tokenizer_dir),
+                           "--max-tokens", str(total * 3 // 4), "--json")
+    assert code == 0 and out["records_added"] == 0, text
+    assert out["store_tokens"] <= total * 3 // 4 and out["evicted"] > 0, out

@@ -206,3 +206,25 @@ def test_bom_and_long_line(tmp_path: Path) -> None:
         summary = run(store, path, checkpoint=False)
         assert summary.records_added == 2 and summary.tokens_added == 3 + len(long_text)
         assert store.get(1).tokens == ids(long_text)
+
+
+def test_a_tokenizer_failure_is_a_skipped_line(tmp_path: Path) -> None:
+    """Issue 12, item 2: whatever the encoder raises for one text (a TypeError, a ValueError,
+    ids that are not ints) costs that line only, reported with its number."""
+
+    def picky(texts: list[str]) -> list[list[int]]:
+        out = []
+        for t in texts:
+            if "boom" in t:
+                raise TypeError("cannot encode this")
+            out.append(["x"] if "junk" in t else list(t.encode()))
+        return out
+
+    src = write_jsonl(tmp_path / "in.jsonl", [{"text": "fine one"}, {"text": "boom"}, {"text": "junk ids"},
+                                              {"text": "fine two"}])
+    with Store.open(tmp_path / "s", TOK) as store:
+        summary = ingest_jsonl(store, src, encode=picky, vocab_size=VOCAB)
+        assert summary.records_added == 2 and summary.skipped == 2
+        assert [p.line for p in summary.problems] == [2, 3]
+        assert "TypeError" in summary.problems[0].reason
+        assert stored(store) == [ids("fine one"), ids("fine two")]
