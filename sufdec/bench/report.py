@@ -128,11 +128,29 @@ def git_commit() -> Optional[str]:
         return None
 
 
-def write_results(result: dict, out: Path, *, plots: bool = True) -> None:
-    """results.json (and the PNG plots that fit it, named in ``result["plots"]``) under ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    if plots:
-        from sufdec.bench import plots as plot_mod
+def plots_available() -> bool:
+    """Whether matplotlib (the ``bench`` extra) is installed, for the PNG plots."""
+    import importlib.util
 
-        result["plots"] = plot_mod.plots_for(result, out)
-    (out / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def write_results(result: dict, out: Path, *, plots: bool = True) -> None:
+    """results.json under ``out`` first, then the PNG plots that fit it (named in
+    ``result["plots"]``, and results.json rewritten with their names). A failing plot
+    never costs the measurements: it is noted in ``result["plot_error"]`` instead."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    if not plots:
+        return
+    if not plots_available():
+        result["plot_error"] = 'matplotlib is not installed: pip install "sufdec[bench]", then `sufdec bench plot`'
+    else:
+        try:
+            from sufdec.bench import plots as plot_mod
+
+            result["plots"] = plot_mod.plots_for(result, out)
+        except Exception as exc:  # a plot is a convenience: the figures above are kept
+            result["plot_error"] = f"{type(exc).__name__}: {exc}"
+    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

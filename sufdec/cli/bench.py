@@ -297,6 +297,11 @@ def bench(
         raise typer.Exit(0)
     from sufdec.bench.generation import run_bench
 
+    from sufdec.bench.report import plots_available
+
+    if out is not None and not plots_available():  # say it before the long work, not after
+        common.say('matplotlib is not installed: results.json will be written without plots '
+                   '(pip install "sufdec[bench]", then `sufdec bench plot`)')
     bar, hook = _progress()
     with common.clean_errors():
         try:
@@ -312,7 +317,9 @@ def bench(
         return
     render_results(result)
     if out is not None:
-        common.say(f"wrote {out / 'results.json'} and {', '.join(result.get('plots', []))}")
+        common.say(f"wrote {out / 'results.json'}" + "".join(f", {p}" for p in result.get("plots", [])))
+        if result.get("plot_error"):
+            common.say(f"no plots: {result['plot_error']}")
 
 
 @app.command("scaling")
@@ -374,6 +381,10 @@ def plot(
     out: Path = typer.Option(Path("."), "--out", help="Folder for speedup.png."),
 ) -> None:
     """Speedup by method and workload over several bench runs, as one PNG."""
+    from sufdec.bench.report import plots_available
+
+    if not plots_available():
+        raise common.fail('plots need matplotlib: pip install "sufdec[bench]"', 2)
     from sufdec.bench.plots import speedup_by_method
 
     loaded = [json.loads(Path(p).read_text(encoding="utf-8")) for p in results]

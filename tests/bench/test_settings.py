@@ -87,3 +87,26 @@ def test_cli_option_parsing_maps_old_names_and_builds_replay_configs():
     for bad in (("forest", "both"), ("paper", "forest")):
         with pytest.raises(typer.Exit):
             _replay_configs(bad[0], "32", bad[1], False, None, None)
+
+
+def test_results_are_written_before_and_whatever_the_plots(tmp_path, monkeypatch):
+    """No matplotlib, or a plot that raises: results.json is there all the same, and says why
+    there are no plots (a late error used to lose a whole run's figures)."""
+    import json
+
+    from sufdec.bench import plots, report
+
+    result = {"methods": {}, "settings": {}}
+    monkeypatch.setattr(report, "plots_available", lambda: False)
+    report.write_results(result, tmp_path / "a")
+    saved = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert "matplotlib" in saved["plot_error"] and "plots" not in saved
+
+    def boom(*_a):
+        raise RuntimeError("no display")
+
+    monkeypatch.setattr(report, "plots_available", lambda: True)
+    monkeypatch.setattr(plots, "plots_for", boom)
+    report.write_results(dict(result), tmp_path / "b")
+    saved = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert saved["plot_error"] == "RuntimeError: no display"
