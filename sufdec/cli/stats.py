@@ -140,6 +140,8 @@ def stats(
     width: int = typer.Option(3, "--width", help="Children drawn per node under --prefix.", min=1),
     model: Optional[str] = common.ModelOption,
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer for --prefix/--top (default: the model's).", show_default=False),
+    sources: bool = typer.Option(False, "--sources", help="Records and tokens by writer (index, generate, vllm, ...); "
+                                 "reads every record."),
 ) -> None:
     """Show what the store holds: sequences, tokens, nodes, depth histogram, memory, disk, tokenizer."""
     with common.clean_errors():
@@ -159,6 +161,10 @@ def stats(
                         f"--prefix is {len(prefix_ids)} tokens, longer than the tree's depth limit of "
                         f"{info['max_depth']}: the tree only holds contexts of up to {info['max_depth']} tokens, "
                         "so it cannot count this one; use the prefix's last tokens", 2)
+            if sources:
+                from sufdec.store.reads import count_sources
+
+                info["sources"] = count_sources(st.iter_sequences())
             if top:
                 conts = tree.tree.top_continuations(prefix_ids, top)
                 info["top"] = [{"token": t, "text": tok.token_text(t), "count": c} for t, c in conts]
@@ -166,6 +172,11 @@ def stats(
                 print(json.dumps(info))
                 return
             _render_summary(info)
+            if sources:
+                table = Table("written by", "sequences", "tokens", title="sources")
+                for name, c in info["sources"].items():
+                    table.add_row(name, f"{c['sequences']:,}", f"{c['tokens']:,}")
+                common.console.print(table)
             if prefix is not None:
                 common.console.print()
                 _render_prefix(tree, tok, prefix_ids, prefix, depth, width)

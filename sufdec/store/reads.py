@@ -7,7 +7,7 @@ look at the files); none of them loads the tree. Readers never block the writer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +83,24 @@ def stats(senv: StoreEnv) -> StoreStats:
 def disk_bytes(path: Path) -> int:
     """The size of the store's LMDB files (data and lock) on disk."""
     return sum((path / name).stat().st_size for name in (DATA_FILE, LOCK_FILE) if (path / name).exists())
+
+
+def source_of(source: dict) -> str:
+    """The kind of writer a record's source metadata names: its ``from`` (``generate``,
+    ``vllm``, ...), ``index`` for records read from a file, else ``unknown``."""
+    if isinstance(source, dict):
+        if source.get("from"):
+            return str(source["from"])
+        if "file" in source:
+            return "index"
+    return "unknown"
+
+
+def count_sources(sequences: Iterable[StoredSequence]) -> dict[str, dict[str, int]]:
+    """Records and tokens per writer kind (see ``source_of``), most records first."""
+    counts: dict[str, dict[str, int]] = {}
+    for seq in sequences:
+        slot = counts.setdefault(source_of(seq.source), {"sequences": 0, "tokens": 0})
+        slot["sequences"] += 1
+        slot["tokens"] += len(seq.tokens)
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]["sequences"]))

@@ -190,3 +190,24 @@ def test_index_into_a_closed_pipe_exits_quietly(tmp_path, word_tokenizer_dir):
     assert proc.returncode == 0 and proc.stderr == "", (proc.returncode, proc.stderr)
     check = runner.invoke(app, ["stats", "--store", str(tmp_path / "s"), "--json"])
     assert json.loads(check.stdout)["sequences"] == 7
+
+
+def test_stats_sources_counts_records_by_writer(tmp_path, word_tokenizer_dir):
+    from sufdec.store import Store, TokenizerInfo
+    from sufdec.tokenization import load_tokenizer
+
+    store = tmp_path / "store"
+    assert _index(store, _write(tmp_path / "out.jsonl", LINES), word_tokenizer_dir).exit_code == 0
+    tok = load_tokenizer(word_tokenizer_dir)
+    with Store.open(store, TokenizerInfo(tok.name, tok.fingerprint)) as st:
+        st.append([7, 8, 9], source={"from": "vllm", "model": "m"})
+        st.append([7, 8, 10], source={"from": "vllm", "model": "m"})
+        st.append([9, 9], source={"from": "generate"})
+    res = runner.invoke(app, ["stats", "--store", str(store), "--sources", "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)["sources"]
+    assert got == {"index": {"sequences": 7, "tokens": got["index"]["tokens"]},
+                   "vllm": {"sequences": 2, "tokens": 6}, "generate": {"sequences": 1, "tokens": 2}}
+    assert list(got) == ["index", "vllm", "generate"]  # most records first
+    shown = runner.invoke(app, ["stats", "--store", str(store), "--sources"]).output
+    assert "vllm" in shown and "written by" in shown
