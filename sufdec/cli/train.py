@@ -69,7 +69,7 @@ def train_exit(
             with Store.open(path, tokenizer_info(tok, Path(spec).stem), readonly=True, create=False) as st:
                 seqs = sequences_from_store(st, max_tokens)
             source = str(path)
-        total = sum(len(s) for s in seqs)
+        total = sum(len(ids) for ids, _ in seqs)
         if total < 256:
             raise common.fail(f"{source} holds {total} tokens: train-exit needs at least 256 "
                               "(index past outputs first, or pass --data)", 2)

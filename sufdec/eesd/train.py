@@ -13,6 +13,10 @@
 3. Held-out chunks give the draft acceptance: how often the student's top token is the
    target's top token (what greedy verification accepts, position by position).
 
+Sequences given with the index of their first output token (prompt + completion) are
+learned, and measured, on output positions only: the exit layer drafts outputs, and
+prompts (schemas, instructions) are easier text that inflated the held-out figure.
+
 Ctrl-C saves the exit layer as it is (a checkpoint); running again resumes from it.
 """
 
@@ -24,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import torch
 
@@ -63,23 +67,35 @@ class Teacher:
     top_p: torch.Tensor          # [C, T, K] the target's top-k probabilities
     top_i: torch.Tensor          # [C, T, K] their token ids
     argmax: torch.Tensor         # [C, T] the target's top token
+    learn: torch.Tensor | None = None  # [C, T] positions the loss and the acceptance cover
 
 
 Progress = Callable[[str, dict], None]
 """``progress(phase, figures)``: phase "teacher" (done, total) or "train" (step, steps, loss, tokens_per_s)."""
 
 
-def pack(sequences: Sequence[Sequence[int]], chunk: int, eos: int | None) -> torch.Tensor:
-    """Sequences joined (each followed by ``eos`` when given) and cut into ``[C, chunk]``."""
+Text = Union[Sequence[int], tuple[Sequence[int], int]]
+"""A training sequence: token ids, or (token ids, index of the first output token): the
+loss then covers only the positions that predict output tokens, not a prompt's."""
+
+
+def pack(sequences: Sequence[Text], chunk: int, eos: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequences joined (each followed by ``eos`` when given) and cut into ``[C, chunk]``
+    token ids, with ``[C, chunk]`` bools: True where the position predicts an output token."""
     flat: list[int] = []
-    for seq in sequences:
+    learn: list[bool] = []
+    for item in sequences:
+        seq, first = (item[0], int(item[1])) if isinstance(item, tuple) else (item, 0)
         flat.extend(int(t) for t in seq)
+        learn.extend(i + 1 >= first for i in range(len(seq)))  # position i predicts token i + 1
         if eos is not None:
             flat.append(int(eos))
+            learn.append(False)  # the separator predicts the next record's first token
     n = len(flat) // chunk
     if n == 0:
         raise ValueError(f"need at least {chunk} tokens of training data, got {len(flat)}")
-    return torch.tensor(flat[: n * chunk], dtype=torch.long).view(n, chunk)
+    ids = torch.tensor(flat[: n * chunk], dtype=torch.long).view(n, chunk)
+    return ids, torch.tensor(learn[: n * chunk], dtype=torch.bool).view(n, chunk)
 
 
 def draft_vocab(chunks: torch.Tensor, size: int, vocab_size: int, always: Sequence[int] = ()) -> torch.Tensor:
@@ -146,7 +162,11 @@ def loss_of(student: Student, teacher: Teacher, idx: torch.Tensor, remap: torch.
     logq_top = logq.gather(-1, pos.clamp_min(0))                           # [b, T, K]
     q_rest = (1 - (logq_top.exp() * inside).sum(-1)).clamp_min(1e-6)       # [b, T]
     p_rest = (1 - p_top.sum(-1)).clamp_min(0)                              # [b, T]
-    return -((p_top * logq_top).sum(-1) + p_rest * q_rest.log()).mean()
+    loss = -((p_top * logq_top).sum(-1) + p_rest * q_rest.log())           # [b, T]
+    if teacher.learn is None:
+        return loss.mean()
+    mask = teacher.learn[idx].to(loss.device)
+    return (loss * mask).sum() / mask.sum().clamp_min(1)
 
 
 @torch.no_grad()
@@ -157,14 +177,15 @@ def acceptance(student: Student, teacher: Teacher, idx: torch.Tensor) -> float:
     hits = total = 0
     for i in idx.split(4):
         top = student.vocab[student(teacher.hidden[i].to(student.head.device)).argmax(-1).cpu()]
-        hits += int((top == teacher.argmax[i]).sum())
-        total += top.numel()
-    return hits / total
+        mask = teacher.learn[i] if teacher.learn is not None else torch.ones_like(top, dtype=torch.bool)
+        hits += int(((top == teacher.argmax[i]) & mask).sum())
+        total += int(mask.sum())
+    return hits / total if total else float("nan")
 
 
 def train_exit_layer(
     model: torch.nn.Module,
-    sequences: Sequence[Sequence[int]],
+    sequences: Sequence[Text],
     settings: TrainSettings,
     out_dir: Path,
     *,
@@ -190,7 +211,7 @@ def train_exit_layer(
             exit_layer.load_state_dict(load_file(str(weights)))
             info = old
     exit_layer.requires_grad_(True).train()
-    chunks = pack(sequences, settings.chunk, eos)
+    chunks, learn = pack(sequences, settings.chunk, eos)
     n_held = max(1, int(len(chunks) * settings.held_out)) if len(chunks) > 1 else 0
     perm = torch.randperm(len(chunks), generator=torch.Generator().manual_seed(settings.seed))
     held, train = perm[:n_held], perm[n_held:]
@@ -201,6 +222,7 @@ def train_exit_layer(
     remap = torch.full((vocab_size,), -1, dtype=torch.long)
     remap[vocab] = torch.arange(len(vocab))
     teacher = teacher_pass(model, chunks, settings.layer, settings.top_k, progress)
+    teacher.learn = learn
     student = Student(model, exit_layer, vocab)
     opt = torch.optim.AdamW(exit_layer.parameters(), lr=settings.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(settings.seed + 1)

@@ -100,3 +100,12 @@ def test_early_exit_speculation_equals_plain_generate(kind, attn):
             assert res.token_ids == ref, (kind, attn, prompt)
             accepted += sum(s.accepted_nodes for s in res.step_results)
         assert accepted > 0  # drafts were verified and some accepted, not skipped
+
+
+def test_pack_marks_output_positions_only():
+    from sufdec.eesd.train import pack
+
+    ids, learn = pack([([1, 2, 3, 4], 2), [5, 6]], chunk=4, eos=0)
+    # flat: 1 2 3 4 <eos> 5 6 <eos>; position i predicts token i + 1
+    assert ids.tolist() == [[1, 2, 3, 4], [0, 5, 6, 0]]
+    assert learn.tolist() == [[False, True, True, True], [False, True, True, False]]
