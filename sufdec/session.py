@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 
 from sufdec import models
 from sufdec.drafters.suffix import SuffixDrafter
-from sufdec.engine.config import GenerationConfig
+from sufdec.engine.config import DEFAULT_MAX_NEW_TOKENS, GenerationConfig, model_defaults
 from sufdec.engine.generator import GenerationResult, SpeculativeGenerator
 from sufdec.engine.loading import ModelLoadError, convert_gguf_to_safetensors, load_model
 from sufdec.prompts import Request, encode_prompt
@@ -71,14 +71,15 @@ def exit_drafter_factory(model: Any, draft: DraftSettings, cache_root: Path, pat
     from sufdec.eesd import exit_model
     from sufdec.eesd.drafter import EarlyExitDrafter
 
+    fingerprint = exit_model.model_fingerprint(model)
     if path is None:
-        folder = exit_model.default_folder(cache_root, exit_model.model_fingerprint(model))
+        folder = exit_model.default_folder(cache_root, fingerprint)
         path = exit_model.find_exit_layer(folder, draft.exit_layer)
         if path is None:
             which = f"at layer {draft.exit_layer} " if draft.exit_layer is not None else ""
             raise exit_model.ExitLayerError(
                 f"no exit layer {which}trained for this model yet: run `sufdec train-exit` first")
-    draft_model, info = exit_model.load_exit_layer(model, Path(path))
+    draft_model, info = exit_model.load_exit_layer(model, Path(path), fingerprint)
     vocab = info.extra.get("draft_vocab")
     say(f"early exit after layer {info.layer} of {info.num_layers} (held-out acceptance "
         f"{info.held_out_acceptance}, draft vocabulary {len(vocab) if vocab else 'full'})")
@@ -97,13 +98,14 @@ class GenerationSession:
         self.config = config
         self.last_learned: Optional[int] = None
         factory: Optional[Callable[[], Any]] = None
+        self._drafter_learns = False  # the suffix drafter appends each output itself (its end())
         if config.draft.enabled and config.draft.spec == "eesd":
             if exit_drafter is None:
                 raise ValueError("spec 'eesd' needs an exit layer (see GenerationSession.open)")
             factory = exit_drafter
         elif config.draft.enabled and store is not None:
             factory = self._new_drafter
-        self._drafter_learns = factory == self._new_drafter
+            self._drafter_learns = True
         self.generator = SpeculativeGenerator(
             model, tokenizer, drafter_factory=factory,
             cost_model="auto" if config.draft.sizing == "cost" else None,
@@ -114,10 +116,10 @@ class GenerationSession:
         """Load the model and open the store; None paths are resolved here, once."""
         from sufdec.store import Store, resolve_store_path
 
+        root = Path(config.cache_root if config.cache_root is not None else models.default_cache_root(os.environ))
         spec = config.model
         if spec is None:
-            root = config.cache_root if config.cache_root is not None else models.default_cache_root(os.environ)
-            spec = str(default_model(Path(root), say))
+            spec = str(default_model(root, say))
         elif _looks_like_path(spec) and not Path(spec).expanduser().exists():
             raise ModelLoadError(f"no model at {spec}: expected a Hugging Face folder or a .gguf file")
         name = Path(str(spec)).name if Path(str(spec)).exists() else str(spec)
@@ -131,8 +133,7 @@ class GenerationSession:
             store = Store.open(path, tokenizer_info(tokenizer, Path(name).stem))
         exit_drafter = None
         if config.draft.spec == "eesd":
-            root = config.cache_root if config.cache_root is not None else models.default_cache_root(os.environ)
-            exit_drafter = exit_drafter_factory(model, config.draft, Path(root), config.exit_layer_path, say)
+            exit_drafter = exit_drafter_factory(model, config.draft, root, config.exit_layer_path, say)
         return cls(model, tokenizer, store, config, exit_drafter)
 
     # ------------------------------------------------------------------ drafting
@@ -159,7 +160,7 @@ class GenerationSession:
         settings = {k: v for k, v in settings.items() if v is not None}
         max_new = settings.pop("max_new_tokens", None)
         if max_new is None:
-            max_new = self.generator.resolve(GenerationConfig(draft=DraftSettings(spec="off"))).max_new_tokens
+            max_new = model_defaults(self.model)["max_new_tokens"] or DEFAULT_MAX_NEW_TOKENS
         if limit is not None:
             if len(prompt_ids) >= limit:
                 raise PromptTooLongError(

@@ -52,6 +52,7 @@ def train_exit(
         from sufdec.eesd.data import sequences_from_jsonl, sequences_from_store
         from sufdec.eesd.train import TrainSettings, train_exit_layer
         from sufdec.engine.loading import load_model
+        from sufdec.engine.stopping import eos_ids_of
 
         spec = model if model is not None else str(common.default_model_dir())
         common.say(f"loading {Path(spec).name} ...")
@@ -77,8 +78,7 @@ def train_exit(
                                                                          exit_model.model_fingerprint(hf_model))
         common.say(f"training the exit layer after layer {n} on {len(seqs)} sequences, {total} tokens")
         settings = TrainSettings(layer=n, steps=steps, lr=lr, draft_vocab=draft_vocab, init_from=init_from)
-        eos = hf_model.generation_config.eos_token_id
-        eos = eos[0] if isinstance(eos, (list, tuple)) else eos
+        eos = next(iter(eos_ids_of(hf_model, tok)), None)  # the separator between packed records
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                       TimeElapsedColumn(), console=common.err_console, transient=True) as bar:
             tasks: dict[str, int] = {}

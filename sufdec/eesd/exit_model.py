@@ -196,8 +196,10 @@ def find_exit_layer(folder: Path, layer: int | None = None) -> Path | None:
     return found[-1] if found else None
 
 
-def load_exit_layer(model: torch.nn.Module, weights: Path) -> tuple[torch.nn.Module, ExitLayerInfo]:
-    """(draft model, info) for ``model`` from a saved exit layer; refuses another model's."""
+def load_exit_layer(model: torch.nn.Module, weights: Path,
+                    fingerprint: str | None = None) -> tuple[torch.nn.Module, ExitLayerInfo]:
+    """(draft model, info) for ``model`` from a saved exit layer; refuses another model's.
+    ``fingerprint``: ``model_fingerprint(model)`` when the caller already has it."""
     from safetensors.torch import load_file
 
     weights = Path(weights)
@@ -205,7 +207,7 @@ def load_exit_layer(model: torch.nn.Module, weights: Path) -> tuple[torch.nn.Mod
     if not weights.is_file() or not meta.is_file():
         raise ExitLayerError(f"no exit layer at {weights} (expected it and {meta.name} beside it)")
     info = ExitLayerInfo.from_json(meta.read_text())
-    mine = model_fingerprint(model)
+    mine = fingerprint if fingerprint is not None else model_fingerprint(model)
     if info.fingerprint != mine:
         raise ExitLayerError(f"{weights.name} was trained for another model ({info.fingerprint[:12]}, "
                              f"this one is {mine[:12]}): train one for this model with `sufdec train-exit`")

@@ -93,5 +93,4 @@ def _context(model: torch.nn.Module) -> int:
 
 def fitting_ks(model: torch.nn.Module, ks: Sequence[int]) -> list[int]:
     """The ks (ascending, 1 first) that fit twice into the model's context."""
-    fit = sorted({1, *(int(k) for k in ks if 1 <= k <= _context(model) // 2)})
-    return fit
+    return sorted({1, *(int(k) for k in ks if 1 <= k <= _context(model) // 2)})

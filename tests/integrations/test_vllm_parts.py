@@ -4,7 +4,6 @@ drafting, the learner thread and how stores are opened. These run in either venv
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
