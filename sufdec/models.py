@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -62,6 +64,10 @@ _READY_MARK = "sufdec-model.json"
 
 class ModelPullError(RuntimeError):
     """The default model could not be fetched or converted (message says why)."""
+
+
+class ModelFileError(RuntimeError):
+    """A model file is not what it claims to be (a truncated or damaged GGUF file)."""
 
 
 def default_cache_root(environ: Mapping[str, str]) -> Path:
@@ -196,3 +202,142 @@ def ensure_default_model(root: Path, convert: Converter, say: Callable[[str], No
         return path
     say(f"The default model {DEFAULT_MODEL.name} is not cached yet: pulling it now.")
     return pull_model(root, convert, DEFAULT_MODEL, say=say)
+
+
+# ---------------------------------------------------------------- GGUF files
+# A GGUF file is a header (magic, version, counts), key-value metadata, tensor infos and,
+# from an aligned offset, the tensor data. The GGUF readers transformers uses fail on a
+# truncated file deep inside (struct.error, numpy reshapes); this walks the same layout
+# with bounds checks first, so a damaged file is refused with one sentence.
+_GGUF_SCALARS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+class _Truncated(Exception):
+    pass
+
+
+class _GGUFWalk:
+    def __init__(self, buf: mmap.mmap, order: str) -> None:
+        self.buf, self.pos, self.order = buf, 0, order
+
+    def take(self, fmt: str) -> int:
+        size = struct.calcsize(fmt)
+        if self.pos + size > len(self.buf):
+            raise _Truncated
+        (value,) = struct.unpack_from(self.order + fmt, self.buf, self.pos)
+        self.pos += size
+        return value
+
+    def skip(self, size: int) -> None:
+        if size < 0 or self.pos + size > len(self.buf):
+            raise _Truncated
+        self.pos += size
+
+    def string(self) -> bytes:
+        n = self.take("Q")
+        start = self.pos
+        self.skip(n)
+        return bytes(self.buf[start:self.pos])
+
+    def value(self, kind: int) -> object:
+        if kind == _GGUF_STRING:
+            return self.string()
+        if kind == _GGUF_ARRAY:
+            item, count = self.take("I"), self.take("Q")
+            if item in _GGUF_SCALARS:
+                self.skip(count * _GGUF_SCALARS[item])
+            else:
+                for _ in range(count):
+                    self.value(item)
+            return None
+        if kind not in _GGUF_SCALARS:
+            raise ValueError(f"unknown metadata value type {kind}")
+        fmt = {1: "B", 2: "H", 4: "I", 8: "Q"}[_GGUF_SCALARS[kind]]
+        return self.take(fmt)
+
+
+def _tensor_bytes(kind: int, dims: list[int]) -> int | None:
+    """Bytes of one tensor's data (None when gguf-py, which knows the block sizes, is missing)."""
+    try:
+        from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+        block, size = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
+    except (ImportError, ValueError, KeyError):
+        return None
+    count = 1
+    for d in dims:
+        count *= d
+    return count // block * size
+
+
+def check_gguf(path: str | os.PathLike[str]) -> None:
+    """Raise ``ModelFileError`` unless ``path`` is a whole GGUF file: its header, metadata
+    and tensor infos parse inside the file, and its tensors' data ends before the file does."""
+    path = Path(path)
+    shown = os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 24:
+                raise ModelFileError(f"{shown} is not a GGUF model file ({size} bytes: too short for a GGUF header)")
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                _walk_gguf(buf, shown)
+    except OSError as exc:
+        raise ModelFileError(f"cannot read the model file {shown}: {exc.strerror}") from None
+
+
+def _walk_gguf(buf: mmap.mmap, shown: str) -> None:
+    if buf[:4] != b"GGUF":
+        raise ModelFileError(f"{shown} is not a GGUF model file (it does not start with 'GGUF')")
+    order = "<" if struct.unpack_from("<I", buf, 4)[0] < 0x10000 else ">"
+    walk = _GGUFWalk(buf, order)
+    walk.skip(4)
+    version = walk.take("I")
+    if version < 2:
+        raise ModelFileError(f"{shown} is a GGUF file of version {version}, older than the readers support")
+    try:
+        tensors, keys = walk.take("Q"), walk.take("Q")
+        alignment = 32
+        for _ in range(keys):
+            key = walk.string()
+            value = walk.value(walk.take("I"))
+            if key == b"general.alignment" and isinstance(value, int) and value > 0:
+                alignment = value
+        end = 0
+        for _ in range(tensors):
+            walk.string()
+            dims = [walk.take("Q") for _ in range(walk.take("I"))]
+            kind, offset = walk.take("I"), walk.take("Q")
+            nbytes = _tensor_bytes(kind, dims)
+            end = max(end, offset + (nbytes or 0))
+    except _Truncated:
+        raise ModelFileError(
+            f"{shown} is truncated or damaged: its GGUF header runs past the end of the file ({len(buf):,} bytes); "
+            "download or copy it again") from None
+    except ValueError as exc:
+        raise ModelFileError(f"{shown} is a damaged GGUF file ({exc}); download or copy it again") from None
+    data = -(-walk.pos // alignment) * alignment
+    if data + end > len(buf):
+        raise ModelFileError(
+            f"{shown} is truncated: its tensors reach byte {data + end:,} but the file has {len(buf):,} bytes; "
+            "download or copy it again")
+
+
+def check_gguf_spec(spec: str | os.PathLike[str], gguf_name: str | None = None) -> None:
+    """``check_gguf`` on the GGUF file a model spec names, if it names one: a ``.gguf`` file,
+    a folder plus ``gguf_name``, or a folder holding one GGUF file and no config.json."""
+    path = Path(spec).expanduser()
+    if gguf_name is not None:
+        target = path / gguf_name
+    elif path.is_file() and path.suffix.lower() == ".gguf":
+        target = path
+    elif path.is_dir() and not (path / "config.json").is_file() and not (path / "tokenizer.json").is_file():
+        found = sorted(path.glob("*.gguf"))
+        if len(found) != 1:
+            return
+        target = found[0]
+    else:
+        return
+    if target.is_file():
+        check_gguf(target)

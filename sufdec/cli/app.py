@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-import typer
+import sys
 
-from sufdec.cli import bench, data, generate, index, maintenance, model, stats, train
+import typer
+from typer.core import TyperGroup
+
+from sufdec.cli import bench, common, data, generate, index, maintenance, model, stats, train
+
+
+class _Sufdec(TyperGroup):
+    """Around every command: a closed standard output (`sufdec stats | head -1`) ends it
+    quietly, and names whose bytes are not UTF-8 print as those bytes (as `ls` prints them)
+    instead of failing to encode."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        reconfigure = getattr(sys.stdout, "reconfigure", None)
+        if reconfigure is not None and getattr(sys.stdout, "errors", None) == "strict":
+            reconfigure(errors="surrogateescape")
+        with common.reader_gone():
+            return super().invoke(ctx)
+
 
 app = typer.Typer(
     name="sufdec",
+    cls=_Sufdec,
     help=(
         "Faster LLM generation from a suffix tree over past outputs (SuffixDecoding).\n\n"
         "Typical use: [bold]sufdec index outputs.jsonl[/] to learn from past outputs, "

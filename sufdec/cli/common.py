@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from pathlib import Path
@@ -11,8 +12,17 @@ from typing import Iterator, Optional
 import typer
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _Console(Console):
+    """A rich Console that leaves a closed pipe to ``reader_gone`` (rich's own handling
+    points stdout at /dev/null and exits 1 from wherever it printed)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 StoreOption = typer.Option(
     None,
@@ -37,10 +47,10 @@ def fail(message: str, code: int = 1) -> "typer.Exit":
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     """sufdec's typed errors, each meant to be shown as one line (engine ones once loaded)."""
-    from sufdec.models import ModelPullError
+    from sufdec.models import ModelFileError, ModelPullError
     from sufdec.tokenization import TokenizerLoadError
 
-    known: list[type[BaseException]] = [ModelPullError, TokenizerLoadError, FileNotFoundError]
+    known: list[type[BaseException]] = [ModelPullError, ModelFileError, TokenizerLoadError]
     with contextlib.suppress(ImportError):
         from sufdec.store import StoreError
 
@@ -57,12 +67,22 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return tuple(known)
 
 
+def os_error_line(exc: OSError) -> str:
+    """One line for an error of the operating system: what failed and on which file."""
+    if exc.strerror is None:
+        return str(exc)
+    files = [os.fsencode(str(f)).decode("utf-8", "backslashreplace") for f in (exc.filename, exc.filename2)
+             if f is not None]
+    return f"{exc.strerror}: {' -> '.join(files)}" if files else exc.strerror
+
+
 @contextlib.contextmanager
 def clean_errors() -> Iterator[None]:
-    """Turn sufdec's typed errors (and Ctrl-C) into one line and a non-zero exit."""
+    """Turn sufdec's typed errors, the operating system's (a file that cannot be read or
+    written) and Ctrl-C into one line and a non-zero exit."""
     try:
         yield
-    except typer.Exit:
+    except (typer.Exit, BrokenPipeError):  # a closed pipe is reader_gone's, one level up
         raise
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted:[/] what was committed before Ctrl-C is kept.")
@@ -70,7 +90,31 @@ def clean_errors() -> Iterator[None]:
     except Exception as exc:
         if isinstance(exc, _known_errors()):
             raise fail(str(exc)) from None
+        if isinstance(exc, OSError):
+            raise fail(os_error_line(exc)) from None
         raise
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that no later flush (at exit) fails again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def reader_gone() -> Iterator[None]:
+    """`sufdec stats | head -1`, `sufdec generate ... | true`: when whoever reads standard
+    output goes away, stop quietly and exit 0, as Unix filters do (no traceback, no message).
+    What was committed stays (an `index` run's records, the outputs `generate` learned
+    before it)."""
+    try:
+        yield
+        sys.stdout.flush()  # inside the handler: the flush at interpreter exit must find nothing left
+    except BrokenPipeError:
+        _silence_stdout()
+        raise typer.Exit(0) from None
 
 
 def say(message: str) -> None:
@@ -93,6 +137,9 @@ def cache_root() -> Path:
 
 
 def convert_gguf(gguf: Path, out: Path) -> Path:
+    from sufdec.models import check_gguf
+
+    check_gguf(gguf)  # a damaged file is one line here, not a struct.error from deep inside the reader
     from sufdec.engine.loading import convert_gguf_to_safetensors  # torch only when a pull converts
 
     return convert_gguf_to_safetensors(gguf, out)
@@ -107,6 +154,17 @@ def default_model_dir() -> Path:
 
 def load_text_tokenizer(spec: Optional[str]):
     """The tokenizer of --tokenizer/--model (None: the default model's), without torch."""
-    from sufdec.tokenization import load_tokenizer
+    from sufdec.models import check_gguf_spec
+    from sufdec.tokenization import TokenizerLoadError, load_tokenizer
 
-    return load_tokenizer(spec if spec is not None else default_model_dir())
+    where = spec if spec is not None else default_model_dir()
+    check_gguf_spec(where)
+    try:
+        return load_tokenizer(where)
+    except TokenizerLoadError:
+        raise
+    except Exception as exc:  # tokenizers raises a bare Exception for a damaged tokenizer.json
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TokenizerLoadError(
+            f"could not read the tokenizer of {os.fsencode(str(where)).decode('utf-8', 'backslashreplace')}: "
+            f"{first} (a damaged or foreign tokenizer.json?)") from None

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from sufdec.cli import common, maintenance
+from sufdec.cli import checks, common, maintenance
 
 
 def read_prompts(prompt: Optional[str], prompts: Optional[Path]) -> list[dict]:
@@ -17,19 +17,26 @@ def read_prompts(prompt: Optional[str], prompts: Optional[Path]) -> list[dict]:
     if prompt is not None and prompts is not None:
         raise common.fail("give either --prompt or --prompts, not both", 2)
     if prompt is not None:
+        checks.text(prompt, "--prompt")
         return [{"prompt": prompt}]
     if prompts is not None:
         from sufdec.jsonl import read_objects
 
+        if not prompts.is_file():
+            what = "is a directory, not a JSONL file" if prompts.is_dir() else "no such file"
+            raise common.fail(f"--prompts {checks.shown(prompts)}: {what}", 2)
         try:
-            out = [rec for _, rec in read_objects(
+            lines = list(read_objects(
                 prompts, lambda r: isinstance(r.get("prompt"), str) or isinstance(r.get("messages"), list),
-                'an object with "prompt" (text) or "messages" (list)')]
+                'an object with "prompt" (text) or "messages" (list)'))
         except ValueError as exc:
-            raise common.fail(str(exc), 2) from None
-        if not out:
-            raise common.fail(f"{prompts} holds no prompts", 2)
-        return out
+            raise common.fail(f"{checks.shown(prompts)}: {exc}" if isinstance(exc, UnicodeError) else str(exc), 2) from None
+        if not lines:
+            raise common.fail(f"{checks.shown(prompts)} holds no prompts", 2)
+        for n, rec in lines:
+            for text in _texts(rec):
+                checks.text(text, f"{checks.shown(prompts)}:{n}:")
+        return [rec for _, rec in lines]
     if sys.stdin is None or sys.stdin.isatty():
         raise common.fail("no prompt: use --prompt TEXT, --prompts FILE.jsonl, or pipe text on standard input", 2)
     text = sys.stdin.read()
@@ -38,46 +45,74 @@ def read_prompts(prompt: Optional[str], prompts: Optional[Path]) -> list[dict]:
     return [{"prompt": text}]
 
 
+def _texts(request: dict) -> list[str]:
+    """The strings of a request that reach the tokenizer."""
+    found = [request.get("prompt")] + [m.get("content") for m in request.get("messages", []) if isinstance(m, dict)]
+    return [t for t in found if isinstance(t, str)]
+
+
+def _check_settings(*, max_new_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed,
+                    max_spec_tokens, spec_factor, min_token_prob, exit_layer, exit_min_prob, system, stop) -> None:
+    """Every numeric option in its range and every text UTF-8, before anything loads."""
+    big = checks.INT32_MAX
+    checks.in_range(max_new_tokens, "--max-new-tokens", low=1, high=big)
+    checks.in_range(temperature, "--temperature", low=0.0, note=" (0 = greedy)")
+    checks.in_range(top_p, "--top-p", low=0.0, high=1.0, low_open=True, note=" (1.0 = off)")
+    checks.in_range(top_k, "--top-k", low=0, high=big, note=" (0 = off)")
+    checks.in_range(min_p, "--min-p", low=0.0, high=1.0)
+    checks.in_range(repetition_penalty, "--repetition-penalty", low=0.0, low_open=True, note=" (1.0 = off)")
+    checks.in_range(seed, "--seed", low=0, high=checks.SEED_MAX)
+    checks.in_range(max_spec_tokens, "--max-spec-tokens", low=0, high=big)
+    checks.in_range(spec_factor, "--spec-factor", low=0.0)
+    checks.in_range(min_token_prob, "--min-token-prob", low=0.0, high=1.0)
+    checks.in_range(exit_layer, "--exit-layer", low=1, high=big)
+    checks.in_range(exit_min_prob, "--exit-min-prob", low=0.0, high=1.0)
+    checks.text(system, "--system")
+    for s in stop:
+        checks.text(s, "--stop")
+
+
 def generate(
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="The prompt text.", show_default=False),
     prompts: Optional[Path] = typer.Option(
-        None, "--prompts", help='JSONL file, one {"prompt"} or {"messages"} per line.', exists=True,
-        dir_okay=False, show_default=False),
+        None, "--prompts", help='JSONL file, one {"prompt"} or {"messages"} per line.', show_default=False),
     model: Optional[str] = common.ModelOption,
     gguf_file: Optional[str] = typer.Option(None, "--gguf-file", help="GGUF file inside a --model folder.", show_default=False),
     store: Optional[Path] = common.StoreOption,
     chat: bool = typer.Option(True, "--chat/--raw", help="Apply the model's chat template (default) or send raw text."),
     system: Optional[str] = typer.Option(None, "--system", help="System message (chat mode).", show_default=False),
     max_new_tokens: Optional[int] = typer.Option(
-        None, "--max-new-tokens", "-n", min=1, show_default=False,
-        help="Most tokens to generate. Default: the model's generation_config max_new_tokens, else 256."),
+        None, "--max-new-tokens", "-n", show_default=False,
+        help="Most tokens to generate, 1 to 2,147,483,647 (capped to the model's context). "
+             "Default: the model's generation_config max_new_tokens, else 256."),
     temperature: Optional[float] = typer.Option(
-        None, "--temperature", "-t", min=0.0, show_default=False,
-        help="0 = greedy, > 0 = sample. Default: the model's own (greedy unless its generation_config samples)."),
-    top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0, show_default=False,
-                                          help="Nucleus sampling. Default: the model's (1.0 = off)."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", min=0, show_default=False,
-                                        help="Top-k sampling, 0 = off. Default: the model's (transformers' 50 if it names none)."),
-    min_p: Optional[float] = typer.Option(None, "--min-p", min=0.0, max=1.0, show_default=False,
-                                          help="Min-p sampling. Default: the model's (off)."),
+        None, "--temperature", "-t", show_default=False,
+        help=">= 0: 0 = greedy, > 0 = sample. Default: the model's own (greedy unless its generation_config samples)."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", show_default=False,
+                                          help="Nucleus sampling, in (0, 1]. Default: the model's (1.0 = off)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", show_default=False,
+                                        help="Top-k sampling, >= 0 (0 = off). Default: the model's (transformers' 50 if it names none)."),
+    min_p: Optional[float] = typer.Option(None, "--min-p", show_default=False,
+                                          help="Min-p sampling, in [0, 1]. Default: the model's (off)."),
     repetition_penalty: Optional[float] = typer.Option(
-        None, "--repetition-penalty", min=0.0, show_default=False,
-        help="Default: the model's (1.0 = off), applied greedy or sampling, as generate() does."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling (default: a fresh one).", show_default=False),
+        None, "--repetition-penalty", show_default=False,
+        help="> 0 (1.0 = off). Default: the model's, applied greedy or sampling, as generate() does."),
+    seed: Optional[int] = typer.Option(None, "--seed", show_default=False,
+                                       help="Random seed for sampling, 0 to 2**64-1 (default: a fresh one)."),
     stop: list[str] = typer.Option([], "--stop", help="Stop string (repeatable; default: the model's stop_strings).", show_default=False),
     spec: str = typer.Option("tree", "--spec", help="tree: verify draft trees from past outputs; chain: only each draft's most probable path; eesd: chains from the model's own early-exit layer (train it with `sufdec train-exit`); off: plain decoding."),
     preset: str = typer.Option("merged", "--draft-mode", help="merged: one tree from both trees and several match lengths (default); paper: the published algorithm (factor 4, min probability 0.1)."),
-    max_spec_tokens: Optional[int] = typer.Option(None, "--max-spec-tokens", min=0, show_default=False,
-                                                  help="Most draft nodes verified per step (default 32)."),
-    spec_factor: Optional[float] = typer.Option(None, "--spec-factor", min=0.0, show_default=False,
-                                                help="Draft at most factor x match length nodes (default: 1000 merged, 4 paper)."),
-    min_token_prob: Optional[float] = typer.Option(None, "--min-token-prob", min=0.0, max=1.0, show_default=False,
-                                                   help="Drop draft nodes whose estimated probability is lower (default: 0 merged, 0.1 paper)."),
+    max_spec_tokens: Optional[int] = typer.Option(None, "--max-spec-tokens", show_default=False,
+                                                  help="Most draft nodes verified per step, >= 0 (default 32)."),
+    spec_factor: Optional[float] = typer.Option(None, "--spec-factor", show_default=False,
+                                                help="Draft at most factor x match length nodes, >= 0 (default: 1000 merged, 4 paper)."),
+    min_token_prob: Optional[float] = typer.Option(None, "--min-token-prob", show_default=False,
+                                                   help="Drop draft nodes whose estimated probability is lower, in [0, 1] (default: 0 merged, 0.1 paper)."),
     sizing: str = typer.Option("cost", "--sizing", help="cost: verify the part of each draft worth its forward cost (the cost measured at load, the draft's probabilities corrected by the acceptance observed so far); fixed: always up to --max-spec-tokens."),
-    exit_layer: Optional[int] = typer.Option(None, "--exit-layer", min=1, show_default=False,
-                                             help="--spec eesd: the exit layer after layer N (default: the newest trained)."),
-    exit_min_prob: Optional[float] = typer.Option(None, "--exit-min-prob", min=0.0, max=1.0, show_default=False,
-                                                  help="--spec eesd: stop a chain when its probability falls below this (default 0.3)."),
+    exit_layer: Optional[int] = typer.Option(None, "--exit-layer", show_default=False,
+                                             help="--spec eesd: the exit layer after layer N >= 1 (default: the newest trained)."),
+    exit_min_prob: Optional[float] = typer.Option(None, "--exit-min-prob", show_default=False,
+                                                  help="--spec eesd: stop a chain when its probability falls below this, in [0, 1] (default 0.3)."),
     learn: bool = typer.Option(True, "--learn/--no-learn", help="Append each finished output to the store."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
@@ -99,6 +134,10 @@ def generate(
     if spec == "path":  # the name before 0.2
         common.say("--spec path is now called --spec chain")
         spec = "chain"
+    _check_settings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+                    repetition_penalty=repetition_penalty, seed=seed, max_spec_tokens=max_spec_tokens,
+                    spec_factor=spec_factor, min_token_prob=min_token_prob, exit_layer=exit_layer,
+                    exit_min_prob=exit_min_prob, system=system, stop=stop)
     try:
         from sufdec.suffix.settings import DraftSettings
 
@@ -108,8 +147,20 @@ def generate(
     except ValueError as exc:
         raise common.fail(f"bad drafting option (--spec, --draft-mode, --sizing): {exc}", 2) from None
     requests = read_prompts(prompt, prompts)
+    if not chat and not system and any(not "".join(_texts(r)) for r in requests):
+        raise common.fail("the prompt is empty: in --raw mode there is nothing to condition on; give some text "
+                          "(--chat wraps even an empty message in the model's chat template)", 2)
     budget = maintenance.budget_config(max_tokens, max_bytes, eviction)
+    checks.dtype(dtype)
+    checks.device(device)
     with common.clean_errors():
+        from sufdec.models import check_gguf_spec
+        from sufdec.store.envfiles import check_reachable
+
+        if learn or draft.spec in ("tree", "chain"):  # the store the session will open, before the model loads
+            check_reachable(common.resolve_store(store))
+        if model is not None:
+            check_gguf_spec(model, gguf_file)
         if (max_tokens, max_bytes, eviction) != (None, None, None):
             from sufdec.store import Store
 
@@ -127,6 +178,9 @@ def generate(
         try:
             for request in requests:
                 ids = session.encode(request, chat=chat, system=system)
+                if not ids:
+                    raise common.fail("the prompt encodes to no tokens: there is nothing to condition on; "
+                                      "give some text, or use --chat", 2)
                 gen_config = session.generation_config(
                     ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                     top_k=top_k, min_p=min_p, repetition_penalty=repetition_penalty, seed=seed,

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import stat
 import sys
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
 
-from sufdec.cli import common, maintenance
+from sufdec.cli import checks, common, maintenance
 
 
 def open_store_for(store_dir: Optional[Path], model: Optional[str], tokenizer: Optional[str], *, say=common.say,
@@ -30,16 +29,17 @@ def _check_source(source: str) -> None:
     """A readable file, FIFO or pipe (``<(cmd)`` is /dev/fd/N), or - for standard input."""
     if source == "-":
         return
+    name = checks.shown(source)  # a name with bytes that are not UTF-8 is shown as \xff, never a traceback
     try:
         st = os.stat(source)
     except FileNotFoundError:
-        raise common.fail(f"{source}: no such file (use - to read standard input)", 2) from None
+        raise common.fail(f"{name}: no such file (use - to read standard input)", 2) from None
     except OSError as exc:
-        raise common.fail(f"{source}: cannot read it ({exc.strerror})", 2) from None
+        raise common.fail(f"{name}: cannot read it ({exc.strerror})", 2) from None
     if stat.S_ISDIR(st.st_mode):
-        raise common.fail(f"{source} is a directory, not a JSONL file", 2)
+        raise common.fail(f"{name} is a directory, not a JSONL file", 2)
     if stat.S_ISREG(st.st_mode) and st.st_size == 0:
-        raise common.fail(f"{source} is empty: nothing to index")
+        raise common.fail(f"{name} is empty: nothing to index")
 
 
 def _first_missing(path: Path) -> Optional[Path]:
@@ -50,23 +50,6 @@ def _first_missing(path: Path) -> Optional[Path]:
     while not path.parent.exists():
         path = path.parent
     return path
-
-
-@contextlib.contextmanager
-def _quiet_if_reader_gone() -> Iterator[None]:
-    """`sufdec index ... | true`: the summary's reader is gone; the work is done, so exit 0
-    without a traceback (stdout is pointed at /dev/null so the final flush cannot fail)."""
-    try:
-        yield
-        sys.stdout.flush()
-    except BrokenPipeError:
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(0) from None
-    except SystemExit as exc:  # rich's Console.on_broken_pipe: stdout already /dev/null, exit 1
-        if exc.code == 1 and common.console.quiet:
-            raise typer.Exit(0) from None
-        raise
 
 
 def index(
@@ -105,6 +88,9 @@ def index(
 
         config = dataclasses.replace(config, txn_records=txn_records)
     with common.clean_errors():
+        from sufdec.store.envfiles import check_reachable
+
+        check_reachable(common.resolve_store(store))
         made_dirs = _first_missing(common.resolve_store(store))
         new_store = not (common.resolve_store(store) / "data.mdb").exists()
         tok, st = open_store_for(store, model, tokenizer, config=config)
@@ -150,14 +136,13 @@ def index(
         "store_tokens": stats.tokens if stats else 0,
         "problems": [{"line": p.line, "reason": p.reason} for p in summary.problems],
     }
-    with _quiet_if_reader_gone():
-        _print_summary(summary, stats, report, as_json)
+    _print_summary(summary, stats, report, as_json)
     if not usable and as_json:
         raise typer.Exit(1)
     if not usable:
         what = f"{summary.skipped:,} malformed lines" if summary.skipped else "only blank lines"
         where = "no store was created" if stats is None else "the store is unchanged"
-        raise common.fail(f"no usable record in {source} ({what}); {where}")
+        raise common.fail(f"no usable record in {checks.shown(source)} ({what}); {where}")
 
 
 def _print_summary(summary, stats, report: dict, as_json: bool) -> None:

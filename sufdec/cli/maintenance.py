@@ -21,20 +21,36 @@ def parse_size(text: Optional[str]) -> Optional[int]:
     unlimited, the opposite of what was asked."""
     if text is None:
         return None
+    from sufdec.store.meta import MAX_BUDGET
+
     m = re.fullmatch(r"\s*(\d+)(?:\.(\d+))?\s*([kmgt]?)(?:i?b)?\s*", text.lower())
     if not m:
         raise common.fail(f"--max-bytes: {text!r} is not a size (e.g. 500M, 2G, 0 for unlimited)", 2)
-    whole, frac, unit = m.group(1), m.group(2) or "", m.group(3)
+    whole, frac, unit = m.group(1).lstrip("0") or "0", (m.group(2) or "").rstrip("0"), m.group(3)
+    if len(whole) > 40:  # far beyond any budget (and Python's int() stops at 4,300 digits)
+        raise common.fail(f"--max-bytes: {text[:60]!r}... is more than the largest budget, {MAX_BUDGET:,} bytes", 2)
+    if len(frac) > 40:
+        raise common.fail(f"--max-bytes: {text[:60]!r}... is not a whole number of bytes (0 means unlimited)", 2)
     scaled = int(whole + frac) * _UNITS[unit]  # exact: no float rounding
     size, rest = divmod(scaled, 10 ** len(frac))
     if rest:
         raise common.fail(f"--max-bytes: {text!r} is not a whole number of bytes (0 means unlimited)", 2)
+    if size > MAX_BUDGET:
+        raise common.fail(f"--max-bytes: {text!r} is more than the largest budget, {MAX_BUDGET:,} bytes "
+                          "(0 means unlimited)", 2)
     return size
 
 
+def check_max_tokens(max_tokens: Optional[int]) -> None:
+    from sufdec.cli.checks import in_range
+    from sufdec.store.meta import MAX_BUDGET
+
+    in_range(max_tokens, "--max-tokens", low=0, high=MAX_BUDGET, note=" (0 means unlimited)")
+
+
 MaxTokensOption = typer.Option(
-    None, "--max-tokens", min=0, show_default=False,
-    help="Token budget: evict the oldest outputs beyond it (recorded in the store; 0 = unlimited).")
+    None, "--max-tokens", show_default=False,
+    help="Token budget, 0 to 2**63-1: evict the oldest outputs beyond it (recorded in the store; 0 = unlimited).")
 MaxBytesOption = typer.Option(
     None, "--max-bytes", show_default=False,
     help="Byte budget for the stored records, e.g. 500M (recorded in the store; 0 = unlimited).")
@@ -50,6 +66,7 @@ def budget_config(max_tokens: Optional[int], max_bytes: Optional[str], eviction:
 
     if eviction is not None and eviction not in POLICIES:
         raise common.fail(f"--eviction must be one of {', '.join(POLICIES)}", 2)
+    check_max_tokens(max_tokens)
     return StoreConfig(max_tokens=max_tokens, max_bytes=parse_size(max_bytes), eviction=eviction)
 
 
@@ -152,6 +169,7 @@ def evict(
     from sufdec.store.evict import Budget
 
     limit = parse_size(max_bytes)
+    check_max_tokens(max_tokens)
     with common.clean_errors():
         st = Store.open(common.resolve_store(store), create=False)
         try:

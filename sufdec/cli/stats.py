@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from sufdec.cli import common
+from sufdec.cli import checks, common
 
 
 def _human(n: float) -> str:
@@ -28,11 +28,15 @@ def collect(store_dir: Optional[Path]) -> tuple[dict, object]:
 
     path = common.resolve_store(store_dir)
     st = Store.open(path, readonly=True, create=False)
-    t0 = time.perf_counter()
-    tree = st.tree
-    open_s = time.perf_counter() - t0
-    s = st.stats()
-    ts = tree.stats()
+    try:
+        t0 = time.perf_counter()
+        tree = st.tree
+        open_s = time.perf_counter() - t0
+        s = st.stats()
+        ts = tree.stats()
+    except BaseException:  # a damaged snapshot: the one-line error, and the store closed behind it
+        st.close()
+        raise
     info = {
         "path": s.path,
         "sequences": s.sequences,
@@ -135,15 +139,19 @@ def stats(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     prefix: Optional[str] = typer.Option(
         None, "--prefix", help="Draw the continuation tree under this text.", show_default=False),
-    top: int = typer.Option(0, "--top", help="List the N most frequent continuations (of --prefix if given).", min=0),
-    depth: int = typer.Option(4, "--depth", help="Levels drawn under --prefix.", min=1),
-    width: int = typer.Option(3, "--width", help="Children drawn per node under --prefix.", min=1),
+    top: int = typer.Option(0, "--top", help="List the N >= 0 most frequent continuations (of --prefix if given)."),
+    depth: int = typer.Option(4, "--depth", help="Levels drawn under --prefix, >= 1."),
+    width: int = typer.Option(3, "--width", help="Children drawn per node under --prefix, >= 1."),
     model: Optional[str] = common.ModelOption,
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer for --prefix/--top (default: the model's).", show_default=False),
     sources: bool = typer.Option(False, "--sources", help="Records and tokens by writer (index, generate, vllm, ...); "
                                  "reads every record."),
 ) -> None:
     """Show what the store holds: sequences, tokens, nodes, depth histogram, memory, disk, tokenizer."""
+    checks.text(prefix, "--prefix")
+    checks.in_range(top, "--top", low=0, high=checks.INT32_MAX)
+    checks.in_range(depth, "--depth", low=1, high=checks.INT32_MAX)
+    checks.in_range(width, "--width", low=1, high=checks.INT32_MAX)
     with common.clean_errors():
         info, (st, tree) = collect(store)
         try:

@@ -27,10 +27,10 @@ from pathlib import Path
 import lmdb
 
 from . import env as env_mod
-from . import failures, opening, users
+from . import envfiles, failures, opening, users
 from .config import StoreConfig
 from .env import DATA_FILE, DB_NAMES, lock_use
-from .errors import StoreLockedError, StoreNotFoundError
+from .errors import StoreError, StoreIOError, StoreLockedError, StoreNotFoundError
 from .reads import disk_bytes
 from .store import Store
 
@@ -64,6 +64,7 @@ def compact(path: str | os.PathLike[str], config: StoreConfig | None = None) -> 
     if path is None or str(path) == "":
         raise ValueError("compact needs a store path (see sufdec.store.resolve_store_path)")
     where = Path(os.path.realpath(Path(path).expanduser()))
+    envfiles.check_reachable(where)
     if not env_mod.store_exists(where):
         raise StoreNotFoundError(f"no store at {where}")
     if env_mod.is_open(where):
@@ -73,37 +74,62 @@ def compact(path: str | os.PathLike[str], config: StoreConfig | None = None) -> 
     try:
         users.refuse_if_used(where, what, open_here=False)
         before = disk_bytes(where)
-        senv, _ = opening.open_env(where, None, cfg, readonly=False, create=False, use_lock=False)
-        with Store(senv, cfg, readonly=False) as store:
-            store.checkpoint(force=True)
-            stats = store.stats()
         for stale in where.glob(TMP_PREFIX + "*"):
             shutil.rmtree(stale, ignore_errors=True)
-        users.refuse_if_used(where, what, open_here=False)
-        _copy_and_swap(where, max(cfg.map.initial, (where / DATA_FILE).stat().st_size), what)
+        tmp = _make_tmp(where)  # before anything is written: a directory we cannot write to changes nothing
+        try:
+            senv, _ = opening.open_env(where, None, cfg, readonly=False, create=False, use_lock=False)
+            with Store(senv, cfg, readonly=False) as store:
+                store.checkpoint(force=True)
+                stats = store.stats()
+            users.refuse_if_used(where, what, open_here=False)
+            _copy_and_swap(where, tmp, max(cfg.map.initial, (where / DATA_FILE).stat().st_size), what)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     finally:
         if fd is not None:
             os.close(fd)
     return CompactSummary(str(where), before, disk_bytes(where), stats.snapshot_bytes, stats.sequences)
 
 
-def _copy_and_swap(where: Path, map_size: int, what: str) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=where))
+def _failed(where: Path, doing: str, exc: OSError, changed: str) -> StoreError:
+    reason = "permission denied (a read-only directory?)" if isinstance(exc, PermissionError) else exc.strerror or exc
+    kind = StoreLockedError if isinstance(exc, PermissionError) else StoreIOError
+    return kind(f"cannot compact the store at {where}: {doing} failed: {reason}; {changed}")
+
+
+def _make_tmp(where: Path) -> Path:
+    """The directory inside the store that the compacted copy is written to."""
     try:
+        return Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=where))
+    except OSError as exc:
+        raise _failed(where, "making its temporary copy beside data.mdb", exc, "the store is unchanged") from None
+
+
+def _copy_and_swap(where: Path, tmp: Path, map_size: int, what: str) -> None:
+    try:
+        env = lmdb.open(str(where), map_size=map_size, max_dbs=len(DB_NAMES) + 2, readonly=False, lock=True)
         try:
-            env = lmdb.open(str(where), map_size=map_size, max_dbs=len(DB_NAMES) + 2, readonly=False, lock=True)
-            try:
-                env.copy(str(tmp), compact=True)
-            finally:
-                env.close()
-        except lmdb.Error as exc:
-            raise failures.translate(exc, where, writing=True) from None
+            env.copy(str(tmp), compact=True)
+        finally:
+            env.close()
+    except lmdb.Error as exc:
+        raise failures.translate(exc, where, writing=True) from None
+    kept = "data.mdb is the one it had (checkpointed: same records, a fresh snapshot)"
+    try:
         _fsync(tmp / DATA_FILE)
-        users.refuse_if_used(where, what, open_here=False)  # the last look, just before the rename
+    except OSError as exc:
+        raise _failed(where, "syncing the compacted copy", exc, kept) from None
+    users.refuse_if_used(where, what, open_here=False)  # the last look, just before the rename
+    try:
         os.replace(tmp / DATA_FILE, where / DATA_FILE)
+    except OSError as exc:
+        raise _failed(where, "renaming the compacted copy over data.mdb", exc, kept) from None
+    try:
         _fsync(where)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        raise _failed(where, "syncing the store directory after the rename", exc,
+                      "data.mdb is the compacted copy; it is durable once the file system syncs") from None
 
 
 STORE_FILES = (DATA_FILE, "lock.mdb", "sufdec.lock", "sufdec.acked")

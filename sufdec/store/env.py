@@ -32,7 +32,6 @@ from . import envfiles, failures, users
 from .envfiles import DATA_FILE, DB_NAMES, LOCK_FILE, Dbs, FileIds, file_ids
 from .errors import (
     ForkedStoreError,
-    NotAStoreError,
     StoreFullError,
     StoreLockedError,
     StoreNotFoundError,
@@ -305,8 +304,7 @@ def acquire(
     the shared ``sufdec.lock`` (for a caller that holds it exclusively itself).
     """
     path = Path(os.path.realpath(path))
-    if path.exists() and not path.is_dir():
-        raise NotAStoreError(f"{path} is a file, not a store directory")
+    envfiles.check_reachable(path)
     with _registry_lock:
         entry = _registry.get(str(path))
         if entry is not None:

@@ -26,7 +26,7 @@ import lmdb
 
 from . import datafile, failures, users
 from .codec import pack
-from .errors import NotAStoreError, StoreLockedError
+from .errors import NotAStoreError, StoreError, StoreIOError, StoreLockedError
 from .meta import FORMAT_MAGIC
 from .users import DATA_FILE, LOCK_FILE
 
@@ -55,6 +55,34 @@ def file_ids(path: Path) -> FileIds:
         except OSError:
             out.append(None)
     return out[0], out[1]
+
+
+def check_reachable(path: Path) -> None:
+    """Refuse, with one sentence, a store path this process cannot look into: a directory on
+    the way without permission, a file where a directory should be (``/etc/passwd/x``), a
+    name LMDB cannot open (it takes UTF-8 paths only)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        shown = os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+        raise StoreError(f"the store path {shown} is not UTF-8 (byte 0x{ord(str(path)[exc.start]) & 0xFF:02x}), "
+                         "and LMDB opens UTF-8 paths only: choose another --store") from None
+    for target in (path, path / DATA_FILE):
+        try:
+            os.stat(target)
+        except FileNotFoundError:
+            return
+        except NotADirectoryError:
+            blocker = next((p for p in reversed(target.parents) if p.is_file()), target.parent)
+            raise NotAStoreError(f"cannot use {path} as a store: {blocker} is a file, not a directory") from None
+        except PermissionError:
+            raise StoreLockedError(
+                f"cannot reach the store at {path}: permission denied (this user may not look into it or a "
+                "directory on the way to it)") from None
+        except OSError as exc:
+            raise StoreIOError(f"cannot reach the store at {path}: {exc.strerror or exc}") from None
+    if not path.is_dir():
+        raise NotAStoreError(f"{path} is a file, not a store directory")
 
 
 def check_before_mapping(path: Path, existed: bool) -> None:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from . import codec
-from .meta import StoreMeta
+from .meta import EVICTION_POLICIES, MAX_BUDGET, StoreMeta
 
-POLICIES = ("fifo", "lru")
+POLICIES = EVICTION_POLICIES
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class Budget:
     def __post_init__(self) -> None:
         if self.max_tokens < 0 or self.max_bytes < 0:
             raise ValueError("a budget must not be negative (0 means unlimited)")
+        if max(self.max_tokens, self.max_bytes) > MAX_BUDGET:
+            raise ValueError(f"a budget must be at most {MAX_BUDGET:,} (0 means unlimited)")
         if self.eviction not in POLICIES:
             raise ValueError(f"eviction must be one of {', '.join(POLICIES)}, not {self.eviction!r}")
 

@@ -15,6 +15,7 @@ one completes it.
 
 from __future__ import annotations
 
+import os
 import time
 from array import array
 from collections.abc import Callable, Iterator
@@ -176,6 +177,7 @@ def ingest_jsonl(
     """
     started = time.perf_counter()
     lines, name, total, close = open_lines(source, max_line_bytes)
+    name = os.fsencode(name).decode("utf-8", "backslashreplace")  # a file name that is not UTF-8 (records keep it)
     run = _Run(store, encode, name, strict, max_problems, on_progress, total)
     line_no = 0
     try:

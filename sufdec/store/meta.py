@@ -16,6 +16,9 @@ from .errors import FormatTooNewError, NotAStoreError, StoreCorruptError, Tokeni
 
 FORMAT_MAGIC = "sufdec-store"
 FORMAT_VERSION = 1
+EVICTION_POLICIES = ("fifo", "lru")
+MAX_BUDGET = 2**63 - 1  # a budget is stored as msgpack, whose integers end at 64 bits
+MAX_TREE_DEPTH = 65535  # the suffix tree's own limit
 
 
 @dataclass(frozen=True)
@@ -94,17 +97,42 @@ def read_raw(txn: Any, db: Any) -> dict[str, Any]:
 
 _TYPES = {"magic": str, "created": (int, float), "tokenizer_name": (str, type(None)),
           "tokenizer_fingerprint": (str, type(None)), "snapshot_digest": bytes, "eviction": str}
+_TYPE_NAMES = {str: "a string", bytes: "bytes", int: "an integer", (int, float): "a number",
+               (str, type(None)): "a string"}
+
+
+def _value_problem(name: str, value: Any) -> str | None:
+    """What is wrong with one meta value (None: nothing): its type, then its range."""
+    want = _TYPES.get(name, int)
+    if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+        return f"not {_TYPE_NAMES[want]}"
+    if name == "eviction" and value not in EVICTION_POLICIES:
+        return f"not one of {', '.join(EVICTION_POLICIES)}"
+    if name == "max_depth" and not 1 <= value <= MAX_TREE_DEPTH:
+        return f"not a tree depth (1 to {MAX_TREE_DEPTH})"
+    if name == "format_version" and value < 1:
+        return "not a format version (1 or more)"
+    if name in ("max_tokens", "max_bytes") and not 0 <= value <= MAX_BUDGET:
+        return "not a budget (0 = unlimited, at most 2**63-1)"
+    if want is int and value < 0:
+        return "negative"
+    return None
 
 
 def _check_types(raw: dict[str, Any]) -> None:
-    """A hand-edited meta value of the wrong type is refused here, not deep inside a write."""
-    for name in _FIELDS & raw.keys():
-        want = _TYPES.get(name, int)
-        value = raw[name]
-        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+    """A hand-edited meta value of the wrong type or out of its range is refused here, not
+    deep inside a write (or as a ValueError from whatever reads it first)."""
+    for name in sorted(_FIELDS & raw.keys()):
+        problem = _value_problem(name, raw[name])
+        if problem is not None:
             raise StoreCorruptError(
-                f"the store's meta value {name!r} is {value!r}, not {'an integer' if want is int else 'of its type'} "
-                "(edited by hand?); put the right value back or restore the store from a backup")
+                f"the store's metadata is damaged: its meta value {name!r} is {raw[name]!r}, {problem} "
+                "(edited by hand?); put the right value back, or restore the store from a backup")
+    if raw.get("snapshot_log_pos", 0) > raw.get("next_log_pos", 0):
+        raise StoreCorruptError(
+            f"the store's metadata is damaged: its snapshot covers log position {raw['snapshot_log_pos']!r}, beyond "
+            f"the log's end {raw.get('next_log_pos', 0)!r} (edited by hand?); put the right values back, or restore "
+            "the store from a backup")
 
 
 def write_raw(txn: Any, db: Any, values: dict[str, Any]) -> None:
