@@ -1,5 +1,7 @@
 // nanobind bindings for the suffix-tree core. Inputs are validated here (token range,
-// parameter ranges, buffer types); bulk calls run with the GIL released.
+// parameter ranges, buffer types); bulk calls run with the GIL released. Per-step calls
+// (feed a few tokens, draft) keep it unless a writer holds the tree: releasing and
+// retaking it would cost more than the call's own work.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/pair.h>
@@ -32,6 +34,17 @@ template <class T>
 void copy_checked(const void* data, size_t n, int64_t stride, std::vector<int32_t>& out) {
   const char* p = static_cast<const char*>(data);
   out.resize(n);
+  if (stride == 1) {  // contiguous: a vectorizable range check (any bit above 31 or the
+                      // sign bit set is out of range), then a converting copy
+    const T* q = reinterpret_cast<const T*>(p);
+    uint64_t high = 0;
+    for (size_t i = 0; i < n; ++i) high |= static_cast<uint64_t>(static_cast<int64_t>(q[i])) >> 31;
+    if (high == 0) {
+      int32_t* o = out.data();
+      for (size_t i = 0; i < n; ++i) o[i] = static_cast<int32_t>(q[i]);
+      return;
+    }
+  }
   for (size_t i = 0; i < n; ++i) {
     T v = *reinterpret_cast<const T*>(p + static_cast<int64_t>(i) * stride * static_cast<int64_t>(sizeof(T)));
     if constexpr (std::is_signed_v<T>) {
@@ -42,11 +55,50 @@ void copy_checked(const void* data, size_t n, int64_t stride, std::vector<int32_
   }
 }
 
+// A 1-d integer buffer (numpy arrays): read in place through the buffer protocol, which
+// costs far less than a DLPack export per call. False if obj has no usable buffer.
+bool buffer_tokens(nb::handle obj, std::vector<int32_t>& out) {
+  if (!PyObject_CheckBuffer(obj.ptr()) || PyBytes_Check(obj.ptr()) || PyByteArray_Check(obj.ptr())) return false;
+  Py_buffer v;
+  if (PyObject_GetBuffer(obj.ptr(), &v, PyBUF_RECORDS_RO) != 0) {
+    PyErr_Clear();
+    return false;
+  }
+  struct Release {
+    Py_buffer* b;
+    ~Release() { PyBuffer_Release(b); }
+  } release{&v};
+  const char* f = v.format ? v.format : "B";
+  if (*f == '@' || *f == '=' || (*f == '<' && PY_LITTLE_ENDIAN) || (*f == '>' && PY_BIG_ENDIAN)) ++f;
+  if (f[0] == '\0' || f[1] != '\0') return false;  // not a plain native scalar: DLPack path decides
+  if (v.ndim != 1) throw nb::value_error("token array must be 1-dimensional");
+  size_t n = static_cast<size_t>(v.shape[0]);
+  if (n && v.strides[0] % v.itemsize != 0) return false;
+  int64_t st = n ? v.strides[0] / v.itemsize : 1;
+  bool is_signed = *f == 'b' || *f == 'h' || *f == 'i' || *f == 'l' || *f == 'q' || *f == 'n';
+  bool is_unsigned = *f == 'B' || *f == 'H' || *f == 'I' || *f == 'L' || *f == 'Q' || *f == 'N';
+  if (!is_signed && !is_unsigned) throw nb::value_error("token array must have an integer dtype");
+  switch (v.itemsize * (is_signed ? 1 : -1)) {
+    case 4: copy_checked<int32_t>(v.buf, n, st, out); return true;
+    case 8: copy_checked<int64_t>(v.buf, n, st, out); return true;
+    case 2: copy_checked<int16_t>(v.buf, n, st, out); return true;
+    case 1: copy_checked<int8_t>(v.buf, n, st, out); return true;
+    case -4: copy_checked<uint32_t>(v.buf, n, st, out); return true;
+    case -8: copy_checked<uint64_t>(v.buf, n, st, out); return true;
+    case -2: copy_checked<uint16_t>(v.buf, n, st, out); return true;
+    case -1: copy_checked<uint8_t>(v.buf, n, st, out); return true;
+    default: return false;
+  }
+}
+
 // Accepts a 1-d numpy (or any dlpack/buffer) integer array, or any Python sequence of ints.
 std::vector<int32_t> to_tokens(nb::handle obj) {
   std::vector<int32_t> out;
   nb::ndarray<nb::ro, nb::device::cpu> arr;
-  if (!PyUnicode_Check(obj.ptr()) && !PyBytes_Check(obj.ptr()) && nb::try_cast(obj, arr, false)) {
+  // lists and tuples first: the per-step feed([token]) should not pay a failed array cast
+  bool listlike = PyList_Check(obj.ptr()) || PyTuple_Check(obj.ptr());
+  if (!listlike && buffer_tokens(obj, out)) return out;
+  if (!listlike && !PyUnicode_Check(obj.ptr()) && !PyBytes_Check(obj.ptr()) && nb::try_cast(obj, arr, false)) {
     if (arr.ndim() != 1) throw nb::value_error("token array must be 1-dimensional");
     size_t n = arr.shape(0);
     int64_t st = n ? arr.stride(0) : 1;
@@ -185,12 +237,32 @@ NB_MODULE(_suffix_tree, m) {
       .def_prop_ro("max_depth", &SuffixTree::max_depth)
       .def(
           "speculate",
+          [](const SuffixTree& t, nb::handle context, const SpecParams& p) {
+            if (p.mode == sufdec::SpecMode::kMerged && !p.use_tree)
+              throw nb::value_error("merged mode drafts trees: use_tree must be true");
+            std::vector<int32_t> c = to_tokens(context);
+            DraftOut out;
+            if (!t.try_speculate(c.data(), c.size(), p, &out, false)) {
+              nb::gil_scoped_release g;
+              t.try_speculate(c.data(), c.size(), p, &out, true);
+            }
+            return out;
+          },
+          "context"_a, "config"_a,
+          "Draft from scratch for a context in config's mode, from this tree alone: the same\n"
+          "draft as a Matcher fed the context (the longest matching suffix is found first).")
+      .def(
+          "speculate",
           [](const SuffixTree& t, nb::handle context, int max_spec_tokens, double max_spec_factor,
              double max_spec_offset, double min_token_prob, bool use_tree) {
             SpecParams p = make_params(max_spec_tokens, max_spec_factor, max_spec_offset, min_token_prob, use_tree);
             std::vector<int32_t> c = to_tokens(context);
-            nb::gil_scoped_release g;
-            return t.speculate(c.data(), c.size(), p);
+            DraftOut out;
+            if (!t.try_speculate(c.data(), c.size(), p, &out, false)) {
+              nb::gil_scoped_release g;
+              t.try_speculate(c.data(), c.size(), p, &out, true);
+            }
+            return out;
           },
           "context"_a, SPEC_ARGS,
           "Draft from scratch for a context (matches its last max_depth-1 tokens).")
@@ -237,7 +309,11 @@ NB_MODULE(_suffix_tree, m) {
             return t.check_integrity();
           },
           "Full consistency check; returns '' when consistent, else the first problem found.")
-      .def("memory_bytes", &SuffixTree::memory_bytes)
+      .def("memory_bytes", &SuffixTree::memory_bytes,
+           "Bytes the tree holds in RAM (allocator overhead included, big arrays by pages touched).")
+      .def("memory_breakdown", &SuffixTree::memory_breakdown,
+           "memory_bytes() by part, as (name, bytes) pairs: nodes, child_pool, child_hashes,\n"
+           "tokens, tail_rings, sequence_table, witnesses.")
       .def("depth_histogram", &SuffixTree::depth_histogram, "Number of explicit nodes at each depth 0..max_depth.")
       .def(
           "count", [](const SuffixTree& t, nb::handle prefix) {
@@ -277,6 +353,9 @@ NB_MODULE(_suffix_tree, m) {
           "feed",
           [](Matcher& mt, nb::handle tokens) {
             std::vector<int32_t> v = to_tokens(tokens);
+            // A decode step is less work than releasing the GIL: keep it unless a writer
+            // holds the tree (then wait without it) or the feed is long.
+            if (v.size() <= 64 && mt.try_feed(v.data(), v.size(), false)) return;
             nb::gil_scoped_release g;
             mt.feed(v.data(), v.size());
           },
@@ -285,11 +364,30 @@ NB_MODULE(_suffix_tree, m) {
       .def_prop_ro("match_len", &Matcher::match_len, "Length of the longest context suffix found in the tree.")
       .def(
           "speculate",
+          [](Matcher& mt, const SpecParams& p) {
+            if (p.mode == sufdec::SpecMode::kMerged && !p.use_tree)
+              throw nb::value_error("merged mode drafts trees: use_tree must be true");
+            DraftOut out;
+            if (!mt.try_speculate(p, &out, false)) {
+              nb::gil_scoped_release g;
+              mt.try_speculate(p, &out, true);
+            }
+            return out;
+          },
+          "config"_a,
+          "Draft for the current context in config's mode, from this tree alone (a SpecConfig\n"
+          "built once is cheaper than keywords on every call).")
+      .def(
+          "speculate",
           [](Matcher& mt, int max_spec_tokens, double max_spec_factor, double max_spec_offset,
              double min_token_prob, bool use_tree) {
             SpecParams p = make_params(max_spec_tokens, max_spec_factor, max_spec_offset, min_token_prob, use_tree);
-            nb::gil_scoped_release g;
-            return mt.speculate(p);
+            DraftOut out;
+            if (!mt.try_speculate(p, &out, false)) {
+              nb::gil_scoped_release g;
+              mt.try_speculate(p, &out, true);
+            }
+            return out;
           },
           SPEC_ARGS, "Draft for the current context (same rules as SuffixTree.speculate).");
 

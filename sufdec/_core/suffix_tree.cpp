@@ -3,8 +3,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <new>
+
+#include <sys/mman.h>
 #include <queue>
 #include <tuple>
 
@@ -17,12 +21,12 @@ inline u32 bit_ceil32(u32 n) {
   return 1u << (32 - __builtin_clz(n - 1));
 }
 inline u32 cls_of(u32 cap) { return cap <= 1 ? 0 : 31 - __builtin_clz(cap); }
-// Grow by 1.25x instead of std::vector's 2x: the node and child arrays are most of the
-// memory, and doubling would leave up to half of them unused.
-template <class V>
-void grow(V& v, size_t extra) {
-  if (v.size() + extra <= v.capacity()) return;
-  v.reserve(std::max(v.size() + extra, v.capacity() + v.capacity() / 4 + 1024));
+// What glibc's malloc takes for an n-byte block: 8 bytes of header, 16-byte steps, 32 at least.
+inline u64 heap_bytes(size_t n) { return n ? std::max<size_t>(32, (n + 8 + 15) & ~size_t{15}) : 0; }
+// A node-based hash map: one block per entry (next pointer + value) and the bucket array.
+template <class M>
+u64 map_bytes(const M& m) {
+  return m.size() * heap_bytes(sizeof(void*) + sizeof(typename M::value_type)) + heap_bytes(m.bucket_count() * sizeof(void*));
 }
 inline u64 pack(u32 slot, u32 pos) { return (static_cast<u64>(slot) << 32) | pos; }
 
@@ -31,6 +35,65 @@ inline u64 pack(u32 slot, u32 pos) { return (static_cast<u64>(slot) << 32) | pos
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------- PodArray
+
+template <class T>
+void PodArray<T>::reserve_more(size_t extra) {
+  size_t want = n_ + extra;
+  if (want <= cap_) return;
+  size_t bytes = want * sizeof(T);
+  if (bytes < kMapMin) {  // heap: grow by 1.5x
+    size_t cap = std::max({want, cap_ + cap_ / 2, size_t{16}});
+    void* q = std::realloc(static_cast<void*>(p_), cap * sizeof(T));
+    if (!q) throw std::bad_alloc();
+    p_ = static_cast<T*>(q);
+    cap_ = cap;
+    return;
+  }
+  // mapped: double the reservation (untouched pages cost nothing)
+  size_t nb = std::max(bytes, 2 * cap_ * sizeof(T));
+  nb = (nb + kPage - 1) & ~(kPage - 1);
+  void* q;
+  if (mapped_) {
+#ifdef __linux__
+    q = mremap(p_, ((cap_ * sizeof(T) + kPage - 1) & ~(kPage - 1)), nb, MREMAP_MAYMOVE);
+    if (q == MAP_FAILED) throw std::bad_alloc();
+#else
+    q = mmap(nullptr, nb, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q == MAP_FAILED) throw std::bad_alloc();
+    std::memcpy(q, static_cast<void*>(p_), n_ * sizeof(T));
+    munmap(p_, (cap_ * sizeof(T) + kPage - 1) & ~(kPage - 1));
+#endif
+  } else {
+    q = mmap(nullptr, nb, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q == MAP_FAILED) throw std::bad_alloc();
+    if (n_) std::memcpy(q, static_cast<void*>(p_), n_ * sizeof(T));
+    std::free(p_);
+    mapped_ = true;
+    hw_ = n_;  // the fresh mapping holds only what was copied
+  }
+  p_ = static_cast<T*>(q);
+  cap_ = nb / sizeof(T);
+}
+
+template <class T>
+void PodArray<T>::release() {
+  if (mapped_) munmap(p_, (cap_ * sizeof(T) + kPage - 1) & ~(kPage - 1));
+  else std::free(p_);
+  p_ = nullptr;
+  n_ = cap_ = hw_ = 0;
+  mapped_ = false;
+}
+
+template <class T>
+size_t PodArray<T>::resident_bytes() const {
+  if (!mapped_) return heap_bytes(cap_ * sizeof(T));
+  return (hw_ * sizeof(T) + kPage - 1) & ~(kPage - 1);
+}
+
+template class PodArray<Node>;
+template class PodArray<Kid>;
 
 // ---------------------------------------------------------------- FlatHash
 
@@ -141,8 +204,7 @@ u32 SuffixTree::new_node() {
   } else {
     if (nodes_.size() >= kFreeMark) throw std::length_error("suffix tree node limit reached");
     v = static_cast<u32>(nodes_.size());
-    grow(nodes_, 1);
-    nodes_.emplace_back();
+    nodes_.push_back(Node{});
   }
   nodes_[v] = Node{};
   ++live_nodes_;
@@ -170,7 +232,6 @@ u32 SuffixTree::alloc_block(u32 cls) {
   }
   size_t off = pool_.size();
   if (off + (size_t{1} << cls) >= kFreeMark) throw std::length_error("suffix tree child pool limit reached");
-  grow(pool_, size_t{1} << cls);
   pool_.resize(off + (size_t{1} << cls));
   return static_cast<u32>(off);
 }
@@ -467,7 +528,11 @@ void SuffixTree::append(int64_t seq_id, const int32_t* toks, size_t n) {
   } else {
     slot = it->second;
   }
-  seqs_[slot].toks.reserve(seqs_[slot].toks.size() + n);
+  // A new sequence gets exactly its size; one that keeps growing (a request's tree, fed
+  // a few tokens per step) grows by half, not by a reallocation per append.
+  std::vector<int32_t>& tk = seqs_[slot].toks;
+  if (tk.size() + n > tk.capacity())
+    tk.reserve(tk.empty() ? n : std::max(tk.size() + n, tk.capacity() + tk.capacity() / 2));
   for (size_t i = 0; i < n; ++i) append_one(slot, toks[i]);
   ++epoch_;  // new occurrences may lengthen the matches of live matchers
 }
@@ -637,17 +702,35 @@ u64 SuffixTree::num_nodes() const {
   return live_nodes_;
 }
 
-u64 SuffixTree::memory_bytes() const {
+std::vector<std::pair<std::string, u64>> SuffixTree::memory_breakdown() const {
   std::shared_lock<std::shared_mutex> lock(mu);
-  u64 b = sizeof(*this);
-  b += nodes_.capacity() * sizeof(Node) + pool_.capacity() * sizeof(Kid);
-  for (const auto& fl : free_blocks_) b += fl.capacity() * sizeof(u32);
-  for (const auto& kv : hashes_) b += kv.second.bytes() + 48;
-  b += root_hash_.bytes();
-  b += seqs_.capacity() * sizeof(Seq) + slen_.capacity() * sizeof(u32);
-  for (const auto& S : seqs_) b += S.toks.capacity() * sizeof(int32_t) + S.ring.capacity() * sizeof(u32);
-  b += free_slots_.capacity() * sizeof(u32) + slot_of_.size() * 32 + slot_of_.bucket_count() * 8;
-  for (const auto& kv : dmap_) b += kv.second.capacity() * sizeof(u64) + 48;
+  // Every block as the allocator holds it (headers and rounding included); the big
+  // arrays by the pages they have touched. Python's own objects are not counted.
+  u64 free_lists = heap_bytes(free_blocks_.capacity() * sizeof(free_blocks_[0]));
+  for (const auto& fl : free_blocks_) free_lists += heap_bytes(fl.capacity() * sizeof(u32));
+  u64 hashes = map_bytes(hashes_) + heap_bytes(root_hash_.bytes());
+  for (const auto& kv : hashes_) hashes += heap_bytes(kv.second.bytes());
+  u64 seqs = heap_bytes(seqs_.capacity() * sizeof(Seq)) + heap_bytes(slen_.capacity() * sizeof(u32)) +
+             heap_bytes(free_slots_.capacity() * sizeof(u32)) + map_bytes(slot_of_);
+  u64 toks = 0, rings = 0;
+  for (const auto& S : seqs_) {
+    toks += heap_bytes(S.toks.capacity() * sizeof(int32_t));
+    rings += heap_bytes(S.ring.capacity() * sizeof(u32));
+  }
+  u64 wit = map_bytes(dmap_);
+  for (const auto& kv : dmap_) wit += heap_bytes(kv.second.capacity() * sizeof(u64));
+  return {{"nodes", nodes_.resident_bytes()},
+          {"child_pool", pool_.resident_bytes() + free_lists},
+          {"child_hashes", hashes},
+          {"tokens", toks},
+          {"tail_rings", rings},
+          {"sequence_table", seqs + sizeof(*this)},
+          {"witnesses", wit}};
+}
+
+u64 SuffixTree::memory_bytes() const {
+  u64 b = 0;
+  for (const auto& kv : memory_breakdown()) b += kv.second;
   return b;
 }
 
@@ -797,7 +880,8 @@ void SuffixTree::expand(Point start, int budget, const SpecParams& p, DraftOut& 
   }
 }
 
-DraftOut SuffixTree::best_over(const std::vector<Point>& pts, const SpecParams& p, u32 minus) const {
+template <class PtOf>
+DraftOut SuffixTree::best_over_lengths(size_t L, PtOf&& pt_of, const SpecParams& p, u32 minus) const {
   // Match lengths are tried longest first. Two exact prunings:
   //  * a draft scores at most its budget, and budgets shrink with the match length, so
   //    once the best score reaches the budget of length l nothing shorter can win
@@ -808,12 +892,12 @@ DraftOut SuffixTree::best_over(const std::vector<Point>& pts, const SpecParams& 
   //    same and the smaller budget cannot score higher: skip it.
   DraftOut best;
   u32 ref_cnt = 0;  // count of the last tried length whose draft was not depth-limited
-  for (size_t l = pts.size(); l >= 1; --l) {
+  for (size_t l = L; l >= 1; --l) {
     double raw = std::floor(p.max_spec_factor * static_cast<double>(l) + p.max_spec_offset);
     int budget = raw >= p.max_spec_tokens ? p.max_spec_tokens : (raw <= 0 ? 0 : static_cast<int>(raw));
     if (budget <= 0) break;  // factor >= 0: shorter matches get no larger budget
     if (best.score >= budget) break;  // cannot beat it
-    Point pt = pts[l - 1];
+    Point pt = pt_of(l);
     normalize(pt);
     u32 c = nodes_[pt.node].cnt;
     if (c == ref_cnt || c <= minus) continue;
@@ -828,25 +912,113 @@ DraftOut SuffixTree::best_over(const std::vector<Point>& pts, const SpecParams& 
   return best;
 }
 
-DraftOut SuffixTree::speculate(const int32_t* ctx, size_t n, const SpecParams& p) const {
-  std::shared_lock<std::shared_mutex> lock(mu);
-  size_t take = std::min<size_t>(n, D_ - 1);
-  std::vector<Point> pts, nxt;
-  for (size_t i = n - take; i < n; ++i) {
-    int32_t t = ctx[i];
-    nxt.clear();
-    Point r{kRoot, 0};
-    if (advance(r, t)) {
-      nxt.push_back(r);
-      for (size_t l = 0; l < pts.size() && nxt.size() < D_ - 1; ++l) {
-        Point q = pts[l];
-        if (!advance(q, t)) break;
-        nxt.push_back(q);
-      }
-    }
-    pts.swap(nxt);
+DraftOut SuffixTree::best_over(const std::vector<Point>& pts, const SpecParams& p, u32 minus) const {
+  return best_over_lengths(pts.size(), [&](size_t l) { return pts[l - 1]; }, p, minus);
+}
+
+u32 SuffixTree::walk(const int32_t* s, u32 len, Point* out) const {
+  u32 x = kRoot, d = 0;
+  while (d < len) {
+    u32 idx = find_kid(x, s[d]);
+    if (idx == kNil) return d;
+    u32 c = kids_of(x)[idx].node;
+    const Node& C = nodes_[c];
+    u32 end = std::min(C.pdepth + edge_len(c), len);
+    const int32_t* lab = seqs_[C.ref_slot].toks.data() + (C.ref_start - d);
+    for (u32 k = d + 1; k < end; ++k)  // the label's first token is the kid's token
+      if (lab[k] != s[k]) return k;
+    d = end;
+    x = c;
   }
-  return best_over(pts, p);
+  *out = Point{x, len};
+  return len;
+}
+
+Point SuffixTree::descend(const int32_t* s, u32 len) const {
+  u32 x = kRoot, d = 0;
+  for (;;) {
+    u32 idx = find_kid(x, s[d]);
+    if (idx == kNil) corrupt("descend: a known occurrence is missing");
+    u32 c = kids_of(x)[idx].node;
+    u32 dc = depth_of(c);
+    if (dc >= len) return Point{c, len};
+    x = c;
+    d = dc;
+  }
+}
+
+u32 SuffixTree::longest_suffix(const int32_t* ctx, size_t n, std::vector<Point>& known) const {
+  // If a suffix occurs, so do all shorter ones: gallop 1, 2, 4, ... up to the first
+  // miss, then bisect. Most contexts match only a few tokens, and a probe that misses
+  // usually stops within its first tokens, so this costs a handful of short walks.
+  u32 take = static_cast<u32>(std::min<size_t>(n, D_ - 1));
+  const int32_t* end = ctx + n;
+  // The first probes start at the last few tokens: overlap their root lookups' misses.
+  if (nodes_[kRoot].nkids > kHashMin)
+    for (u32 l = 1; l <= std::min(take, 4u); ++l)
+      __builtin_prefetch(root_hash_.slots.data() + root_hash_.home(end[-static_cast<ptrdiff_t>(l)]));
+  known.assign(size_t{take} + 1, Point{kNil, 0});
+  u32 lo = 0, hi = take + 1;  // suffix lo occurs, suffix hi does not (take + 1: sentinel)
+  Point pt;
+  auto probe = [&](u32 l) {
+    if (walk(end - l, l, &pt) != l) return false;
+    known[l] = pt;
+    return true;
+  };
+  for (u32 l = 1; l <= take; l = std::min(2 * l, take)) {
+    if (!probe(l)) {
+      hi = l;
+      break;
+    }
+    lo = l;
+    if (l == take) break;
+  }
+  while (hi - lo > 1) {
+    u32 mid = lo + (hi - lo) / 2;
+    if (probe(mid)) {
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+template <class PtOf>
+DraftOut SuffixTree::draft_lengths(size_t L, PtOf&& pt_of, const SpecParams& p) const {
+  if (p.mode == SpecMode::kPaper) return best_over_lengths(L, pt_of, p, 0);
+  // merged, this tree alone: as speculate_both with a matcher and no request tree
+  thread_local std::vector<Source> srcs;
+  srcs.clear();
+  collect_sources_lengths(L, pt_of, 0, p.max_sources, srcs);
+  DraftOut out;
+  out.match_len = static_cast<int>(L);
+  double raw = std::floor(p.max_spec_factor * static_cast<double>(L) + p.max_spec_offset);
+  int budget = raw >= p.max_spec_tokens ? p.max_spec_tokens : (raw <= 0 ? 0 : static_cast<int>(raw));
+  if (budget > 0 && !srcs.empty()) expand_merged(srcs, budget, p, out);
+  return out;
+}
+
+DraftOut SuffixTree::speculate(const int32_t* ctx, size_t n, const SpecParams& p) const {
+  DraftOut out;
+  try_speculate(ctx, n, p, &out, true);
+  return out;
+}
+
+bool SuffixTree::try_speculate(const int32_t* ctx, size_t n, const SpecParams& p, DraftOut* out,
+                               bool wait) const {
+  if (p.mode == SpecMode::kMerged && !p.use_tree) throw std::invalid_argument("merged mode drafts trees: use_tree must be true");
+  std::shared_lock<std::shared_mutex> lock(mu, std::defer_lock);
+  if (wait) lock.lock();
+  else if (!lock.try_lock()) return false;
+  thread_local std::vector<Point> known;  // points the probes found (node kNil: not probed)
+  const u32 L = longest_suffix(ctx, n, known);
+  const int32_t* end = ctx + n;
+  auto pt_of = [&](size_t l) {
+    return known[l].node != kNil ? known[l] : descend(end - l, static_cast<u32>(l));
+  };
+  *out = draft_lengths(L, pt_of, p);
+  return true;
 }
 
 DraftOut SuffixTree::speculate_tail(int64_t seq_id, const SpecParams& p) {
@@ -878,8 +1050,9 @@ void SuffixTree::tail_points(u32 slot, std::vector<Point>& pts) const {
   for (u32 j = n; j-- > b;) pts.push_back(Point{S.ring[j % D_], n - j});  // lengths 1, 2, ...
 }
 
-void SuffixTree::collect_sources(const std::vector<Point>& pts, u32 minus, int max_sources,
-                                 std::vector<Source>& out) const {
+template <class PtOf>
+void SuffixTree::collect_sources_lengths(size_t L, PtOf&& pt_of, u32 minus, int max_sources,
+                                         std::vector<Source>& out) const {
   // Longest first; within a run of equal counts every occurrence of the shorter suffix
   // extends to the longer one, so the continuations are the same: keep the run's
   // shortest length, whose subtree is cut later by the depth limit.
@@ -895,8 +1068,8 @@ void SuffixTree::collect_sources(const std::vector<Point>& pts, u32 minus, int m
     }
     open = false;
   };
-  for (size_t l = pts.size(); l >= 1 && taken < max_sources; --l) {
-    Point q = pts[l - 1];
+  for (size_t l = L; l >= 1 && taken < max_sources; --l) {
+    Point q = pt_of(l);
     normalize(q);
     u32 c = nodes_[q.node].cnt;
     if (open && c == run_cnt) {
@@ -912,6 +1085,11 @@ void SuffixTree::collect_sources(const std::vector<Point>& pts, u32 minus, int m
     run.len = static_cast<int>(l);
   }
   if (taken < max_sources) close();
+}
+
+void SuffixTree::collect_sources(const std::vector<Point>& pts, u32 minus, int max_sources,
+                                 std::vector<Source>& out) const {
+  collect_sources_lengths(pts.size(), [&](size_t l) { return pts[l - 1]; }, minus, max_sources, out);
 }
 
 namespace {
@@ -1168,8 +1346,12 @@ void Matcher::sync() {
   for (int32_t t : recent_) feed_one(t);
 }
 
-void Matcher::feed(const int32_t* toks, size_t n) {
-  std::shared_lock<std::shared_mutex> lock(tree_->mu);
+void Matcher::feed(const int32_t* toks, size_t n) { try_feed(toks, n, true); }
+
+bool Matcher::try_feed(const int32_t* toks, size_t n, bool wait) {
+  std::shared_lock<std::shared_mutex> lock(tree_->mu, std::defer_lock);
+  if (wait) lock.lock();
+  else if (!lock.try_lock()) return false;
   sync();
   size_t keep = tree_->D_ - 1;
   size_t start = n > keep ? n - keep : 0;  // older tokens cannot be part of a match
@@ -1179,6 +1361,7 @@ void Matcher::feed(const int32_t* toks, size_t n) {
     recent_.push_back(toks[i]);
   }
   if (recent_.size() > 2 * keep + 64) recent_.erase(recent_.begin(), recent_.end() - keep);
+  return true;
 }
 
 int Matcher::match_len() {
@@ -1188,9 +1371,19 @@ int Matcher::match_len() {
 }
 
 DraftOut Matcher::speculate(const SpecParams& p) {
-  std::shared_lock<std::shared_mutex> lock(tree_->mu);
+  DraftOut out;
+  try_speculate(p, &out, true);
+  return out;
+}
+
+bool Matcher::try_speculate(const SpecParams& p, DraftOut* out, bool wait) {
+  if (p.mode == SpecMode::kMerged && !p.use_tree) throw std::invalid_argument("merged mode drafts trees: use_tree must be true");
+  std::shared_lock<std::shared_mutex> lock(tree_->mu, std::defer_lock);
+  if (wait) lock.lock();
+  else if (!lock.try_lock()) return false;
   sync();
-  return tree_->best_over(pts_, p);
+  *out = tree_->draft_lengths(pts_.size(), [&](size_t l) { return pts_[l - 1]; }, p);
+  return true;
 }
 
 // ---------------------------------------------------------------- introspection
@@ -1332,7 +1525,7 @@ std::string SuffixTree::serialize() const {
   out.resize(kHeader);
   Writer w{out};
   // nodes with compacted child offsets
-  std::vector<Node> nodes(nodes_);
+  std::vector<Node> nodes(nodes_.begin(), nodes_.end());
   u64 off = 0;
   for (auto& x : nodes) {
     if (x.ref_slot == kFreeMark || x.nkids == 0) {

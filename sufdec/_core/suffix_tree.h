@@ -32,10 +32,12 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -82,6 +84,54 @@ struct FlatHash {
   void set(int32_t tok, u32 idx);
   void erase(int32_t tok);
   size_t bytes() const { return slots.capacity() * sizeof(u64); }
+};
+
+// Growable array of trivially copyable T for the two big arrays (nodes, child pool).
+// Small arrays live on the heap; past kMapMin bytes the array is its own anonymous
+// mapping, grown in place or moved by mremap (Linux), so growing never copies, never
+// leaves the old buffer behind as a hole in the heap (with std::vector the freed buffers
+// of earlier growths stayed in the process's RSS, ~25 B/token), and the capacity reserved
+// ahead costs address space only: a page becomes resident when first written.
+// resident_bytes() is what the array holds in RAM: the heap block, or the pages touched.
+template <class T>
+class PodArray {
+ public:
+  static_assert(std::is_trivially_copyable_v<T>, "PodArray holds plain data");
+  PodArray() = default;
+  PodArray(const PodArray&) = delete;
+  PodArray& operator=(const PodArray&) = delete;
+  ~PodArray() { release(); }
+  size_t size() const { return n_; }
+  size_t capacity() const { return cap_; }
+  T* data() { return p_; }
+  const T* data() const { return p_; }
+  T& operator[](size_t i) { return p_[i]; }
+  const T& operator[](size_t i) const { return p_[i]; }
+  const T* begin() const { return p_; }
+  const T* end() const { return p_ + n_; }
+  void push_back(const T& v) {
+    if (n_ == cap_) reserve_more(1);
+    p_[n_++] = v;
+    if (n_ > hw_) hw_ = n_;
+  }
+  // New elements are zero bytes (value-initialised for the PODs used here).
+  void resize(size_t n) {
+    if (n > cap_) reserve_more(n - n_);
+    if (n > n_) std::memset(static_cast<void*>(p_ + n_), 0, (n - n_) * sizeof(T));
+    n_ = n;
+    if (n_ > hw_) hw_ = n_;
+  }
+  void clear() { n_ = 0; }
+  size_t resident_bytes() const;
+
+ private:
+  static constexpr size_t kMapMin = size_t{1} << 20;  // bytes
+  static constexpr size_t kPage = 4096;
+  void reserve_more(size_t extra);
+  void release();
+  T* p_ = nullptr;
+  size_t n_ = 0, cap_ = 0, hw_ = 0;  // hw_: most elements ever held (pages touched)
+  bool mapped_ = false;
 };
 
 struct Seq {
@@ -160,7 +210,12 @@ class Matcher {
   void feed(const int32_t* toks, size_t n);
   void reset();
   int match_len();
+  // Paper mode: best_over the match points; merged mode: as speculate_both(this, null).
   DraftOut speculate(const SpecParams& p);
+  // Non-blocking forms (wait = false): false, and nothing done, while a writer holds the
+  // tree; the bindings then release the interpreter lock and call the blocking form.
+  bool try_feed(const int32_t* toks, size_t n, bool wait);
+  bool try_speculate(const SpecParams& p, DraftOut* out, bool wait);
   const SuffixTree* tree() const { return tree_; }
 
  private:
@@ -190,7 +245,16 @@ class SuffixTree {
   int max_depth() const { return static_cast<int>(D_); }
 
   // --- drafting ---
+  // Draft from scratch for a context, in p.mode (the global tree alone): the same draft
+  // as a Matcher fed the context, without pushing every match point through the whole
+  // context. The longest matching suffix L is found first by galloping / bisecting
+  // verified walks from the root (a suffix's occurrence implies every shorter one's), then
+  // only the match lengths speculation actually tries are located, each by a blind walk
+  // over the nodes of its path (no label compares: it is known to occur).
   DraftOut speculate(const int32_t* ctx, size_t n, const SpecParams& p) const;
+  // The same; with wait = false it does nothing and returns false when a writer holds
+  // the tree (for callers that must not block while holding an interpreter lock).
+  bool try_speculate(const int32_t* ctx, size_t n, const SpecParams& p, DraftOut* out, bool wait) const;
   DraftOut speculate_tail(int64_t seq_id, const SpecParams& p);
 
   // --- persistence ---
@@ -199,7 +263,10 @@ class SuffixTree {
 
   // --- introspection ---
   std::string check_integrity() const;  // "" when consistent
+  // Bytes held in RAM (allocator overhead and rounding included, big arrays by pages
+  // touched), in all and by part.
   u64 memory_bytes() const;
+  std::vector<std::pair<std::string, u64>> memory_breakdown() const;
   std::vector<u64> depth_histogram() const;
   u64 count(const int32_t* prefix, size_t n) const;
   std::vector<std::pair<int32_t, u64>> top_continuations(const int32_t* prefix, size_t n,
@@ -273,6 +340,25 @@ class SuffixTree {
 
   // drafting
   bool advance(Point& p, int32_t t) const;
+  // Verified walk of s[0, len) from the root: the number of leading tokens that occur
+  // (len when all do, then *out is the point of s).
+  u32 walk(const int32_t* s, u32 len, Point* out) const;
+  // Point of s[0, len), 1 <= len, known to occur: child lookups only.
+  Point descend(const int32_t* s, u32 len) const;
+  // Longest suffix L of ctx[0, n) that occurs (at most max_depth - 1); known[l] is set
+  // to the point of every length l the search walked to (always L), else node kNil.
+  u32 longest_suffix(const int32_t* ctx, size_t n, std::vector<Point>& known) const;
+  // Generic over where the points come from: pt_of(l) is the (normalized or not) point
+  // of the suffix of length l, 1 <= l <= L, called at most once per l, longest first.
+  template <class PtOf>
+  DraftOut best_over_lengths(size_t L, PtOf&& pt_of, const SpecParams& p, u32 minus) const;
+  // The draft of this tree alone in p.mode (paper: best_over; merged: as speculate_both
+  // with a matcher and no request tree) from the points of lengths 1..L.
+  template <class PtOf>
+  DraftOut draft_lengths(size_t L, PtOf&& pt_of, const SpecParams& p) const;
+  template <class PtOf>
+  void collect_sources_lengths(size_t L, PtOf&& pt_of, u32 minus, int max_sources,
+                               std::vector<Source>& out) const;
   void normalize(Point& p) const;
   // `minus` is taken off the count of the start point (the request's own occurrence).
   void expand(Point start, int budget, const SpecParams& p, DraftOut& out, u32 minus = 0) const;
@@ -283,10 +369,10 @@ class SuffixTree {
   std::string validate_structure() const;
 
   u32 D_;
-  std::vector<Node> nodes_;
+  PodArray<Node> nodes_;
   u32 free_nodes_ = kNil;
   u64 live_nodes_ = 1;
-  std::vector<Kid> pool_;
+  PodArray<Kid> pool_;
   std::vector<std::vector<u32>> free_blocks_;  // per size class
   std::unordered_map<u32, FlatHash> hashes_;  // hashed nodes other than the root
   FlatHash root_hash_;                         // the root is looked up for every token

@@ -2,12 +2,13 @@
 
 ``run_tree_bench`` builds a tree over most of a corpus, then replays held-out sequences
 the way a decoder does: an incremental matcher is fed one token per step and asked for a
-draft after each. ``synthetic_corpus`` makes a corpus of Zipfian tokens with repeated
+draft after each; then drafts the same steps from scratch (no matcher). ``synthetic_corpus`` makes a corpus of Zipfian tokens with repeated
 phrases when no real one is at hand.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Sequence
 
@@ -58,6 +59,31 @@ def synthetic_corpus(
     return corpus
 
 
+def _rss_bytes() -> int | None:
+    """Resident set size of this process (Linux), after handing freed heap back to the OS
+    so that memory reused from an earlier tree is counted again; None elsewhere."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
+def _time_scratch(tree: SuffixTree, contexts: list, config) -> np.ndarray:
+    """µs per from-scratch draft (``SuffixTree.speculate(context, config)``) per context."""
+    clock = time.perf_counter_ns
+    out = np.empty(len(contexts), dtype=np.float64)
+    speculate = tree.speculate
+    for i, ctx in enumerate(contexts):
+        t0 = clock()
+        speculate(ctx, config)
+        out[i] = clock() - t0
+    return out / 1e3
+
+
 def run_tree_bench(
     corpus: Sequence[Sequence[int]],
     max_depth: int = 64,
@@ -71,21 +97,27 @@ def run_tree_bench(
     The last ``held_out`` share of sequences is not inserted; each is replayed through a
     fresh Matcher, one token per step, with a draft after every step (frozen protocol).
     By default the global tree alone is timed (``Matcher.speculate`` with ``draft``'s
-    single-tree knobs, the paper preset); ``both_trees=True`` times ``speculate_both``
+    SpecConfig, the paper preset); ``both_trees=True`` times ``speculate_both``
     over the global tree and a request tree that holds the sequence decoded so far, in
-    ``draft.mode`` (the request tree's update is timed apart, per token).
+    ``draft.mode`` (the request tree's update is timed apart, per token). Afterwards the
+    same steps are drafted from scratch (``SuffixTree.speculate`` on each step's last
+    ``max_depth`` tokens, global tree alone, ``draft.mode``): ``scratch_us_per_call``.
+    ``rss_growth_bytes_per_token`` is what the inserts added to this process's RSS, next
+    to the tree's own ``memory_bytes_per_token``.
     """
     n_eval = max(1, int(len(corpus) * held_out))
     train, evals = list(corpus[:-n_eval]), list(corpus[-n_eval:])
     arrays = [np.asarray(s, dtype=np.int32) for s in train]
     n_train_tokens = int(sum(len(a) for a in arrays))
 
+    rss0 = _rss_bytes()
     tree = SuffixTree(max_depth)
     c0, t0 = time.process_time(), time.perf_counter()
     for i, a in enumerate(arrays):
         tree.append(i, a)
     insert_s = time.perf_counter() - t0
     insert_cpu_s = time.process_time() - c0
+    rss1 = _rss_bytes()
 
     mem = tree.memory_bytes()
     t0 = time.perf_counter()
@@ -100,17 +132,20 @@ def run_tree_bench(
     times_ns: list[int] = []
     drafted = 0
     match_lens = 0
-    kw = draft.core_kwargs()
+    single = draft.core  # the global tree alone, built once (cheaper than keywords per call)
     clock = time.perf_counter_ns
     config = draft.core if both_trees else None
+    contexts: list = []  # the same steps' contexts, drafted from scratch afterwards
     req_ns = 0
     spec_cpu0 = time.process_time()
     for seq in evals:
         m = tree.matcher()
         req = SuffixTree(max_depth) if config is not None else None
-        for tok in seq:
+        arr = np.asarray(seq, dtype=np.int32)
+        for pos, tok in enumerate(seq):
             if len(times_ns) >= max_queries:
                 break
+            contexts.append(arr[max(0, pos + 1 - max_depth):pos + 1])
             step = [int(tok)]
             if req is not None:
                 t0 = clock()
@@ -122,7 +157,7 @@ def run_tree_bench(
             else:
                 t0 = clock()
                 m.feed(step)
-                d = m.speculate(**kw)
+                d = m.speculate(single)
             times_ns.append(clock() - t0)
             drafted += len(d)
             match_lens += d.match_len
@@ -136,6 +171,7 @@ def run_tree_bench(
         spec_cpu_s *= sum(times_ns) / wall
     us = np.asarray(times_ns, dtype=np.float64) / 1e3
     n_calls = len(us)
+    scratch = _time_scratch(tree, contexts, single)
     return {
         "corpus_sequences": len(corpus),
         "corpus_tokens": int(sum(len(s) for s in corpus)),
@@ -154,11 +190,17 @@ def run_tree_bench(
         "speculate_us_per_token": float(us.sum() / drafted) if drafted else 0.0,
         "speculate_cpu_us_per_call": spec_cpu_s * 1e6 / max(1, n_calls),
         "drafted_tokens_per_call": drafted / max(1, n_calls),
+        # the same contexts (their last max_depth tokens) drafted from scratch, global tree
+        # alone, in draft.mode: what a caller without a live matcher pays
+        "scratch_us_per_call": float(scratch.mean()) if n_calls else 0.0,
+        "scratch_us_p99": float(np.percentile(scratch, 99)) if n_calls else 0.0,
         "mode": draft.mode if both_trees else "global",
         "request_update_us_per_token": req_ns / 1e3 / max(1, n_calls) if req_ns else None,
         "mean_match_len": match_lens / max(1, n_calls),
         "memory_bytes": mem,
         "memory_bytes_per_token": mem / max(1, n_train_tokens),
+        # growth of the process's resident memory over the inserts (None off Linux)
+        "rss_growth_bytes_per_token": (rss1 - rss0) / max(1, n_train_tokens) if rss0 and rss1 else None,
         "serialized_bytes": len(blob),
         "serialize_s": serialize_s,
         "load_s": load_s,

@@ -50,7 +50,10 @@ def tree(
     """Speed and size of the suffix tree and the store on a synthetic and a real corpus.
 
     Reports update_us_per_token (tree), insert_us_per_token (tree + LMDB writes),
-    speculate_us_per_call (mean, p99), speculate_us_per_token, memory_bytes_per_token,
+    speculate_us_per_call (incremental matcher, one token per step: mean, p99),
+    scratch_us_per_call (the same contexts drafted from scratch, as without a matcher),
+    speculate_us_per_token, memory_bytes_per_token (the tree's own count),
+    rss_growth_bytes_per_token (what the inserts added to the process's RSS),
     disk_bytes_per_token and open_s. Wall times on a busy machine include time given to
     other processes: the *_cpu_* figures are this process's CPU time.
     """
@@ -222,7 +225,7 @@ def _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, d
     if dtype not in ("float32", "bfloat16"):
         raise common.fail("--dtype must be float32 or bfloat16", 2)
     if sizing not in SIZINGS:
-        raise common.fail("--sizing must be cost or fixed", 2)
+        raise common.fail(f"--sizing must be one of {', '.join(SIZINGS)}", 2)
     if device not in ("cpu", "cuda", "auto"):
         raise common.fail("--device must be cpu, cuda or auto", 2)
     draft = DraftSettings.preset("merged", max_spec_tokens=max_spec_tokens, sizing=sizing)
@@ -252,7 +255,7 @@ OutOption = typer.Option(None, "--out", help="Write results.json, PNG plots and 
 CacheOption = typer.Option(None, "--corpus-cache", show_default=False,
                            help="Where generated corpora are cached. Default: the sufdec cache dir (bench/corpora).")
 SpecTokensOption = typer.Option(32, "--max-spec-tokens", min=1, help="Draft budget (nodes) of the suffix methods.")
-SizingOption = typer.Option("cost", "--sizing", help="Draft sizing of the suffix methods: cost or fixed.")
+SizingOption = typer.Option("cost", "--sizing", help="Draft control of sufdec's methods: cost, fixed, beta-ts or calibration-ts (a method written METHOD:SIZING, e.g. eesd:beta-ts, overrides it).")
 MaxPromptOption = typer.Option(2048, "--max-prompt-tokens", min=1, help="Skip longer prompts.")
 
 
@@ -265,8 +268,9 @@ def bench(
     eval_n: int = EvalOption,
     methods: str = typer.Option("vanilla,pld,suffix-chain,suffix-tree", "--methods",
                                 help="Comma list of vanilla, pld, suffix-chain, suffix-tree, suffix-paper, "
-                                     "eesd (needs `sufdec train-exit`), sufdec-off (suffix-path: the old name "
-                                     "of suffix-chain)."),
+                                     "eesd (needs `sufdec train-exit`), hybrid, sufdec-off (suffix-path: the old name "
+                                     "of suffix-chain); METHOD:SIZING runs a method with another "
+                                     "--sizing (e.g. eesd:beta-ts)."),
     max_new_tokens: int = MaxNewOption,
     corpus: str = CorpusOption,
     dtype: str = DtypeOption,

@@ -77,12 +77,13 @@ class SuffixIndex:
         return self._tree.matcher()
 
     def speculate(self, context: Tokens, settings: DraftSettings = DEFAULT) -> Draft:
-        """Draft for a context, matching from scratch (O(max_depth^2) at worst)."""
-        if settings.mode == "paper":
-            return to_draft(self._tree.speculate(context, **settings.core_kwargs()))
-        m = self._tree.matcher()
-        m.feed(context)
-        return to_draft(speculate_both(m, None, 0, settings.core))
+        """Draft for a context from scratch, in ``settings.mode``, from this tree alone.
+
+        The same draft as a :meth:`matcher` fed the whole context, for callers without a
+        live matcher: the core finds the longest matching suffix first (a few short walks
+        from the root), then locates only the match lengths drafting tries.
+        """
+        return to_draft(self._tree.speculate(context, settings.core))
 
     # -- persistence & introspection -------------------------------------------
     def serialize(self) -> bytes:
