@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from sufdec import models
+from sufdec.drafters.hybrid import HybridDrafter
 from sufdec.drafters.suffix import SuffixDrafter
 from sufdec.engine.config import DEFAULT_MAX_NEW_TOKENS, GenerationConfig, model_defaults
 from sufdec.engine.generator import GenerationResult, SpeculativeGenerator
@@ -99,17 +100,15 @@ class GenerationSession:
         self.last_learned: Optional[int] = None
         factory: Optional[Callable[[], Any]] = None
         self._drafter_learns = False  # the suffix drafter appends each output itself (its end())
+        self._exit_drafter = exit_drafter
         if config.draft.enabled and config.draft.spec == "eesd":
             if exit_drafter is None:
                 raise ValueError("spec 'eesd' needs an exit layer (see GenerationSession.open)")
             factory = exit_drafter
         elif config.draft.enabled and store is not None:
-            factory = self._new_drafter
+            factory = self._new_hybrid if config.draft.spec == "hybrid" else self._new_drafter
             self._drafter_learns = True
-        self.generator = SpeculativeGenerator(
-            model, tokenizer, drafter_factory=factory,
-            cost_model="auto" if config.draft.sizing == "cost" else None,
-        )
+        self.generator = SpeculativeGenerator(model, tokenizer, drafter_factory=factory)
 
     @classmethod
     def open(cls, config: SessionConfig, say: Callable[[str], None] = lambda _m: None) -> "GenerationSession":
@@ -128,12 +127,19 @@ class GenerationSession:
                                       device_map=config.device_map, attn=config.attn,
                                       gguf_file=config.gguf_file)
         store = None
-        if config.draft.spec in ("tree", "chain") or config.learn:
+        if config.draft.spec in ("tree", "chain", "hybrid") or config.learn:
             path = resolve_store_path(config.store, os.environ)
             store = Store.open(path, tokenizer_info(tokenizer, Path(name).stem))
         exit_drafter = None
         if config.draft.spec == "eesd":
             exit_drafter = exit_drafter_factory(model, config.draft, root, config.exit_layer_path, say)
+        elif config.draft.spec == "hybrid":
+            from sufdec.eesd.exit_model import ExitLayerError
+
+            try:
+                exit_drafter = exit_drafter_factory(model, config.draft, root, config.exit_layer_path, say)
+            except ExitLayerError as exc:
+                say(f"hybrid drafts from the suffix trees only: {exc}")
         return cls(model, tokenizer, store, config, exit_drafter)
 
     # ------------------------------------------------------------------ drafting
@@ -142,6 +148,11 @@ class GenerationSession:
         self.store.refresh()
         learn = self._learn if self.config.learn else None
         return SuffixDrafter(self.store.tree, self.config.draft, learn=learn)
+
+    def _new_hybrid(self) -> HybridDrafter:
+        """The suffix drafter and, where an exit layer is trained, an early-exit drafter."""
+        early = self._exit_drafter() if self._exit_drafter is not None else None
+        return HybridDrafter(self._new_drafter(), early, self.generator.controls, self.config.draft)
 
     def _learn(self, output_ids: list[int]) -> None:
         self.last_learned = self.store.append(output_ids, source={"from": "generate"})

@@ -98,7 +98,12 @@ def _sizing_report(runners: dict[str, MethodRunner]) -> dict:
     sized = {m: r.generator for m, r in runners.items() if r.sized_by_cost}
     costs = next((g.cost_model() for g in sized.values()), None)
     return {
-        "acceptance_calibration": {m: g.acceptance.table() for m, g in sized.items() if g.acceptance is not None},
+        "acceptance_calibration": {m: {src: cal.table() for src, cal in g.controls.calibrations.items()}
+                                   for m, g in sized.items()},
+        "posteriors": {m: {src: [round(p.a, 2), round(p.b, 2)] for src, p in g.controls.posteriors.items()}
+                       for m, g in sized.items() if g.controls.posteriors},
+        "draft_cost": {m: {src: round(g.controls.draft_cost(src), 4) for src in g.controls.draft_s_per_token}
+                       for m, g in sized.items()},
         "cost_model": None if costs is None else {"ks": list(costs.ks), "costs": [round(c, 3) for c in costs.costs]},
     }
 
@@ -172,13 +177,24 @@ def _finish(result: dict, out: Optional[Path], plots: bool) -> dict:
 
 
 def _exit_drafter(loaded: Loaded, settings: BenchSettings, cache_root: Path, say: Say) -> Optional[Callable]:
-    """The early-exit drafter factory of the ``eesd`` method (None when it does not run)."""
-    if "eesd" not in settings.methods:
+    """The early-exit drafter factory of the ``eesd`` and ``hybrid`` methods (None when
+    neither runs; for ``hybrid`` alone, also None when no exit layer is trained: it then
+    drafts from the suffix trees only, as ``sufdec generate --spec hybrid`` does)."""
+    bases = {m.split(":")[0] for m in settings.methods}
+    if "eesd" not in bases and "hybrid" not in bases:
         return None
     from sufdec.session import exit_drafter_factory
 
+    from sufdec.eesd.exit_model import ExitLayerError
+
     path = Path(settings.exit_layer) if settings.exit_layer else None
-    return exit_drafter_factory(loaded.model, settings.draft.replace(spec="eesd"), cache_root, path, say)
+    try:
+        return exit_drafter_factory(loaded.model, settings.draft.replace(spec="eesd"), cache_root, path, say)
+    except ExitLayerError as exc:
+        if "eesd" in bases:
+            raise
+        say(f"hybrid drafts from the suffix trees only: {exc}")
+        return None
 
 
 def run_bench(settings: BenchSettings, out: Optional[Path] = None, *, cache_root: Path,

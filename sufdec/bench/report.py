@@ -92,7 +92,17 @@ def summarize(name: str, runs: Sequence[Run], vanilla: Sequence[Run]) -> dict:
         "speedup_decode": _r(v_decode_s / decode_s if decode_s > 0 else None),
         **_mismatches(runs, vanilla),
         "accepted_by_match_len": _by_match_len(runs),
+        **({"hybrid_choices": _choices(runs)} if any(r.choices for r in runs) else {}),
     }
+
+
+def _choices(runs: Sequence[Run]) -> dict:
+    """Steps the hybrid drafted from each source, summed over the prompts."""
+    out: dict = {}
+    for r in runs:
+        for k, n in r.choices.items():
+            out[k] = out.get(k, 0) + n
+    return out
 
 
 def machine_info() -> dict:

@@ -34,6 +34,7 @@ class Run:
     forward_s: float = 0.0
     observe_s: float = 0.0
     by_match_len: dict[int, list[int]] = field(default_factory=dict)  # len -> [accepted nodes, steps]
+    choices: dict[str, int] = field(default_factory=dict)  # hybrid: steps drafted by suffix / eesd / none
 
 
 class _CountForwards:
@@ -88,6 +89,12 @@ class _Recording:
         self.log.append((self.step, int(d.match_len) if len(d) else -1))
         return d
 
+    def pace(self, keep_drafting: Any) -> None:
+        from sufdec.drafters.base import PacedDrafter
+
+        if isinstance(self.inner, PacedDrafter):
+            self.inner.pace(keep_drafting)
+
     def observe(self, new_ids: list[int]) -> None:
         self.step += 1
         self.inner.observe(new_ids)
@@ -112,6 +119,7 @@ class MethodRunner:
         self._log: list[tuple[int, int]] = []
         if self.draft is None:
             return
+        from sufdec.drafters.hybrid import HybridDrafter
         from sufdec.drafters.suffix import SuffixDrafter
         from sufdec.engine.config import GenerationConfig
         from sufdec.engine.generator import SpeculativeGenerator
@@ -121,19 +129,24 @@ class MethodRunner:
         def factory() -> Any:
             if draft.spec == "eesd":  # early exit: the factory the caller built over the exit layer
                 return _Recording(exit_drafter(), self._log)
-            return _Recording(SuffixDrafter(tree_of(), draft, learn=None), self._log)
+            suffix = SuffixDrafter(tree_of(), draft, learn=None)
+            if draft.spec == "hybrid":
+                early = exit_drafter() if exit_drafter is not None else None
+                self.hybrid = HybridDrafter(suffix, early, self.generator.controls, draft)
+                return _Recording(self.hybrid, self._log)
+            return _Recording(suffix, self._log)
 
         if draft.spec == "eesd" and exit_drafter is None:
             raise ValueError("the eesd method needs an exit layer (see BenchSettings.exit_layer)")
 
+        self.hybrid: Any = None   # the last request's hybrid drafter (its choices are reported)
         self.config = GenerationConfig(max_new_tokens=settings.max_new_tokens, do_sample=False, draft=draft)
-        self.generator = SpeculativeGenerator(model, tokenizer, drafter_factory=factory if draft.enabled else None,
-                                              cost_model="auto" if draft.sizing == "cost" else None)
+        self.generator = SpeculativeGenerator(model, tokenizer, drafter_factory=factory if draft.enabled else None)
 
     @property
     def sized_by_cost(self) -> bool:
-        """Whether this method verifies what the forward-cost curve says is worth it."""
-        return self.draft is not None and self.draft.enabled and self.draft.sizing == "cost"
+        """Whether this method's draft control reads the forward-cost curve."""
+        return self.draft is not None and self.draft.enabled and self.draft.sizing != "fixed"
 
     def run(self, prompt_ids: list[int]) -> Run:
         if self.generator is None:
@@ -145,6 +158,8 @@ class MethodRunner:
         self._log.clear()
         res = self.generator.generate(prompt_ids, self.config)
         run = Run(list(res.token_ids), res.elapsed_s, res.steps, prefill_s=res.prefill_s)
+        if self.hybrid is not None:
+            run.choices = dict(self.hybrid.choices)
         for st in res.step_results:
             t = st.timings
             run.drafted += st.drafted

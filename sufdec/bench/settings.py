@@ -16,8 +16,12 @@ Methods
   probability 0.1, tree drafts) at the same budget and sizing.
 - ``eesd``: early-exit chains from the model's own trained exit layer (``sufdec train-exit``;
   ``BenchSettings.exit_layer``, else the newest trained for the model), sized like the rest.
+- ``hybrid``: each step the suffix tree draft or an early-exit chain, whichever is expected
+  to pay more, or none (``sufdec.drafters.hybrid``); suffix only without an exit layer.
 - ``sufdec-off``: sufdec's own decode loop with no drafts (its overhead over ``vanilla``).
 - ``suffix-tree@K`` (``bench scaling`` only): ``suffix-tree`` over the first K train outputs.
+- ``METHOD:SIZING`` (for example ``eesd:beta-ts``): the method with another draft control
+  (``cost``, ``fixed``, ``beta-ts``, ``calibration-ts``) than the run's.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from sufdec.suffix.settings import DraftSettings
+from sufdec.suffix.settings import SIZINGS, DraftSettings
 
-METHODS = ("vanilla", "pld", "suffix-chain", "suffix-tree", "suffix-paper", "eesd", "sufdec-off")
+METHODS = ("vanilla", "pld", "suffix-chain", "suffix-tree", "suffix-paper", "eesd", "hybrid", "sufdec-off")
 DEFAULT_METHODS = ("vanilla", "pld", "suffix-chain", "suffix-tree")
 METHOD_ALIASES = {"suffix-path": "suffix-chain"}  # old name -> name
 HF_METHODS = ("vanilla", "pld")  # run by transformers' generate(), not by sufdec's decode loop
@@ -40,11 +44,15 @@ Say = Callable[[str], None]
 
 def canonical_method(name: str) -> str:
     """``name`` with an old alias replaced (``suffix-path`` -> ``suffix-chain``)."""
-    return METHOD_ALIASES.get(name, name)
+    base, sep, sizing = name.partition(":")
+    return METHOD_ALIASES.get(base, base) + sep + sizing
 
 
 def is_method(name: str) -> bool:
-    return name in METHODS or name.startswith("suffix-tree@")
+    base, sep, sizing = name.partition(":")
+    if sep and (sizing not in SIZINGS or base in HF_METHODS):
+        return False
+    return base in METHODS or base.startswith("suffix-tree@")
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,10 @@ def method_draft(method: str, draft: DraftSettings) -> Optional[DraftSettings]:
     same with ``spec="chain"``; ``suffix-paper`` the paper preset with ``draft``'s budget
     and sizing; ``sufdec-off`` ``spec="off"``.
     """
-    base = canonical_method(method).split("@")[0]
+    name, _, sizing = canonical_method(method).partition(":")
+    if sizing:
+        draft = draft.replace(sizing=sizing)
+    base = name.split("@")[0]
     if base in HF_METHODS:
         return None
     if base == "suffix-tree":
@@ -105,8 +116,8 @@ def method_draft(method: str, draft: DraftSettings) -> Optional[DraftSettings]:
         return draft.replace(spec="chain")
     if base == "suffix-paper":
         return DraftSettings.preset("paper", max_spec_tokens=draft.max_spec_tokens, sizing=draft.sizing)
-    if base == "eesd":
-        return draft.replace(spec="eesd")
+    if base in ("eesd", "hybrid"):
+        return draft.replace(spec=base)
     if base == "sufdec-off":
         return draft.replace(spec="off")
     raise ValueError(f"unknown method {method!r}")

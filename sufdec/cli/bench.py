@@ -164,10 +164,10 @@ def replay(
 # ---------------------------------------------------------------- generation benchmark
 
 def _methods(text: str) -> tuple[str, ...]:
-    from sufdec.bench.settings import METHODS, canonical_method
+    from sufdec.bench.settings import METHODS, canonical_method, is_method
 
     methods = tuple(canonical_method(m.strip()) for m in text.split(",") if m.strip())
-    bad = [m for m in methods if m not in METHODS]
+    bad = [m for m in methods if not is_method(m) or "@" in m]
     if bad or not methods:
         raise common.fail(f"unknown method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}", 2)
     return methods

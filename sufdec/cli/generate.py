@@ -100,7 +100,7 @@ def generate(
     seed: Optional[int] = typer.Option(None, "--seed", show_default=False,
                                        help="Random seed for sampling, 0 to 2**64-1 (default: a fresh one)."),
     stop: list[str] = typer.Option([], "--stop", help="Stop string (repeatable; default: the model's stop_strings).", show_default=False),
-    spec: str = typer.Option("tree", "--spec", help="tree: verify draft trees from past outputs; chain: only each draft's most probable path; eesd: chains from the model's own early-exit layer (train it with `sufdec train-exit`); off: plain decoding."),
+    spec: str = typer.Option("tree", "--spec", help="tree: verify draft trees from past outputs; chain: only each draft's most probable path; eesd: chains from the model's own early-exit layer (train it with `sufdec train-exit`); hybrid: each step the suffix draft or an early-exit chain, whichever is expected to pay more, or none (suffix only until an exit layer is trained); off: plain decoding."),
     preset: str = typer.Option("merged", "--draft-mode", help="merged: one tree from both trees and several match lengths (default); paper: the published algorithm (factor 4, min probability 0.1)."),
     max_spec_tokens: Optional[int] = typer.Option(None, "--max-spec-tokens", show_default=False,
                                                   help="Most draft nodes verified per step, >= 0 (default 32)."),
@@ -108,7 +108,7 @@ def generate(
                                                 help="Draft at most factor x match length nodes, >= 0 (default: 1000 merged, 4 paper)."),
     min_token_prob: Optional[float] = typer.Option(None, "--min-token-prob", show_default=False,
                                                    help="Drop draft nodes whose estimated probability is lower, in [0, 1] (default: 0 merged, 0.1 paper)."),
-    sizing: str = typer.Option("cost", "--sizing", help="cost: verify the part of each draft worth its forward cost (the cost measured at load, the draft's probabilities corrected by the acceptance observed so far); fixed: always up to --max-spec-tokens."),
+    sizing: str = typer.Option("cost", "--sizing", help="How much to draft and verify each step. cost: the part of each draft worth its forward cost (the cost measured at load, the draft's probabilities corrected by the acceptance observed so far); fixed: always up to --max-spec-tokens; beta-ts: Thompson sampling on the acceptance rate picks the draft length (drafting cost included; 0 = do not draft); calibration-ts: the same, stopping each early-exit chain at the first token whose calibrated confidence does not pay. hybrid: the early-exit side uses beta-ts or calibration-ts (the default), the suffix side cost."),
     exit_layer: Optional[int] = typer.Option(None, "--exit-layer", show_default=False,
                                              help="--spec eesd: the exit layer after layer N >= 1 (default: the newest trained)."),
     exit_min_prob: Optional[float] = typer.Option(None, "--exit-min-prob", show_default=False,
@@ -157,7 +157,7 @@ def generate(
         from sufdec.models import check_gguf_spec
         from sufdec.store.envfiles import check_reachable
 
-        if learn or draft.spec in ("tree", "chain"):  # the store the session will open, before the model loads
+        if learn or draft.spec in ("tree", "chain", "hybrid"):  # the store the session will open, before the model loads
             check_reachable(common.resolve_store(store))
         if model is not None:
             check_gguf_spec(model, gguf_file)

@@ -8,7 +8,7 @@ No torch here: drafters run on plain Python ints.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Callable, Optional, Protocol, runtime_checkable
 
 from sufdec.suffix.draft import Draft
 
@@ -33,6 +33,17 @@ class Drafter(Protocol):
     def end(self, output_ids: list[int], finished: bool) -> None:
         """The request is over. ``output_ids`` are the generated tokens (prompt excluded);
         ``finished`` is False when it was cut short (error, cancelled stream)."""
+
+
+@runtime_checkable
+class PacedDrafter(Protocol):
+    """A drafter that pays for every token it drafts (a model forward each) and so asks,
+    token by token, whether to go on. The decode loop hands it its draft control's rule
+    once per request: ``keep_drafting(depth, q)`` -> keep the token at ``depth`` (1-based)
+    that the drafter gives probability ``q`` given its parent; None: the drafter's own rule."""
+
+    def pace(self, keep_drafting: Optional[Callable[[int, float], bool]]) -> None:
+        """Use ``keep_drafting`` for the requests that follow."""
 
 
 class NullDrafter:

@@ -265,6 +265,11 @@ class AcceptanceCalibration:
             probs.append(f if parent < 0 else probs[parent] * f)
         return Draft(draft.token_ids, draft.parents, probs, float(sum(probs)), draft.match_len)
 
+    def factor(self, q: float, depth: int) -> float | None:
+        """The corrected acceptance of one edge with the drafter's ratio ``q`` at ``depth``
+        (None where nothing has been observed yet)."""
+        return self.mapping()[self._dbin(depth)][self._qbin(q)]
+
     def record(self, draft: Draft, continuation: Sequence[int]) -> None:
         """Label each node of ``draft`` against the tokens that really followed its root.
 

@@ -3,7 +3,9 @@
 Each step it brings its own cache up to the request's context (the tokens accepted since
 the last step, in one forward through the N + 1 layers of the draft model), then drafts
 greedily, one token per forward, while the chain's probability (the product of the draft
-head's top probabilities) stays above ``min_prob``, up to ``max_len`` tokens. Drafted
+head's top probabilities) stays above ``min_prob``, up to ``max_len`` tokens; or, when the
+decode loop paces it (``pace``: a Thompson-sampling draft control), while the control's
+``keep_drafting`` says the next token pays. Drafted
 tokens that the target then accepts keep their cache rows; the rest are cropped.
 
 The KV cache is the draft model's own, not a view of the target's: the target's cache for
@@ -23,7 +25,7 @@ exact; greedy verification keeps greedy output identical. Chains only in this ve
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -78,15 +80,26 @@ class EarlyExitDrafter(ContextDrafter):
             self.head = head[self.vocab]                                   # [V', H]
         else:
             self.vocab, self.head = None, head                             # [V, H]
+        self.keep_drafting: Optional[Callable[[int, float], bool]] = None
         self.cache: Any = None
         self.fed = 0             # context tokens whose keys and values are in the cache
         self.drafted: list[int] = []  # the last chain, fed up to its last token
+
+    def pace(self, keep_drafting: Optional[Callable[[int, float], bool]]) -> None:
+        """Stop chains by the draft control's rule (None: by ``min_prob``); see PacedDrafter."""
+        self.keep_drafting = keep_drafting
 
     def begin(self, prompt_ids: list[int]) -> None:
         super().begin(prompt_ids)
         self.cache = new_cache(self.model)
         self.fed = 0
         self.drafted = []
+        if len(prompt_ids) > 1:
+            # the draft model's own prefill, paid at the start like the target's, so that a
+            # draft step costs what drafting costs (a draft control measures it per token)
+            self._forward(self.context[:-1])
+            settle(self.cache)
+            self.fed = len(self.context) - 1
 
     @torch.inference_mode()
     def _forward(self, ids: list[int]) -> torch.Tensor:
@@ -112,9 +125,13 @@ class EarlyExitDrafter(ContextDrafter):
         tokens, chain_probs, p_chain = [], [], 1.0
         while True:
             p, i = probs.max(dim=-1)
-            p_chain *= float(p)
-            if p_chain < self.min_prob and tokens:
+            q = float(p)
+            if self.keep_drafting is not None:
+                if not self.keep_drafting(len(tokens) + 1, q):
+                    break
+            elif p_chain * q < self.min_prob and tokens:
                 break
+            p_chain *= q
             tokens.append(self._token(int(i)))
             chain_probs.append(p_chain)
             if len(tokens) >= limit:
@@ -128,8 +145,9 @@ class EarlyExitDrafter(ContextDrafter):
         keep = 0  # at least the last new token is fed again: the next draft starts from its output
         while keep < len(self.drafted) and keep < len(new_ids) - 1 and self.drafted[keep] == new_ids[keep]:
             keep += 1
-        crop_last(self.cache, len(self.drafted) - keep)
-        settle(self.cache)  # sliding layers recorded every drafted key for this rollback
+        if self.drafted:  # nothing fed beyond the context otherwise (or not drafted at all)
+            crop_last(self.cache, len(self.drafted) - keep)
+            settle(self.cache)  # sliding layers recorded every drafted key for this rollback
         self.fed += keep
         self.drafted = []
         super().observe(new_ids)

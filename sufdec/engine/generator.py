@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
-from sufdec.drafters.base import Drafter, NullDrafter
-from sufdec.drafters.budget import AcceptanceCalibration, CostModel, best_chain, cut_below, size_draft
+from sufdec.drafters.base import Drafter, NullDrafter, PacedDrafter
+from sufdec.drafters.budget import CostModel, best_chain, cut_below
+from sufdec.drafters.control import DraftControl, DraftControls, StepOutcome
 from sufdec.engine.accept import Acceptor, AcceptResult
 from sufdec.engine.config import GenerationConfig, ResolvedGeneration, resolve_generation
 from sufdec.engine.kv import cache_kwargs, commit_path, mask_kinds, new_cache, settle
@@ -96,10 +97,9 @@ class RequestState:
     drafter: Drafter
     eos: frozenset[int]
     stops: StopStrings
+    control: DraftControl
     steps: int = 0
     finish_reason: str | None = None
-    # drafts waiting for their true continuation: (len(ids) when drafted, draft, its depth)
-    pending: list[tuple[int, Draft, int]] = field(default_factory=list)
 
     @property
     def past_len(self) -> int:
@@ -121,10 +121,10 @@ class SpeculativeGenerator:
     it) or from ``drafter_factory`` (called once per request for a fresh Drafter); with
     neither, every request is plain decoding. Each request's settings are resolved
     against the model's own ``generation_config`` (see ``sufdec.engine.config``).
-    ``cost_model``: a CostModel, or "auto" to measure one on first use (cached per model,
-    device and dtype); only used with ``draft_sizing="cost"``. ``acceptance``: an
-    AcceptanceCalibration (or True for a fresh one, False for none) that cost sizing reads
-    the drafts' probabilities through; it learns from every request this generator runs.
+    ``controls``: what draft control learns across requests (``sufdec.drafters.control``:
+    cost curve, acceptance calibrations, Thompson-sampling posteriors); None makes one
+    whose cost curve is measured on first use (cached per model, device and dtype). Each
+    request gets a control of the policy its ``DraftSettings.sizing`` names.
     """
 
     def __init__(
@@ -134,8 +134,7 @@ class SpeculativeGenerator:
         drafter: Drafter | None = None,
         *,
         drafter_factory: Callable[[], Drafter] | None = None,
-        cost_model: CostModel | str | None = "auto",
-        acceptance: AcceptanceCalibration | bool = True,
+        controls: DraftControls | None = None,
     ):
         attn = getattr(model.config, "_attn_implementation", None) or "eager"
         if attn.startswith("flash") or attn not in ("sdpa", "eager"):
@@ -152,12 +151,7 @@ class SpeculativeGenerator:
         self.tokenizer = tokenizer
         self.drafter = drafter
         self.drafter_factory = drafter_factory
-        self.cost_model_setting = cost_model
-        self._cost_model: CostModel | None = cost_model if isinstance(cost_model, CostModel) else None
-        if isinstance(acceptance, AcceptanceCalibration):
-            self.acceptance: AcceptanceCalibration | None = acceptance
-        else:
-            self.acceptance = AcceptanceCalibration() if acceptance else None
+        self.controls = controls if controls is not None else DraftControls(self._measure_cost)
         self.device = model.get_input_embeddings().weight.device  # where input ids go (device maps too)
         self.mask_dtype = torch.bool if attn == "sdpa" else model.dtype
         self._layer_kinds = mask_kinds(model)
@@ -204,7 +198,7 @@ class SpeculativeGenerator:
         """``config`` with the model's own generation defaults filled in (and the cost curve
         measured now if this is its first use, outside any request's time)."""
         resolved = resolve_generation(config or GenerationConfig(), self.model, self.tokenizer)
-        if self._speculates(resolved) and resolved.draft.sizing == "cost":
+        if self._speculates(resolved) and resolved.draft.sizing != "fixed":
             self.cost_model()
         return resolved
 
@@ -223,20 +217,19 @@ class SpeculativeGenerator:
                 yield step
             finished = True
         finally:
+            state.control.end()
             state.drafter.end(list(state.generated), finished)
             if streamer is not None:
                 streamer.end()
 
     def cost_model(self) -> CostModel:
-        """The forward-cost curve used for draft sizing (measured on first call if "auto")."""
-        if self._cost_model is None:
-            if self.cost_model_setting == "auto":
-                from sufdec.engine.calibrate import cost_model_for
+        """The forward-cost curve draft control uses (measured on first call by default)."""
+        return self.controls.cost_model()
 
-                self._cost_model = cost_model_for(self.model)
-            else:
-                self._cost_model = CostModel.flat()
-        return self._cost_model
+    def _measure_cost(self) -> CostModel:
+        from sufdec.engine.calibrate import cost_model_for
+
+        return cost_model_for(self.model)
 
     # ------------------------------------------------------------------ request setup
     def _prompt_ids(self, prompt: str | Sequence[int]) -> list[int]:
@@ -257,8 +250,20 @@ class SpeculativeGenerator:
             return self.drafter
         return self.drafter_factory()  # type: ignore[misc]
 
+    def _new_control(self, config: ResolvedGeneration) -> DraftControl:
+        """The request's draft control: the policy ``sizing`` names, for the drafter's source
+        (a hybrid drafter sizes its drafts itself: its control only passes them through)."""
+        d = config.draft
+        if d.spec == "hybrid":
+            return self.controls.for_request("fixed", "hybrid")
+        source = "eesd" if d.spec == "eesd" else "suffix"
+        return self.controls.for_request(d.sizing, source, d.exit_max_len if source == "eesd" else None)
+
     def _start(self, prompt_ids: list[int], config: ResolvedGeneration) -> RequestState:
         drafter = self._new_drafter(config)
+        control = self._new_control(config)
+        if isinstance(drafter, PacedDrafter):
+            drafter.pace(control.keep_drafting)
         state = RequestState(
             ids=list(prompt_ids),
             prompt_len=len(prompt_ids),
@@ -268,6 +273,7 @@ class SpeculativeGenerator:
             drafter=drafter,
             eos=frozenset(config.eos),
             stops=StopStrings(self.tokenizer, config.stop),
+            control=control,
         )
         drafter.begin(list(prompt_ids))
         self._prefill(state)
@@ -299,6 +305,7 @@ class SpeculativeGenerator:
             self.commit_kv(state, layout, result)
         t5 = time.perf_counter()
         self.observe(state, emitted, reason)
+        state.control.feedback(StepOutcome(draft, len(result.rows), emitted, len(raw), t1 - t0, t3 - t2))
         t6 = time.perf_counter()
         step = StepResult(
             index=state.steps - 1,
@@ -317,17 +324,15 @@ class SpeculativeGenerator:
         max_depth = state.remaining - 1  # deeper nodes could not be emitted anyway
         if not cfg.enabled or max_depth < 1:
             return Draft(), Draft()
-        raw = state.drafter.draft(cfg.max_spec_tokens)
+        limit = state.control.limit(cfg.max_spec_tokens)  # 0: drafting does not pay this step
+        if limit <= 0:
+            return Draft(), Draft()
+        raw = state.drafter.draft(limit)
         if len(raw) == 0:
             return raw, raw
         draft = cut_below(raw, state.eos)
         draft = best_chain(draft) if cfg.spec == "chain" else draft
-        if cfg.sizing != "cost":
-            return raw, size_draft(draft, None, cfg.max_spec_tokens, max_depth)
-        if self.acceptance is not None:
-            state.pending.append((len(state.ids), draft, max(draft.depths(), default=0)))
-            draft = self.acceptance.apply(draft)
-        return raw, size_draft(draft, self.cost_model(), cfg.max_spec_tokens, max_depth)
+        return raw, state.control.size(draft, limit, max_depth)
 
     def layout(self, state: RequestState, draft: Draft) -> TreeLayout:
         return layout_tree(draft, state.ids[-1], state.past_len)
@@ -363,21 +368,8 @@ class SpeculativeGenerator:
         state.finish_reason = reason
         if emitted:
             state.drafter.observe(emitted)
-        if state.pending and self.acceptance is not None:
-            self._label_drafts(state, final=reason is not None)
 
     # ------------------------------------------------------------------ helpers
-    def _label_drafts(self, state: RequestState, final: bool) -> None:
-        """Teach the calibration each draft whose continuation is now known (all at the end)."""
-        known = len(state.ids)
-        keep = []
-        for pos, draft, depth in state.pending:
-            if final or pos + depth <= known:
-                self.acceptance.record(draft, state.ids[pos:pos + depth])
-            else:
-                keep.append((pos, draft, depth))
-        state.pending = keep
-
     def _cut(self, state: RequestState, tokens: list[int]) -> tuple[list[int], str | None]:
         """The prefix of ``tokens`` to emit, and why the request ends inside it (if it does)."""
         emitted: list[int] = []

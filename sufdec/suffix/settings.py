@@ -8,8 +8,9 @@ instead of re-spelling its fields.
 
 One vocabulary everywhere: ``spec`` is ``"tree"`` (verify draft trees from the suffix
 trees), ``"chain"`` (verify only each suffix draft's most probable path), ``"eesd"``
-(chains from the model's own early-exit layer, see ``sufdec.eesd``) or ``"off"`` (plain
-decoding).
+(chains from the model's own early-exit layer, see ``sufdec.eesd``), ``"hybrid"`` (each
+step the suffix tree draft or an early-exit chain, whichever is expected to pay more, or
+nothing) or ``"off"`` (plain decoding).
 Nothing here imports torch.
 """
 
@@ -22,9 +23,9 @@ from typing import Any
 
 from sufdec._core import SpecConfig
 
-SPECS = ("tree", "chain", "eesd", "off")
+SPECS = ("tree", "chain", "eesd", "hybrid", "off")
 MODES = ("merged", "paper")
-SIZINGS = ("cost", "fixed")
+SIZINGS = ("cost", "fixed", "beta-ts", "calibration-ts")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ class DraftSettings:
 
     ``sizing="cost"`` verifies the part of each draft worth its forward cost (measured at
     load, probabilities corrected by the acceptance observed so far); ``"fixed"`` always
-    verifies up to ``max_spec_tokens`` nodes. ``max_depth`` is the request tree's depth.
+    verifies up to ``max_spec_tokens`` nodes; ``"beta-ts"`` and ``"calibration-ts"`` are the
+    Thompson-sampling length controllers (see ``sufdec.drafters.control``).
+    ``max_depth`` is the request tree's depth.
 
     ``spec="eesd"``: ``exit_layer`` picks the trained exit layer (None: the most recently
     trained for the model); a chain grows while the product of its draft probabilities

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sufdec.drafters.control import DraftControls
 from sufdec.eesd import exit_model
 from sufdec.eesd.drafter import EarlyExitDrafter
 from sufdec.eesd.train import TrainSettings, train_exit_layer
@@ -90,7 +91,7 @@ def test_early_exit_speculation_equals_plain_generate(kind, attn):
     # the next drafted one (the drafter must then still feed it again)
     for min_prob, budget in ((0.0, 32), (0.5, 32), (0.0, 2)):
         gen = SpeculativeGenerator(model, char_tokenizer(), drafter_factory=lambda: EarlyExitDrafter(
-            draft_model, None, max_len=5, min_prob=min_prob), cost_model=None)
+            draft_model, None, max_len=5, min_prob=min_prob), controls=DraftControls.flat())
         cfg = GenerationConfig(max_new_tokens=30, eos_token_ids=(),
                                draft=DraftSettings(spec="eesd", sizing="fixed", max_spec_tokens=budget))
         accepted = 0

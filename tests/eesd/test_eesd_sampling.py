@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from sufdec.drafters.control import DraftControls
 from sufdec.eesd import exit_model
 from sufdec.eesd.drafter import EarlyExitDrafter
 from sufdec.engine import GenerationConfig, SpeculativeGenerator
@@ -26,7 +27,7 @@ def test_joint_distribution_with_early_exit_chains(name):
     layer = len(model.model.layers) - 1
     draft_model = exit_model.build_draft_model(model, exit_model.new_exit_layer(model, layer), layer)
     gen = SpeculativeGenerator(model, char_tokenizer(), drafter_factory=lambda: EarlyExitDrafter(
-        draft_model, None, max_len=MAX_NEW - 1, min_prob=0.0), cost_model=None)
+        draft_model, None, max_len=MAX_NEW - 1, min_prob=0.0), controls=DraftControls.flat())
     draft = DraftSettings(spec="eesd", sizing="fixed")
     counts: dict[tuple[int, ...], int] = {}
     deep = 0

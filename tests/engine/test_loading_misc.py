@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import Gemma2Config, LlamaConfig, TextStreamer
 
+from sufdec.drafters.control import DraftControls
 from sufdec.drafters.base import NullDrafter
 from sufdec.drafters.budget import CostModel
 from sufdec.suffix import DraftSettings
@@ -121,12 +122,11 @@ def test_cost_sizing_drops_unlikely_nodes():
             d = super().draft(max_nodes)
             return type(d)(d.token_ids, d.parents, [0.01] * len(d), 0.01 * len(d), d.match_len)
 
-    gen = SpeculativeGenerator(model, tok, Unlikely(ref, "tree"), cost_model=cpu, acceptance=False)
+    gen = SpeculativeGenerator(model, tok, Unlikely(ref, "tree"), controls=DraftControls(cpu, calibrate=False))
     res = gen.generate(prompt, GenerationConfig(max_new_tokens=20, eos_token_ids=()))
     assert res.token_ids == ref
     assert all(s.verified == 0 for s in res.step_results) and res.steps == 20
-    likely = SpeculativeGenerator(model, tok, OracleDrafter(ref, "chain", depth=8), cost_model=cpu,
-                                  acceptance=False)
+    likely = SpeculativeGenerator(model, tok, OracleDrafter(ref, "chain", depth=8), controls=DraftControls(cpu, calibrate=False))
     res2 = likely.generate(prompt, GenerationConfig(max_new_tokens=20, eos_token_ids=()))
     assert res2.token_ids == ref and any(s.verified > 0 for s in res2.step_results)
 
@@ -146,12 +146,12 @@ def test_acceptance_calibration_learns_from_outcomes():
             d = super().draft(max_nodes)
             return type(d)(d.token_ids, d.parents, [0.01] * len(d), 0.01 * len(d), d.match_len)
 
-    modest = SpeculativeGenerator(model, tok, Unlikely(ref, "chain", depth=4), cost_model=cpu)
+    modest = SpeculativeGenerator(model, tok, Unlikely(ref, "chain", depth=4), controls=DraftControls(cpu))
     res = modest.generate(prompt, cfg)
     assert res.token_ids == ref
     assert res.step_results[0].verified == 0                  # the prior believes 1% at first
     assert sum(s.verified for s in res.step_results[-5:]) > 0  # and learns that it is right
-    assert modest.acceptance.mapping()[0][0] > 0.2             # depth 1, q < 0.2: right after all
+    assert modest.controls.calibration("suffix").mapping()[0][0] > 0.2             # depth 1, q < 0.2: right after all
 
     class Liar(OracleDrafter):  # drafts a wrong token at the root, claims 0.99
         def draft(self, max_nodes):
@@ -159,13 +159,13 @@ def test_acceptance_calibration_learns_from_outcomes():
             wrong = [self._wrong(t) for t in d.token_ids]
             return type(d)(wrong, d.parents, [0.99] * len(d), 0.99 * len(d), d.match_len)
 
-    proud = SpeculativeGenerator(model, tok, Liar(ref, "chain", depth=4), cost_model=cpu)
+    proud = SpeculativeGenerator(model, tok, Liar(ref, "chain", depth=4), controls=DraftControls(cpu))
     res = proud.generate(prompt, cfg)
     assert res.token_ids == ref
     assert res.step_results[0].verified > 0
     first, last = (sum(s.verified for s in part) for part in (res.step_results[:10], res.step_results[-10:]))
     assert last < first / 2                                    # believed less and less
-    assert proud.acceptance.mapping()[0][-1] < 0.2             # depth 1, q >= 0.98: always wrong
+    assert proud.controls.calibration("suffix").mapping()[0][-1] < 0.2             # depth 1, q >= 0.98: always wrong
 
 
 def test_null_drafter_is_plain_decoding():

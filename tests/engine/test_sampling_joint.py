@@ -28,6 +28,7 @@ from transformers import (
     TopKLogitsWarper,
 )
 
+from sufdec.drafters.control import DraftControls
 from sufdec.drafters.base import ContextDrafter
 from sufdec.engine import GenerationConfig, SpeculativeGenerator, layout_tree
 from sufdec.suffix import DraftSettings
@@ -195,7 +196,7 @@ def run_samples(model, prompt, sampling, n: int = N_SAMPLES):
     """``n`` speculative samples of MAX_NEW tokens (seeds 0..n-1): counts, steps, drafter."""
     target = Target(model, sampling)
     drafter = JointDrafter(target, model.config.vocab_size)
-    gen = SpeculativeGenerator(model, char_tokenizer(), drafter, cost_model=None)
+    gen = SpeculativeGenerator(model, char_tokenizer(), drafter, controls=DraftControls.flat())
     draft = DraftSettings(sizing="fixed", max_spec_tokens=128)
     counts: dict[tuple[int, ...], int] = {}
     steps = 0

@@ -1,0 +1,91 @@
+"""The hybrid drafter (``--spec hybrid``): each step the suffix draft or an early-exit chain.
+
+Each step it drafts from the suffix trees (microseconds), sizes that draft with the
+calibrated cost rule and computes its expected tokens per unit of cost; the early-exit
+side's Thompson-sampling control draws an acceptance rate and gives the best chain length
+for it with its own expected rate (drafting cost included, measured online). The higher
+rate wins; an early-exit chain is drafted only when it wins and pays at all, so where the
+suffix trees match (repeated work) drafting costs nothing extra, and where neither pays the
+step is plain decoding. A suffix match that appears while early exit drafts takes over at
+the next step, since the comparison is made every step.
+
+The hybrid sizes its drafts itself; the decode loop verifies them as they come (its own
+control for a hybrid request only passes them through). Both sides learn every step: the
+suffix calibration labels every suffix draft against what followed, verified or not, and
+the early-exit posterior is updated with the acceptance of the chains it drafted.
+No torch here: the early-exit drafter is handed in.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from sufdec.drafters.base import Drafter, PacedDrafter
+from sufdec.drafters.control import DraftControl, DraftControls, StepOutcome, accepted_along
+from sufdec.suffix.draft import Draft
+from sufdec.suffix.settings import DraftSettings
+
+
+class HybridDrafter:
+    """Drafts from ``suffix`` or ``early`` (None: suffix only) per step, see the module doc.
+
+    ``controls`` is the generator's shared learned state; the suffix side is sized by the
+    ``cost`` policy, the early-exit side by ``settings.sizing`` when that is a
+    Thompson-sampling policy, else by ``calibration-ts``.
+    """
+
+    def __init__(self, suffix: Drafter, early: Optional[Drafter], controls: DraftControls,
+                 settings: DraftSettings) -> None:
+        self.suffix, self.early, self.controls, self.settings = suffix, early, controls, settings
+        self.suffix_ctl: DraftControl = controls.for_request("cost", "suffix")
+        policy = settings.sizing if settings.sizing in ("beta-ts", "calibration-ts") else "calibration-ts"
+        self.early_ctl: DraftControl = controls.for_request(policy, "eesd", settings.exit_max_len)
+        if isinstance(early, PacedDrafter):
+            early.pace(self.early_ctl.keep_drafting)
+        self.last: tuple[str, Draft, float] | None = None   # (source, draft, seconds) of this step
+        self.choices = {"suffix": 0, "eesd": 0, "none": 0}
+
+    def begin(self, prompt_ids: list[int]) -> None:
+        self.suffix.begin(prompt_ids)
+        if self.early is not None:
+            self.early.begin(prompt_ids)
+        self.last = None
+
+    def draft(self, max_nodes: int) -> Draft:
+        t0 = time.perf_counter()
+        raw = self.suffix.draft(max_nodes)
+        sized = self.suffix_ctl.size(raw, max_nodes) if len(raw) else raw
+        suffix_s = time.perf_counter() - t0
+        suffix_rate = self.suffix_ctl.expected_rate(sized) if len(sized) else 0.0
+        k = self.early_ctl.limit(max_nodes) if self.early is not None else 0
+        early_rate = self.early_ctl.last_rate if k > 0 else 0.0
+        if len(sized) and suffix_rate >= early_rate:
+            self.last = ("suffix", sized, suffix_s)
+        elif k > 0 and early_rate > 1.0:
+            t1 = time.perf_counter()
+            chain = self.early_ctl.size(self.early.draft(k), k)  # type: ignore[union-attr]
+            self.last = ("eesd", chain, time.perf_counter() - t1)
+        else:
+            self.last = ("none", Draft(), suffix_s)
+        self.choices[self.last[0]] += 1
+        return self.last[1]
+
+    def observe(self, new_ids: list[int]) -> None:
+        source, draft, seconds = self.last if self.last is not None else ("none", Draft(), 0.0)
+        for side, ctl in (("suffix", self.suffix_ctl), ("eesd", self.early_ctl)):
+            mine = source == side
+            used = draft if mine else Draft()
+            ctl.feedback(StepOutcome(used, accepted_along(used, new_ids), list(new_ids),
+                                     drafted=len(used), draft_s=seconds if mine else 0.0))
+        self.last = None
+        self.suffix.observe(new_ids)
+        if self.early is not None:
+            self.early.observe(new_ids)
+
+    def end(self, output_ids: list[int], finished: bool) -> None:
+        self.suffix_ctl.end()
+        self.early_ctl.end()
+        self.suffix.end(output_ids, finished)
+        if self.early is not None:
+            self.early.end(output_ids, finished)
