@@ -71,7 +71,8 @@ class EarlyExitDrafter(ContextDrafter):
         self.model = draft_model
         # where consecutive forwards cannot roll back sliding layers, a chain is at most 2
         # tokens: one forward after the settled context, then the next token is only predicted
-        self.max_len = max_len if consecutive_forwards_ok(draft_model) else min(max_len, 2)
+        self.chains = consecutive_forwards_ok(draft_model)
+        self.max_len = max_len if self.chains else min(max_len, 2)
         self.min_prob = min_prob
         head = draft_model.get_output_embeddings().weight.detach()
         self.device = draft_model.get_input_embeddings().weight.device
@@ -94,9 +95,10 @@ class EarlyExitDrafter(ContextDrafter):
         self.cache = new_cache(self.model)
         self.fed = 0
         self.drafted = []
-        if len(prompt_ids) > 1:
+        if len(prompt_ids) > 1 and self.chains:
             # the draft model's own prefill, paid at the start like the target's, so that a
-            # draft step costs what drafting costs (a draft control measures it per token)
+            # draft step costs what drafting costs (a draft control measures it per token);
+            # not where two forwards in a row cannot run (then the first draft feeds the prompt)
             self._forward(self.context[:-1])
             settle(self.cache)
             self.fed = len(self.context) - 1
@@ -145,7 +147,7 @@ class EarlyExitDrafter(ContextDrafter):
         keep = 0  # at least the last new token is fed again: the next draft starts from its output
         while keep < len(self.drafted) and keep < len(new_ids) - 1 and self.drafted[keep] == new_ids[keep]:
             keep += 1
-        if self.drafted:  # nothing fed beyond the context otherwise (or not drafted at all)
+        if self.cache.get_seq_length() > 0:  # nothing to roll back before the first forward
             crop_last(self.cache, len(self.drafted) - keep)
             settle(self.cache)  # sliding layers recorded every drafted key for this rollback
         self.fed += keep
