@@ -186,6 +186,17 @@ struct BufferView {
 
 }  // namespace
 
+// A from-scratch draft: without releasing the GIL unless a writer holds the tree.
+static DraftOut speculate_scratch(const SuffixTree& t, nb::handle context, const SpecParams& p) {
+  std::vector<int32_t> c = to_tokens(context);
+  DraftOut out;
+  if (!t.try_speculate(c.data(), c.size(), p, &out, false)) {
+    nb::gil_scoped_release g;
+    t.try_speculate(c.data(), c.size(), p, &out, true);
+  }
+  return out;
+}
+
 NB_MODULE(_suffix_tree, m) {
   m.doc() = "sufdec C++ suffix-tree core (see sufdec/_core/suffix_tree.h)";
 
@@ -240,13 +251,7 @@ NB_MODULE(_suffix_tree, m) {
           [](const SuffixTree& t, nb::handle context, const SpecParams& p) {
             if (p.mode == sufdec::SpecMode::kMerged && !p.use_tree)
               throw nb::value_error("merged mode drafts trees: use_tree must be true");
-            std::vector<int32_t> c = to_tokens(context);
-            DraftOut out;
-            if (!t.try_speculate(c.data(), c.size(), p, &out, false)) {
-              nb::gil_scoped_release g;
-              t.try_speculate(c.data(), c.size(), p, &out, true);
-            }
-            return out;
+            return speculate_scratch(t, context, p);
           },
           "context"_a, "config"_a,
           "Draft from scratch for a context in config's mode, from this tree alone: the same\n"
@@ -256,13 +261,7 @@ NB_MODULE(_suffix_tree, m) {
           [](const SuffixTree& t, nb::handle context, int max_spec_tokens, double max_spec_factor,
              double max_spec_offset, double min_token_prob, bool use_tree) {
             SpecParams p = make_params(max_spec_tokens, max_spec_factor, max_spec_offset, min_token_prob, use_tree);
-            std::vector<int32_t> c = to_tokens(context);
-            DraftOut out;
-            if (!t.try_speculate(c.data(), c.size(), p, &out, false)) {
-              nb::gil_scoped_release g;
-              t.try_speculate(c.data(), c.size(), p, &out, true);
-            }
-            return out;
+            return speculate_scratch(t, context, p);
           },
           "context"_a, SPEC_ARGS,
           "Draft from scratch for a context (matches its last max_depth-1 tokens).")

@@ -37,7 +37,7 @@ class HybridDrafter:
 
     def __init__(self, suffix: Drafter, early: Optional[Drafter], controls: DraftControls,
                  settings: DraftSettings) -> None:
-        self.suffix, self.early, self.controls, self.settings = suffix, early, controls, settings
+        self.suffix, self.early = suffix, early
         self.suffix_ctl: DraftControl = controls.for_request("cost", "suffix")
         policy = settings.sizing if settings.sizing in ("beta-ts", "calibration-ts") else "calibration-ts"
         self.early_ctl: DraftControl = controls.for_request(policy, "eesd", settings.exit_max_len)

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from sufdec.cli.app import app
 from sufdec.store import codec
+from tests.cli.test_bad_input import _without_root_override
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
@@ -225,18 +226,9 @@ def test_store_under_a_file(tmp_path: Path, word_tokenizer_dir: Path, monkeypatc
     assert afile.read_text() == "x"
 
 
-def _setpriv() -> list[str]:
-    if os.geteuid() != 0:
-        return []
-    if not shutil.which("setpriv"):
-        pytest.skip("running as root without setpriv: directory permissions cannot be enforced")
-    caps = "-dac_override,-dac_read_search"
-    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
-
-
 def test_store_in_a_directory_without_permissions(store: Path, tmp_path: Path, word_tokenizer_dir: Path) -> None:
     """$SUFDEC_STORE inside a directory this user may not enter (root: CAP_DAC_OVERRIDE dropped)."""
-    prefix = _setpriv()
+    prefix = _without_root_override()
     src = tmp_path / "x.jsonl"
     src.write_text(json.dumps(GOOD) + "\n")
     before = _digest(store)
