@@ -24,7 +24,7 @@ def test_config_defaults_follow_sufdec_store(tmp_path):
     cfg = IntegrationConfig.from_environ({"SUFDEC_STORE": str(tmp_path / "s")})
     assert cfg.store == tmp_path / "s"
     assert cfg.learn and cfg.draft.spec == "chain" and cfg.draft.sizing == "cost"
-    assert cfg.draft.mode == "merged" and cfg.token_cost == 0.35
+    assert cfg.draft.mode == "merged" and cfg.token_cost == "auto"
 
 
 def test_config_file_overrides(tmp_path):
@@ -35,6 +35,7 @@ def test_config_file_overrides(tmp_path):
     assert cfg.store == tmp_path / "x" and not cfg.learn and cfg.refresh_s == 0
     assert cfg.draft == DraftSettings.preset("paper", spec="chain", sizing="fixed", max_spec_tokens=8)
     assert IntegrationConfig.from_dict({"token_cost": 0}, {}).token_cost == 0
+    assert IntegrationConfig.from_dict({"token_cost": "auto"}, {}).token_cost == "auto"
 
 
 @pytest.mark.parametrize("raw, words", [
@@ -42,6 +43,8 @@ def test_config_file_overrides(tmp_path):
     ({"draft": {"max_spec_token": 3}}, "unknown draft field"),
     ({"draft": {"spec": "tree"}}, "chains only"),
     ({"token_cost": 2}, "between 0 and 1"),
+    ({"token_cost": "cheap"}, '"auto" or a number'),
+    ({"token_cost": True}, '"auto" or a number'),
     ({"preset": "nope"}, "unknown preset"),
 ])
 def test_config_errors_say_what(raw, words):
@@ -210,3 +213,46 @@ def test_live_requests_teach_the_sizer_what_followed():
         ctx = ctx + [ctx[-1] + 1]
     live.drop("a")
     assert sum(map(sum, sizer.calibration.seen)) > 0
+
+
+def _steps(cost, a, b, tokens, out_per_step):
+    """Feed ``cost`` steps whose time is exactly a + b * tokens."""
+    now = 0.0
+    for n in tokens:
+        cost.started(now, n)
+        now += a + b * n
+        cost.ended(now, out_per_step)
+        now += 0.5  # idle time between steps does not count
+
+
+def test_step_cost_prices_a_token_at_what_the_engine_gives_up():
+    from sufdec.integrations.vllm.sizing import StepCost
+
+    cost = StepCost(prior=0.35)
+    assert cost.token_cost == 0.35  # nothing measured yet
+    # one request on a CPU: a step's fixed cost is 13 tokens' worth (a = 13 b)
+    b = 0.004
+    _steps(cost, 13 * b, b, [1 + k % 6 for k in range(40)], out_per_step=2)
+    a_fit, b_fit = cost.fit()
+    assert a_fit == pytest.approx(13 * b) and b_fit == pytest.approx(b)
+    assert 0.9 * 2 * b / (13 * b + 6 * b) < cost.token_cost < 1.1 * 2 * b / (13 * b + 1 * b)
+    # 32 requests: the same token now costs far more of the step's output
+    busy = StepCost(prior=0.35)
+    _steps(busy, 13 * b, b, [32 + 3 * (k % 5) for k in range(60)], out_per_step=40)
+    assert busy.token_cost > 4 * cost.token_cost
+    assert busy.token_cost == pytest.approx(b * 40 / (13 * b + 38 * b), rel=0.1)
+
+
+def test_step_cost_waits_until_the_data_can_tell():
+    from sufdec.integrations.vllm.sizing import StepCost
+
+    cost = StepCost(prior=0.2)
+    _steps(cost, 0.05, 0.004, [8] * 40, out_per_step=8)  # always the same number of tokens
+    assert cost.fit() is None and cost.token_cost == 0.2
+    cost.ended(1e9, 5)  # an end without a start is ignored
+    cost.reset()
+    assert cost.steps == 0
+    # a GPU far from its compute bound: the step time does not grow with tokens
+    gpu = StepCost(prior=0.2)
+    _steps(gpu, 0.02, 0.0, [1 + k % 9 for k in range(30)], out_per_step=3)
+    assert gpu.token_cost == pytest.approx(0.0, abs=1e-9)

@@ -122,12 +122,13 @@ def _cell(llm: Any, job: dict, task: dict, eval_prompts: list[list[int]], corpus
     outs, steps, wall = serve(llm, eval_prompts, job["max_tokens"], task["concurrency"], tag)
     after, (calls1, secs1) = _counters(llm), llm.collective_rpc("bench_timing")[0]
     tokens = sum(len(o.outputs[0].token_ids) for o in outs)
+    token_cost = llm.collective_rpc("bench_token_cost")[0]
     return {
         "workload": job["workload"], "method": job["method"], "phase": task["phase"],
         "label": task.get("label", job["method"]), "concurrency": task["concurrency"],
         "tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall, "engine_steps": steps,
         "spec": {k: after[k] - before[k] for k in SPEC_COUNTERS},
-        "propose_calls": calls1 - calls0, "propose_s": secs1 - secs0,
+        "propose_calls": calls1 - calls0, "propose_s": secs1 - secs0, "token_cost": token_cost,
         "reset": reset, "load_1m": [load0, os.getloadavg()[0]], "time": time.time(),
         "outputs": [list(o.outputs[0].token_ids) for o in outs],
         "finish": [o.outputs[0].finish_reason for o in outs],

@@ -3,6 +3,7 @@
 
 * ``bench_install_timer``: wraps the drafter's ``propose`` to count calls and seconds;
 * ``bench_timing``: those totals so far;
+* ``bench_token_cost``: sufdec's token cost as sized now (measured or fixed), with the fit;
 * ``bench_reset``: puts the method's history back to a cell's start state, so that no cell
   drafts from answers of an earlier cell: vLLM's ``suffix`` gets a new, empty cache (then
   the train corpus, when ``corpus`` is given: the cache it would hold after serving those
@@ -53,6 +54,18 @@ class BenchHooks:
         totals = getattr(drafter, "_bench_totals", None)
         return list(totals) if totals is not None else [0, 0.0]
 
+    def bench_token_cost(self) -> dict:
+        """sufdec's current token cost and, when measured, its fit of the step time."""
+        drafter = self._bench_drafter()
+        if getattr(drafter, "sufdec_worker_protocol", 0) != 1 or drafter.live.sizer is None:
+            return {}
+        step = drafter.step_cost
+        if step is None:
+            return {"token_cost": drafter.live.sizer.token_cost, "measured": False}
+        fit = step.fit()
+        return {"token_cost": step.token_cost, "measured": True, "steps": step.steps,
+                "step_s": fit[0] if fit else None, "token_s": fit[1] if fit else None}
+
     def bench_reset(self, corpus: Optional[Sequence[Sequence[Sequence[int]]]] = None) -> dict:
         """Back to a cell's start state; ``corpus``: [prompt ids, output ids] pairs that
         vLLM's suffix cache is given as if it had served them. Returns what was done."""
@@ -82,6 +95,8 @@ def _reset_sufdec(proposer: Any) -> dict:
         proposer.live.use_tree(store.tree)
     if proposer.live.sizer is not None:
         proposer.live.sizer.calibration = AcceptanceCalibration()
+    if proposer.step_cost is not None:
+        proposer.step_cost.reset()
     return {"learned_total": learned, "removed": removed,
             "store_outputs": len(store.tree) if store is not None else 0}
 

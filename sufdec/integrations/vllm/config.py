@@ -12,7 +12,8 @@ inherits, read once when the proposer is built:
      "learn": true,                    # append finished outputs to the store
      "preset": "merged",               # DraftSettings.preset name
      "draft": {"max_spec_tokens": 32}, # DraftSettings fields over the preset
-     "token_cost": 0.35,               # sizing "cost": verify a token if P(accepted) >= this
+     "token_cost": "auto",             # sizing "cost": verify a token if P(accepted) >= this;
+                                       # "auto": measured on the engine, per step (see sizing)
      "refresh_s": 1.0}                 # how often to pick up other processes' outputs
 
 How many tokens a step verifies at most is vLLM's own ``num_speculative_tokens``.
@@ -40,6 +41,9 @@ class ConfigError(ValueError):
     """The integration's configuration file is unusable (the message says why)."""
 
 
+AUTO = "auto"
+AUTO_PRIOR = 0.35  # the token cost "auto" uses before it has measured enough steps
+
 # vLLM verifies chains.
 _VLLM_DEFAULTS = {"spec": "chain"}
 
@@ -57,14 +61,16 @@ class IntegrationConfig:
     best path of the draft, at most ``min(draft.max_spec_tokens, num_speculative_tokens)``
     long. ``draft.sizing="cost"`` (the default) then cuts it before the first token whose
     calibrated probability of being accepted is below ``token_cost``, what verifying one
-    more token costs in tokens of output (see ``sizing``); ``"fixed"`` verifies it whole.
+    more token costs in tokens of output: ``"auto"`` (the default) measures it on the
+    engine step by step (``sizing.StepCost``; ``AUTO_PRIOR`` until it can tell), a number
+    fixes it; ``"fixed"`` sizing verifies the chain whole.
     ``refresh_s``: the least time between two looks for outputs other processes stored.
     """
 
     store: Path
     learn: bool = True
     draft: DraftSettings = field(default_factory=default_draft)
-    token_cost: float = 0.35
+    token_cost: float | str = AUTO
     refresh_s: float = 1.0
 
     @classmethod
@@ -93,9 +99,7 @@ class IntegrationConfig:
             raise ConfigError(f"{CONFIG_ENV}: {exc}") from exc
         if draft.spec != "chain":
             raise ConfigError(f"{CONFIG_ENV}: vLLM verifies chains only (draft.spec must be 'chain')")
-        token_cost = float(raw.get("token_cost", cls.token_cost))
-        if not 0 <= token_cost <= 1:
-            raise ConfigError(f"{CONFIG_ENV}: token_cost must be between 0 and 1")
+        token_cost = _token_cost(raw.get("token_cost", AUTO))
         refresh_s = float(raw.get("refresh_s", 1.0))
         if refresh_s < 0:
             raise ConfigError(f"{CONFIG_ENV}: refresh_s must be >= 0")
@@ -106,6 +110,14 @@ class IntegrationConfig:
             token_cost=token_cost,
             refresh_s=refresh_s,
         )
+
+
+def _token_cost(value: Any) -> float | str:
+    if value == AUTO:
+        return AUTO
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigError(f'{CONFIG_ENV}: token_cost must be "auto" or a number between 0 and 1, not {value!r}')
+    return float(value)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -22,13 +22,14 @@ import importlib
 import logging
 import os
 import threading
+import time
 from typing import Any
 
-from sufdec.integrations.vllm.config import IntegrationConfig
+from sufdec.integrations.vllm.config import AUTO, AUTO_PRIOR, IntegrationConfig
 from sufdec.integrations.vllm.drafting import LiveRequests
 from sufdec.integrations.vllm.learning import Learner, ended_output
 from sufdec.integrations.vllm.opening import check_vllm_version, open_store, served_tokenizer
-from sufdec.integrations.vllm.sizing import ChainSizer
+from sufdec.integrations.vllm.sizing import ChainSizer, StepCost
 
 log = logging.getLogger("vllm.sufdec")
 
@@ -42,7 +43,7 @@ class MissingWorkerError(RuntimeError):
 class Proposer:
     """Drafts chains from the store's tree and each request's own tree; learns finished outputs."""
 
-    sufdec_worker_protocol = 1  # what the worker calls: bind, request_finished, close
+    sufdec_worker_protocol = 1  # what the worker calls: bind, step_started, request_finished, close
 
     def __init__(self, vllm_config: Any, config: IntegrationConfig | None = None) -> None:
         import vllm
@@ -55,7 +56,14 @@ class Proposer:
         self.max_model_len = int(model_config.max_model_len)
         self.source = {"from": "vllm", "model": str(model_config.served_model_name or model_config.model)}
         self.store = open_store(self.config.store, served_tokenizer(model_config.tokenizer))
-        sizer = ChainSizer(self.config.token_cost) if self.config.draft.sizing == "cost" else None
+        sizer = None
+        self.step_cost: StepCost | None = None  # the measured token cost ("auto")
+        if self.config.draft.sizing == "cost":
+            if self.config.token_cost == AUTO:
+                self.step_cost = StepCost(AUTO_PRIOR)
+                sizer = ChainSizer(AUTO_PRIOR)
+            else:
+                sizer = ChainSizer(float(self.config.token_cost))
         self.live = LiveRequests(self.config.draft, self.store.tree if self.store is not None else None, sizer)
         self.learner: Learner | None = None
         if self.store is not None and (self.config.learn and not self.store.readonly) and _first_tp_rank():
@@ -82,6 +90,8 @@ class Proposer:
                                      f"with --worker-cls {WORKER}")
         if self.store is not None:
             self.live.use_tree(self.store.tree)  # a refresh may have reloaded the tree
+        if self.step_cost is not None and self.live.sizer is not None:
+            self.live.sizer.token_cost = self.step_cost.token_cost
         req_ids = runner.input_batch.req_ids
         requests = runner.requests
         drafts: list[list[int]] = []
@@ -98,6 +108,8 @@ class Proposer:
                 limit = min(limit, params.max_tokens - len(state.output_token_ids) - 1)
             final = _final_tokens(params) if req_id not in self.live else ()
             drafts.append(self.live.draft(req_id, token_ids_cpu[row, :n], limit, final))
+        if self.step_cost is not None:
+            self.step_cost.ended(time.perf_counter(), sum(len(s) for s in sampled_token_ids))
         return drafts
 
     # ------------------------------------------------------------------ the worker's calls
@@ -108,6 +120,11 @@ class Proposer:
                 raise MissingWorkerError(f"vLLM's model runner has no {name!r}: this vLLM's runner is "
                                          "not the one sufdec was written for (V1, vLLM 0.32)")
         self._runner = runner
+
+    def step_started(self, scheduled_tokens: int) -> None:
+        """A step computing ``scheduled_tokens`` tokens begins (the worker calls this first)."""
+        if self.step_cost is not None:
+            self.step_cost.started(time.perf_counter(), scheduled_tokens)
 
     def request_finished(self, req_id: str, state: Any) -> None:
         """vLLM is done with ``req_id`` (``state``: the runner's record of it, or None).

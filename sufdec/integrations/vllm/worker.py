@@ -4,9 +4,11 @@ vLLM's ``custom_class`` proposer sees batch rows only. The worker sees every ste
 ``SchedulerOutput`` first, in the same process as the proposer: ``finished_req_ids``
 names the requests vLLM is done with, before its model runner forgets them (the runner
 drops them at the top of ``execute_model``). So this worker, a subclass of the platform's
-own, does two things and nothing else: it hands the proposer the model runner (whose
-``input_batch.req_ids`` maps rows to requests) and, before each step, reports the finished
-requests with the runner's record of them (prompt length, output ids, sampling params).
+own, does three things and nothing else: it hands the proposer the model runner (whose
+``input_batch.req_ids`` maps rows to requests); before each step, it reports the finished
+requests with the runner's record of them (prompt length, output ids, sampling params);
+and it says when the step starts and how many tokens it computes, which is how the
+proposer measures what a verified token costs (``sizing.StepCost``).
 At shutdown it lets the proposer learn requests that ended in the last step and flush.
 
 We chose this over the alternatives because it is exact and uses only configuration
@@ -45,6 +47,7 @@ class SufdecWorkerMixin:
                 self._sufdec_bound = True
             for req_id in scheduler_output.finished_req_ids:
                 proposer.request_finished(req_id, runner.requests.get(req_id))
+            proposer.step_started(int(getattr(scheduler_output, "total_num_scheduled_tokens", 0) or 0))
         return super().execute_model(scheduler_output)  # type: ignore[misc]
 
     def shutdown(self) -> None:
