@@ -84,7 +84,8 @@ def exit_drafter_factory(model: Any, draft: DraftSettings, cache_root: Path, pat
     vocab = info.extra.get("draft_vocab")
     say(f"early exit after layer {info.layer} of {info.num_layers} (held-out acceptance "
         f"{info.held_out_acceptance}, draft vocabulary {len(vocab) if vocab else 'full'})")
-    return lambda: EarlyExitDrafter(draft_model, vocab, max_len=draft.exit_max_len, min_prob=draft.exit_min_prob)
+    return lambda: EarlyExitDrafter(draft_model, vocab, max_len=draft.exit_max_len, min_prob=draft.exit_min_prob,
+                                    branch=draft.exit_branch)
 
 
 class GenerationSession:

@@ -213,7 +213,7 @@ def render_results(result: dict) -> None:
 
 
 def _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, dtype, online, max_spec_tokens,
-              sizing, max_prompt_tokens, device, exit_layer=None):
+              sizing, max_prompt_tokens, device, exit_layer=None, exit_branch=0.0):
     """The run's BenchSettings from the options (exit 2 on a bad value); the default model is
     pulled here when --model is not given, so call it inside ``common.clean_errors()``."""
     from sufdec.bench.settings import CORPORA, BenchSettings
@@ -228,7 +228,9 @@ def _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, d
         raise common.fail(f"--sizing must be one of {', '.join(SIZINGS)}", 2)
     if device not in ("cpu", "cuda", "auto"):
         raise common.fail("--device must be cpu, cuda or auto", 2)
-    draft = DraftSettings.preset("merged", max_spec_tokens=max_spec_tokens, sizing=sizing)
+    if not 0 <= exit_branch <= 1:
+        raise common.fail("--exit-branch must be between 0 and 1", 2)
+    draft = DraftSettings.preset("merged", max_spec_tokens=max_spec_tokens, sizing=sizing, exit_branch=exit_branch)
     model = model if model is not None else str(common.default_model_dir())
     return BenchSettings(workload=workload, model=model, train=train, eval=eval_n, methods=method_names,
                          max_new_tokens=max_new_tokens, corpus=corpus, dtype=dtype, device=device, online=online,
@@ -284,6 +286,8 @@ def bench(
     corpus_cache: Optional[Path] = CacheOption,
     exit_layer: Optional[Path] = typer.Option(None, "--exit-layer", exists=True, dir_okay=False, show_default=False,
                                               help="eesd: the exit layer's .safetensors (default: the newest trained)."),
+    exit_branch: float = typer.Option(0.0, "--exit-branch",
+                                      help="eesd, hybrid: add the runner-up as a sibling where its probability is at least this share of the top's (0: chains)."),
     as_json: bool = typer.Option(False, "--json", help="Print results.json's object instead of the table."),
 ) -> None:
     """Generation speed end to end: plain generate(), prompt lookup and suffix drafting, interleaved.
@@ -310,7 +314,7 @@ def bench(
     with common.clean_errors():
         try:
             settings = _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, dtype, online,
-                                 max_spec_tokens, sizing, max_prompt_tokens, device, exit_layer)
+                                 max_spec_tokens, sizing, max_prompt_tokens, device, exit_layer, exit_branch)
             with bar:
                 result = run_bench(settings, out, cache_root=common.cache_root(),
                                    corpus_cache=_corpus_cache(corpus_cache), progress=hook, say=common.say)

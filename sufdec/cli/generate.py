@@ -52,7 +52,8 @@ def _texts(request: dict) -> list[str]:
 
 
 def _check_settings(*, max_new_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed,
-                    max_spec_tokens, spec_factor, min_token_prob, exit_layer, exit_min_prob, system, stop) -> None:
+                    max_spec_tokens, spec_factor, min_token_prob, exit_layer, exit_min_prob, system, stop,
+                    exit_branch=None) -> None:
     """Every numeric option in its range and every text UTF-8, before anything loads."""
     big = checks.INT32_MAX
     checks.in_range(max_new_tokens, "--max-new-tokens", low=1, high=big)
@@ -67,6 +68,7 @@ def _check_settings(*, max_new_tokens, temperature, top_p, top_k, min_p, repetit
     checks.in_range(min_token_prob, "--min-token-prob", low=0.0, high=1.0)
     checks.in_range(exit_layer, "--exit-layer", low=1, high=big)
     checks.in_range(exit_min_prob, "--exit-min-prob", low=0.0, high=1.0)
+    checks.in_range(exit_branch, "--exit-branch", low=0.0, high=1.0)
     checks.text(system, "--system")
     for s in stop:
         checks.text(s, "--stop")
@@ -113,6 +115,8 @@ def generate(
                                              help="--spec eesd: the exit layer after layer N >= 1 (default: the newest trained)."),
     exit_min_prob: Optional[float] = typer.Option(None, "--exit-min-prob", show_default=False,
                                                   help="--spec eesd: stop a chain when its probability falls below this, in [0, 1] (default 0.3)."),
+    exit_branch: Optional[float] = typer.Option(None, "--exit-branch", show_default=False,
+                                                help="--spec eesd/hybrid: also verify the runner-up token where its probability is at least this share of the top token's, in [0, 1] (default 0: chains)."),
     learn: bool = typer.Option(True, "--learn/--no-learn", help="Append each finished output to the store."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
@@ -137,13 +141,13 @@ def generate(
     _check_settings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
                     repetition_penalty=repetition_penalty, seed=seed, max_spec_tokens=max_spec_tokens,
                     spec_factor=spec_factor, min_token_prob=min_token_prob, exit_layer=exit_layer,
-                    exit_min_prob=exit_min_prob, system=system, stop=stop)
+                    exit_min_prob=exit_min_prob, system=system, stop=stop, exit_branch=exit_branch)
     try:
         from sufdec.suffix.settings import DraftSettings
 
         draft = DraftSettings.preset(preset, spec=spec, sizing=sizing, max_spec_tokens=max_spec_tokens,
                                      max_spec_factor=spec_factor, min_token_prob=min_token_prob,
-                                     exit_layer=exit_layer, exit_min_prob=exit_min_prob)
+                                     exit_layer=exit_layer, exit_min_prob=exit_min_prob, exit_branch=exit_branch)
     except ValueError as exc:
         raise common.fail(f"bad drafting option (--spec, --draft-mode, --sizing): {exc}", 2) from None
     requests = read_prompts(prompt, prompts)

@@ -105,3 +105,9 @@ def train_exit(
         f"[green]saved[/] {exit_model.exit_paths(folder, n)[0]}: layer {info.layer} of {info.num_layers}, "
         f"{info.steps} steps, loss {info.final_loss:.3f}, held-out acceptance {info.held_out_acceptance:.1%}, "
         f"{info.train_seconds:.0f} s", highlight=False)
+    held = info.extra.get("held_out") or {}
+    if held.get("chain"):
+        chains = " / ".join(f"{x:.0%}" if x is not None else "-" for x in held["chain"])
+        common.console.print(
+            f"  held out, {held['positions']} output positions: top-2 {held['top2']:.1%}; a greedy chain of "
+            f"1..{len(held['chain'])} tokens accepted whole {chains}", highlight=False)

@@ -4,8 +4,12 @@ From a store: every stored output (token ids as they were generated). From a JSO
 (the shapes ``sufdec index`` reads): ``{"prompt", "completion"|"response"|"output"}``
 becomes the prompt through the chat template followed by the completion, so the exit layer
 learns in the context it will draft in, with the loss on the completion's positions only; ``{"messages"}`` is the whole chat through the
-template; ``{"text"}`` and ``{"token_ids"}`` are taken as they are. At most ``max_tokens``
-tokens are read (training time grows with them).
+template; ``{"text"}`` and ``{"token_ids"}`` are taken as they are, and
+``{"prompt_token_ids", "token_ids"}`` is a prompt and an output as token ids (exactly what
+the model read and wrote; ``sufdec bench`` corpora convert to it). A prompt is cut to its
+last ``PROMPT_TAIL`` tokens: training chunks are that long, so older prompt text never
+reaches an output position's context and would only cost teacher time. At most
+``max_tokens`` tokens are read (training time grows with them).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from sufdec.jsonl import read_objects
 from sufdec.prompts import encode_prompt
 
 _OUTPUT_KEYS = ("completion", "response", "output")
+PROMPT_TAIL = 128  # = TrainSettings.chunk
 
 
 def _accept(rec: Any) -> bool:
@@ -27,7 +32,9 @@ def _accept(rec: Any) -> bool:
 def _record_ids(tokenizer: Any, rec: dict) -> tuple[list[int], int]:
     """(token ids, index of the first output token) of one record."""
     if isinstance(rec.get("token_ids"), list):
-        return [int(t) for t in rec["token_ids"]], 0
+        prompt = rec.get("prompt_token_ids")
+        prompt = [int(t) for t in prompt] if isinstance(prompt, list) else []
+        return prompt + [int(t) for t in rec["token_ids"]], len(prompt)
     if isinstance(rec.get("messages"), list):
         return list(tokenizer.apply_chat_template(rec["messages"], tokenize=True, return_dict=False)), 0
     if isinstance(rec.get("prompt"), str):
@@ -44,6 +51,8 @@ def _capped(seqs: Iterator[tuple[list[int], int]], max_tokens: int) -> list[tupl
     for ids, first in seqs:
         if len(ids) <= first:
             continue
+        if first > PROMPT_TAIL:
+            ids, first = ids[first - PROMPT_TAIL:], PROMPT_TAIL
         out.append((ids[: max(max_tokens - total, 0)], first))
         total += len(out[-1][0])
         if total >= max_tokens:

@@ -19,7 +19,8 @@ chains on sliding-window models are cut to 2 tokens (``consecutive_forwards_ok``
 
 Drafts are deterministic functions of the context, so the engine's verification rule
 (draw from the target's distribution, descend while the draw is a child) keeps sampling
-exact; greedy verification keeps greedy output identical. Chains only in this version.
+exact; greedy verification keeps greedy output identical. Chains by default; with
+``exit_branch`` > 0 a sibling leaf where the top-2 are close (``EarlyExitDrafter``).
 """
 
 from __future__ import annotations
@@ -63,10 +64,13 @@ def consecutive_forwards_ok(model: torch.nn.Module) -> bool:
 
 class EarlyExitDrafter(ContextDrafter):
     """Drafts chains with ``draft_model`` (see ``exit_model.build_draft_model``) whose head is
-    restricted to ``vocab`` (token ids, sorted; None: the whole vocabulary)."""
+    restricted to ``vocab`` (token ids, sorted; None: the whole vocabulary); with ``branch``
+    > 0, trees: at a position where the runner-up's probability is at least ``branch`` times
+    the top's, the runner-up is added as a sibling leaf (one more verified token, no more
+    draft forwards: the chain goes on below the top token only)."""
 
     def __init__(self, draft_model: torch.nn.Module, vocab: list[int] | None = None, *,
-                 max_len: int = 6, min_prob: float = 0.3) -> None:
+                 max_len: int = 6, min_prob: float = 0.3, branch: float = 0.0) -> None:
         super().__init__()
         self.model = draft_model
         # where consecutive forwards cannot roll back sliding layers, a chain is at most 2
@@ -74,6 +78,7 @@ class EarlyExitDrafter(ContextDrafter):
         self.chains = consecutive_forwards_ok(draft_model)
         self.max_len = max_len if self.chains else min(max_len, 2)
         self.min_prob = min_prob
+        self.branch = branch  # > 0: a sibling where the runner-up has this share of the top's probability
         head = draft_model.get_output_embeddings().weight.detach()
         self.device = draft_model.get_input_embeddings().weight.device
         if vocab is not None and len(vocab) < head.shape[0]:
@@ -124,23 +129,33 @@ class EarlyExitDrafter(ContextDrafter):
         probs = self._forward(self.context[self.fed :])
         settle(self.cache)  # nothing drafted is in the cache yet: no rollback needed past here
         self.fed = len(self.context)
-        tokens, chain_probs, p_chain = [], [], 1.0
+        chain: list[int] = []                     # the greedy chain's tokens
+        tokens, parents, node_probs = [], [], []  # the draft: the chain, and siblings where the top-2 are close
+        parent, p_chain = -1, 1.0
         while True:
-            p, i = probs.max(dim=-1)
-            q = float(p)
+            top_p, top_i = probs.topk(2) if self.branch > 0 and probs.numel() > 1 else probs.topk(1)
+            q = float(top_p[0])
             if self.keep_drafting is not None:
-                if not self.keep_drafting(len(tokens) + 1, q):
+                if not self.keep_drafting(len(chain) + 1, q):
                     break
-            elif p_chain * q < self.min_prob and tokens:
+            elif p_chain * q < self.min_prob and chain:
                 break
+            if len(top_p) > 1 and float(top_p[1]) >= self.branch * q and len(tokens) + 2 <= max_nodes:
+                # a sibling leaf: verified in the same forward, never drafted below
+                tokens.append(self._token(int(top_i[1])))
+                parents.append(parent)
+                node_probs.append(p_chain * float(top_p[1]))
             p_chain *= q
-            tokens.append(self._token(int(i)))
-            chain_probs.append(p_chain)
-            if len(tokens) >= limit:
+            chain.append(self._token(int(top_i[0])))
+            tokens.append(chain[-1])
+            parents.append(parent)
+            node_probs.append(p_chain)
+            parent = len(tokens) - 1
+            if len(chain) >= limit or len(tokens) >= max_nodes:
                 break
-            probs = self._forward([tokens[-1]])
-        self.drafted = tokens[:-1]  # fed into the cache; the last one was only predicted
-        return Draft(tokens, list(range(-1, len(tokens) - 1)), chain_probs, float(sum(chain_probs)), 0)
+            probs = self._forward([chain[-1]])
+        self.drafted = chain[:-1]  # fed into the cache; the last one was only predicted
+        return Draft(tokens, parents, node_probs, float(sum(node_probs)), 0)
 
     def observe(self, new_ids: list[int]) -> None:
         """Keep the cache rows of drafted tokens the target accepted, crop the rest."""

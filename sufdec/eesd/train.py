@@ -169,18 +169,55 @@ def loss_of(student: Student, teacher: Teacher, idx: torch.Tensor, remap: torch.
     return (loss * mask).sum() / mask.sum().clamp_min(1)
 
 
+BRANCH_RATIO = 0.5  # "the top-2 are close": the runner-up has at least this share of the top's probability
+DEPTHS = 6
+
+
 @torch.no_grad()
+def held_out_figures(student: Student, teacher: Teacher, idx: torch.Tensor) -> dict:
+    """How the student's greedy drafts would fare against the target, position by position
+    (teacher forcing: the context is always the target's own text, as after an accepted
+    draft). ``top1``: its top token is the target's; ``top2``: one of its top two is;
+    ``chain``: for d = 1..6, the share of positions where a d-token greedy chain would be
+    accepted whole; ``close``: the share of positions where the runner-up's probability is
+    at least ``BRANCH_RATIO`` of the top's, and ``close_second_right`` how often the
+    runner-up is then the target's token (what a sibling in a draft tree would win)."""
+    if len(idx) == 0:
+        return {}
+    top1 = top2 = close = close_right = total = 0
+    runs = torch.zeros(DEPTHS, dtype=torch.long)
+    spans = torch.zeros(DEPTHS, dtype=torch.long)
+    for i in idx.split(4):
+        logq = student(teacher.hidden[i].to(student.head.device)).cpu()     # [b, T, V']
+        q, j = logq.exp().topk(2, dim=-1)                                  # [b, T, 2]
+        first, second = student.vocab[j[..., 0]], student.vocab[j[..., 1]]
+        target = teacher.argmax[i]
+        mask = teacher.learn[i] if teacher.learn is not None else torch.ones_like(target, dtype=torch.bool)
+        hit1 = (first == target) & mask
+        near = (q[..., 1] >= BRANCH_RATIO * q[..., 0]) & mask
+        top1 += int(hit1.sum())
+        top2 += int((hit1 | ((second == target) & mask)).sum())
+        close += int(near.sum())
+        close_right += int((near & (second == target)).sum())
+        total += int(mask.sum())
+        run, span = hit1.clone(), mask.clone()
+        for d in range(DEPTHS):  # run[t]: positions t..t+d all agree; span[t]: all are outputs
+            if d:
+                run = run[:, :-1] & hit1[:, d:]
+                span = span[:, :-1] & mask[:, d:]
+            runs[d] += int(run.sum())
+            spans[d] += int(span.sum())
+    if not total:
+        return {}
+    return {"positions": total, "top1": round(top1 / total, 4), "top2": round(top2 / total, 4),
+            "chain": [round(int(r) / int(s), 4) if s else None for r, s in zip(runs, spans)],
+            "close": round(close / total, 4),
+            "close_second_right": round(close_right / close, 4) if close else None}
+
+
 def acceptance(student: Student, teacher: Teacher, idx: torch.Tensor) -> float:
     """Share of positions where the student's top token is the target's top token."""
-    if len(idx) == 0:
-        return float("nan")
-    hits = total = 0
-    for i in idx.split(4):
-        top = student.vocab[student(teacher.hidden[i].to(student.head.device)).argmax(-1).cpu()]
-        mask = teacher.learn[i] if teacher.learn is not None else torch.ones_like(top, dtype=torch.bool)
-        hits += int(((top == teacher.argmax[i]) & mask).sum())
-        total += int(mask.sum())
-    return hits / total if total else float("nan")
+    return held_out_figures(student, teacher, idx).get("top1", float("nan"))
 
 
 def train_exit_layer(
@@ -228,11 +265,15 @@ def train_exit_layer(
     gen = torch.Generator().manual_seed(settings.seed + 1)
     step, loss_value = info.steps, info.final_loss
 
-    def save(steps_done: int, loss: float | None, acc: float | None = None) -> ExitLayerInfo:
-        done = replace(info, steps=steps_done, final_loss=loss, held_out_acceptance=acc,
+    def save(steps_done: int, loss: float | None, figures: dict | None = None) -> ExitLayerInfo:
+        extra = {"draft_vocab": vocab.tolist(), "chunk": settings.chunk, "lr": settings.lr}
+        if figures:
+            extra["held_out"] = figures
+        done = replace(info, steps=steps_done, final_loss=loss,
+                       held_out_acceptance=figures.get("top1") if figures else None,
                        data_sequences=len(sequences), data_tokens=int(chunks.numel()),
                        train_seconds=round(info.train_seconds + time.perf_counter() - t_start, 1),
-                       extra={"draft_vocab": vocab.tolist(), "chunk": settings.chunk, "lr": settings.lr})
+                       extra=extra)
         save_exit_layer(exit_layer, done, out_dir)
         return done
 
@@ -260,5 +301,4 @@ def train_exit_layer(
         save(step, loss_value)
         raise
     exit_layer.eval()
-    acc = acceptance(student, teacher, held if n_held else train)
-    return save(step, loss_value, round(acc, 4))
+    return save(step, loss_value, held_out_figures(student, teacher, held if n_held else train))

@@ -52,7 +52,9 @@ class DraftSettings:
 
     ``spec="eesd"``: ``exit_layer`` picks the trained exit layer (None: the most recently
     trained for the model); a chain grows while the product of its draft probabilities
-    stays at or above ``exit_min_prob``, up to ``exit_max_len`` tokens.
+    stays at or above ``exit_min_prob``, up to ``exit_max_len`` tokens; ``exit_branch`` > 0
+    adds the runner-up as a sibling leaf where its probability is at least that share of the
+    top's (0: chains).
     """
 
     spec: str = "tree"
@@ -69,6 +71,7 @@ class DraftSettings:
     exit_layer: int | None = None
     exit_max_len: int = 6
     exit_min_prob: float = 0.3
+    exit_branch: float = 0.0
 
     def __post_init__(self) -> None:
         if self.spec not in SPECS:
@@ -81,8 +84,8 @@ class DraftSettings:
             raise ValueError("max_spec_tokens must be >= 0")
         if self.max_depth < 1:
             raise ValueError("max_depth must be >= 1")
-        if self.exit_max_len < 1 or not 0 <= self.exit_min_prob <= 1:
-            raise ValueError("need exit_max_len >= 1 and 0 <= exit_min_prob <= 1")
+        if self.exit_max_len < 1 or not 0 <= self.exit_min_prob <= 1 or not 0 <= self.exit_branch <= 1:
+            raise ValueError("need exit_max_len >= 1, 0 <= exit_min_prob <= 1 and 0 <= exit_branch <= 1")
         self.core  # noqa: B018 - the core validates the numeric knobs once, here
 
     @classmethod

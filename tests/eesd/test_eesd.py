@@ -89,18 +89,39 @@ def test_early_exit_speculation_equals_plain_generate(kind, attn):
     draft_model = exit_model.build_draft_model(model, exit_model.new_exit_layer(model, layer), layer)
     # budget 2 < chain length 5: the engine verifies a prefix, and the bonus token may be
     # the next drafted one (the drafter must then still feed it again)
-    for min_prob, budget in ((0.0, 32), (0.5, 32), (0.0, 2)):
+    # branch: a sibling wherever the runner-up has 5% of the top's probability (trees)
+    for min_prob, budget, branch in ((0.0, 32, 0.0), (0.5, 32, 0.0), (0.0, 2, 0.0), (0.0, 32, 0.05), (0.0, 3, 0.05)):
         gen = SpeculativeGenerator(model, char_tokenizer(), drafter_factory=lambda: EarlyExitDrafter(
-            draft_model, None, max_len=5, min_prob=min_prob), controls=DraftControls.flat())
+            draft_model, None, max_len=5, min_prob=min_prob, branch=branch), controls=DraftControls.flat())
         cfg = GenerationConfig(max_new_tokens=30, eos_token_ids=(),
                                draft=DraftSettings(spec="eesd", sizing="fixed", max_spec_tokens=budget))
         accepted = 0
         for prompt in random_prompts(3, seed=11, lo=2, hi=12) + [[5]]:
             ref = plain_greedy(model, prompt, 30)
             res = gen.generate(prompt, cfg)
-            assert res.token_ids == ref, (kind, attn, prompt)
+            assert res.token_ids == ref, (kind, attn, prompt, branch)
             accepted += sum(s.accepted_nodes for s in res.step_results)
         assert accepted > 0  # drafts were verified and some accepted, not skipped
+
+
+def test_early_exit_trees_add_the_runner_up_where_the_top_two_are_close():
+    model = tiny_model("llama", seed=4, sharpen=1.0)
+    draft_model = exit_model.build_draft_model(model, exit_model.new_exit_layer(model, 1), 1)
+    prompt = random_prompts(1, seed=11, lo=6, hi=7)[0]
+    chain = EarlyExitDrafter(draft_model, None, max_len=4, min_prob=0.0)
+    chain.begin(prompt)
+    c = chain.draft(32)
+    assert c.parents == [-1, 0, 1, 2]
+    tree = EarlyExitDrafter(draft_model, None, max_len=4, min_prob=0.0, branch=0.0001)  # always close
+    tree.begin(prompt)
+    t = tree.draft(32)
+    # each chain position gets its runner-up as a sibling: (sibling, top) pairs under one parent
+    assert len(t) == 8 and [t.token_ids[i] for i in (1, 3, 5, 7)] == c.token_ids
+    assert t.parents == [-1, -1, 1, 1, 3, 3, 5, 5]
+    assert all(t.token_ids[i] != t.token_ids[i + 1] for i in (0, 2, 4, 6))
+    small = EarlyExitDrafter(draft_model, None, max_len=4, min_prob=0.0, branch=0.0001)
+    small.begin(prompt)
+    assert len(small.draft(5)) == 5  # the budget caps the nodes: (sibling, top) x 2 + a top
 
 
 def test_pack_marks_output_positions_only():
@@ -110,3 +131,49 @@ def test_pack_marks_output_positions_only():
     # flat: 1 2 3 4 <eos> 5 6 <eos>; position i predicts token i + 1
     assert ids.tolist() == [[1, 2, 3, 4], [0, 5, 6, 0]]
     assert learn.tolist() == [[False, True, True, True], [False, True, True, False]]
+
+
+def test_training_data_reads_token_ids_and_cuts_long_prompts(tmp_path):
+    import json
+
+    from sufdec.eesd.data import PROMPT_TAIL, sequences_from_jsonl
+
+    path = tmp_path / "d.jsonl"
+    long_prompt = list(range(1000, 1000 + PROMPT_TAIL + 50))
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"prompt_token_ids": [7, 8], "token_ids": [9, 10, 11]},
+        {"prompt_token_ids": long_prompt, "token_ids": [12, 13]},
+        {"token_ids": [14, 15]},                      # all of it output
+        {"prompt_token_ids": [16], "token_ids": []},  # nothing to learn: skipped
+    ]) + "\n")
+    seqs = sequences_from_jsonl(path, tokenizer=None, max_tokens=10_000)
+    assert seqs[0] == ([7, 8, 9, 10, 11], 2)
+    assert seqs[1] == (long_prompt[-PROMPT_TAIL:] + [12, 13], PROMPT_TAIL)
+    assert seqs[2] == ([14, 15], 0)
+    assert len(seqs) == 3
+
+
+def test_held_out_figures_count_chains_and_close_runners_up():
+    from sufdec.eesd.train import Teacher, held_out_figures
+
+    # 5 positions; the student's (top, runner-up) and their probabilities per position
+    tops = [(1, 2, 0.6, 0.4), (2, 0, 0.9, 0.1), (0, 1, 0.5, 0.45), (1, 0, 0.8, 0.2), (2, 1, 0.7, 0.3)]
+    target = torch.tensor([[1, 2, 1, 1, 2]])  # agrees at 0, 1, 3, 4; the runner-up is right at 2
+    probs = torch.full((1, 5, 3), 1e-6)
+    for t, (a, b, pa, pb) in enumerate(tops):
+        probs[0, t, a], probs[0, t, b] = pa, pb
+
+    class Fake:
+        vocab = torch.arange(3)  # draft ids are token ids
+        head = torch.zeros(1)
+
+        def __call__(self, hidden):
+            return probs.log()
+
+    teacher = Teacher(hidden=torch.zeros(1, 5, 1), top_p=None, top_i=None, argmax=target,
+                      learn=torch.ones(1, 5, dtype=torch.bool))
+    f = held_out_figures(Fake(), teacher, torch.tensor([0]))
+    assert f["top1"] == 0.8 and f["top2"] == 1.0
+    assert f["chain"][:3] == [0.8, 0.5, 0.0]  # pairs (0,1) and (3,4) of 4; no triple
+    # close: positions 0 (0.4 >= 0.3) and 2 (0.45 >= 0.25); the runner-up right at 2 only
+    assert f["close"] == 0.4 and f["close_second_right"] == 0.5

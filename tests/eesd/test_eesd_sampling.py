@@ -19,15 +19,25 @@ from tests.engine.test_sampling_joint import MAX_NEW, Target, build_case, chi2_p
 N = 1500
 
 
-@pytest.mark.parametrize("name", ["llama-sdpa-penalty", "gemma3-sliding-penalty"])
-def test_joint_distribution_with_early_exit_chains(name):
+@pytest.mark.parametrize("name, branch", [("llama-sdpa-penalty", 0.0), ("gemma3-sliding-penalty", 0.0),
+                                          ("llama-sdpa-penalty", 0.2)])
+def test_joint_distribution_with_early_exit_chains(name, branch):
+    """``branch`` > 0: trees (a sibling where the top-2 are close), verified by the same rule."""
     model, prompt, sampling = build_case(name)
     # exit after all but the last layer, as a copy of it: drafts close to the target's
     # argmax, so chains are often accepted deep and nodes below depth 1 get verified
     layer = len(model.model.layers) - 1
     draft_model = exit_model.build_draft_model(model, exit_model.new_exit_layer(model, layer), layer)
-    gen = SpeculativeGenerator(model, char_tokenizer(), drafter_factory=lambda: EarlyExitDrafter(
-        draft_model, None, max_len=MAX_NEW - 1, min_prob=0.0), controls=DraftControls.flat())
+    siblings = [0]
+
+    class Counting(EarlyExitDrafter):
+        def draft(self, max_nodes):
+            d = super().draft(max_nodes)
+            siblings[0] += len(d.parents) - len(set(d.parents))
+            return d
+
+    gen = SpeculativeGenerator(model, char_tokenizer(), drafter_factory=lambda: Counting(
+        draft_model, None, max_len=MAX_NEW - 1, min_prob=0.0, branch=branch), controls=DraftControls.flat())
     draft = DraftSettings(spec="eesd", sizing="fixed")
     counts: dict[tuple[int, ...], int] = {}
     deep = 0
@@ -42,5 +52,6 @@ def test_joint_distribution_with_early_exit_chains(name):
     p4 = chi2_pvalue(counts, exact, N)
     print(f"{name}: p(first 3) = {p3:.3g}, p(first 4) = {p4:.3g}, deep first steps = {deep / N:.2f}")
     assert impossible == 0
+    assert (siblings[0] > N // 10) if branch else siblings[0] == 0
     assert deep > 0.1 * N  # drafted nodes below depth 1 were accepted, so they were verified
     assert p3 > 1e-3 and p4 > 1e-3
