@@ -215,44 +215,65 @@ def test_live_requests_teach_the_sizer_what_followed():
     assert sum(map(sum, sizer.calibration.seen)) > 0
 
 
-def _steps(cost, a, b, tokens, out_per_step):
-    """Feed ``cost`` steps whose time is exactly a + b * tokens."""
+def _steps(cost, shapes, seconds, out_per_step, decode_only=True):
+    """Feed ``cost`` steps of (requests, drafted) shapes taking ``seconds(r, d)`` each."""
     now = 0.0
-    for n in tokens:
-        cost.started(now, n)
-        now += a + b * n
-        cost.ended(now, out_per_step)
+    for r, d in shapes:
+        cost.started(now, r, d, decode_only)
+        now += seconds(r, d)
+        cost.ended(now, out_per_step(r, d))
         now += 0.5  # idle time between steps does not count
 
 
-def test_step_cost_prices_a_token_at_what_the_engine_gives_up():
+def test_step_cost_prices_a_drafted_token_at_what_the_engine_gives_up():
     from sufdec.integrations.vllm.sizing import StepCost
 
+    a, c, b = 0.04, 0.003, 0.002  # seconds per step, per request, per drafted token
+    step = lambda r, d: a + c * r + b * d  # noqa: E731
     cost = StepCost(prior=0.35)
     assert cost.token_cost == 0.35  # nothing measured yet
-    # one request on a CPU: a step's fixed cost is 13 tokens' worth (a = 13 b)
-    b = 0.004
-    _steps(cost, 13 * b, b, [1 + k % 6 for k in range(40)], out_per_step=2)
-    a_fit, b_fit = cost.fit()
-    assert a_fit == pytest.approx(13 * b) and b_fit == pytest.approx(b)
-    assert 0.9 * 2 * b / (13 * b + 6 * b) < cost.token_cost < 1.1 * 2 * b / (13 * b + 1 * b)
-    # 32 requests: the same token now costs far more of the step's output
+    # one request: drafts of 0..5 tokens, 2 tokens out per step
+    _steps(cost, [(1, k % 6) for k in range(40)], step, lambda r, d: 2)
+    assert cost.fit() == pytest.approx((a + c, 0.0, b))  # one request count: a and c are one
+    assert 2 * b / step(1, 5) < cost.token_cost < 2 * b / step(1, 0)
+    # 32 to 8 requests: requests and drafts vary apart; the same token costs more output
     busy = StepCost(prior=0.35)
-    _steps(busy, 13 * b, b, [32 + 3 * (k % 5) for k in range(60)], out_per_step=40)
+    shapes = [(32 - k % 25, 3 * (k % 7)) for k in range(60)]
+    _steps(busy, shapes, step, lambda r, d: r + d // 2)
+    assert busy.fit() == pytest.approx((a, c, b))
     assert busy.token_cost > 4 * cost.token_cost
-    assert busy.token_cost == pytest.approx(b * 40 / (13 * b + 38 * b), rel=0.1)
+    # steps with prompt tokens in them are not observed
+    before = busy.steps
+    _steps(busy, [(4, 0)] * 5, lambda r, d: 9.0, lambda r, d: 4, decode_only=False)
+    assert busy.steps == before and busy.fit() == pytest.approx((a, c, b))
+    assert len(busy.history) == busy.steps and busy.history[-1][:2] == shapes[-1]
 
 
 def test_step_cost_waits_until_the_data_can_tell():
     from sufdec.integrations.vllm.sizing import StepCost
 
     cost = StepCost(prior=0.2)
-    _steps(cost, 0.05, 0.004, [8] * 40, out_per_step=8)  # always the same number of tokens
+    _steps(cost, [(4, 8)] * 40, lambda r, d: 0.1, lambda r, d: 8)  # always the same draft size
     assert cost.fit() is None and cost.token_cost == 0.2
     cost.ended(1e9, 5)  # an end without a start is ignored
     cost.reset()
-    assert cost.steps == 0
-    # a GPU far from its compute bound: the step time does not grow with tokens
+    assert cost.steps == 0 and not cost.history
+    # a GPU far from its compute bound: the step time does not grow with drafted tokens
     gpu = StepCost(prior=0.2)
-    _steps(gpu, 0.02, 0.0, [1 + k % 9 for k in range(30)], out_per_step=3)
+    _steps(gpu, [(1 + k % 3, k % 9) for k in range(30)], lambda r, d: 0.02, lambda r, d: 3)
     assert gpu.token_cost == pytest.approx(0.0, abs=1e-9)
+
+
+def test_worker_reads_the_step_shape_from_the_scheduler_output():
+    from types import SimpleNamespace
+
+    from sufdec.integrations.vllm.worker import _step_shape
+
+    decode = SimpleNamespace(num_scheduled_tokens={"a": 4, "b": 1}, scheduled_spec_decode_tokens={"a": [1, 2, 3]},
+                             scheduled_new_reqs=[])
+    assert _step_shape(decode) == (2, 3, True)
+    chunked = SimpleNamespace(num_scheduled_tokens={"a": 4, "b": 64}, scheduled_spec_decode_tokens={"a": [1, 2, 3]},
+                              scheduled_new_reqs=[])
+    assert _step_shape(chunked) == (2, 3, False)  # b computes prompt tokens
+    new = SimpleNamespace(num_scheduled_tokens={"c": 1}, scheduled_spec_decode_tokens={}, scheduled_new_reqs=["c"])
+    assert _step_shape(new) == (1, 0, False)

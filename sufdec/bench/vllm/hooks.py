@@ -64,7 +64,8 @@ class BenchHooks:
             return {"token_cost": drafter.live.sizer.token_cost, "measured": False}
         fit = step.fit()
         return {"token_cost": step.token_cost, "measured": True, "steps": step.steps,
-                "step_s": fit[0] if fit else None, "token_s": fit[1] if fit else None}
+                "step_s": fit[0] if fit else None, "request_s": fit[1] if fit else None,
+                "draft_token_s": fit[2] if fit else None, "history": list(step.history)}
 
     def bench_reset(self, corpus: Optional[Sequence[Sequence[Sequence[int]]]] = None) -> dict:
         """Back to a cell's start state; ``corpus``: [prompt ids, output ids] pairs that

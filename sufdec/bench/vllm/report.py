@@ -70,8 +70,8 @@ def summarize(rows: Iterable[dict]) -> list[dict]:
             "spec": spec, "load_1m": row.get("load_1m"), "engine_start_s": round(row.get("engine_start_s", 0), 1),
             "reset": row.get("reset"),
         }
-        if row.get("token_cost"):
-            s["token_cost"] = row["token_cost"]
+        if row.get("token_cost"):  # the step history stays in cells.jsonl
+            s["token_cost"] = {k: v for k, v in row["token_cost"].items() if k != "history"}
         ref = plain.get((workload, c))
         if ref is not None:
             s["vs_plain"] = round(row["tokens_per_s"] / ref["tokens_per_s"], 3)

@@ -121,10 +121,11 @@ class Proposer:
                                          "not the one sufdec was written for (V1, vLLM 0.32)")
         self._runner = runner
 
-    def step_started(self, scheduled_tokens: int) -> None:
-        """A step computing ``scheduled_tokens`` tokens begins (the worker calls this first)."""
+    def step_started(self, requests: int, drafted: int, decode_only: bool) -> None:
+        """A step begins with ``requests`` requests and ``drafted`` drafted tokens to verify;
+        ``decode_only``: no prompt tokens in it (the worker calls this first)."""
         if self.step_cost is not None:
-            self.step_cost.started(time.perf_counter(), scheduled_tokens)
+            self.step_cost.started(time.perf_counter(), requests, drafted, decode_only)
 
     def request_finished(self, req_id: str, state: Any) -> None:
         """vLLM is done with ``req_id`` (``state``: the runner's record of it, or None).

@@ -7,8 +7,8 @@ drops them at the top of ``execute_model``). So this worker, a subclass of the p
 own, does three things and nothing else: it hands the proposer the model runner (whose
 ``input_batch.req_ids`` maps rows to requests); before each step, it reports the finished
 requests with the runner's record of them (prompt length, output ids, sampling params);
-and it says when the step starts and how many tokens it computes, which is how the
-proposer measures what a verified token costs (``sizing.StepCost``).
+and it says when the step starts, with how many requests and drafted tokens, which is how
+the proposer measures what a verified token costs (``sizing.StepCost``).
 At shutdown it lets the proposer learn requests that ended in the last step and flush.
 
 We chose this over the alternatives because it is exact and uses only configuration
@@ -47,7 +47,7 @@ class SufdecWorkerMixin:
                 self._sufdec_bound = True
             for req_id in scheduler_output.finished_req_ids:
                 proposer.request_finished(req_id, runner.requests.get(req_id))
-            proposer.step_started(int(getattr(scheduler_output, "total_num_scheduled_tokens", 0) or 0))
+            proposer.step_started(*_step_shape(scheduler_output))
         return super().execute_model(scheduler_output)  # type: ignore[misc]
 
     def shutdown(self) -> None:
@@ -58,6 +58,17 @@ class SufdecWorkerMixin:
             except Exception as exc:  # never block vLLM's own shutdown
                 log.warning("sufdec: closing the store failed (%s: %s)", type(exc).__name__, exc)
         super().shutdown()  # type: ignore[misc]
+
+
+def _step_shape(scheduler_output: Any) -> tuple[int, int, bool]:
+    """(requests, drafted tokens, decode only) of a step: decode only when no request
+    computes prompt tokens (each computes its last sampled token and its drafted ones)."""
+    scheduled = getattr(scheduler_output, "num_scheduled_tokens", None) or {}
+    spec = getattr(scheduler_output, "scheduled_spec_decode_tokens", None) or {}
+    drafted = sum(len(v) for v in spec.values())
+    decode_only = not getattr(scheduler_output, "scheduled_new_reqs", None) and all(
+        n == 1 + len(spec.get(r, ())) for r, n in scheduled.items())
+    return len(scheduled), drafted, decode_only
 
 
 def platform_worker() -> type:
