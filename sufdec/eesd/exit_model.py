@@ -103,8 +103,11 @@ def model_fingerprint(model: torch.nn.Module) -> str:
 
 
 def default_layer(model: torch.nn.Module) -> int:
-    """A quarter of the layers (at least 1): 8 of 30 for the default model."""
-    return max(1, round(_text_config(model).num_hidden_layers / 4))
+    """An eighth of the layers (at least 1): 4 of 30 for the default model. Measured there
+    (docs/BENCHMARKS.md, EESD third slice): each layer adds ~1.5 ms to a ~10 ms draft step
+    (a 57 ms forward), while N = 8 and 12 draft only 1 and 6 points more often right than
+    N = 4 at the same training; training longer gains more (+11 points from 150 to 900 steps)."""
+    return max(1, round(_text_config(model).num_hidden_layers / 8))
 
 
 def new_exit_layer(model: torch.nn.Module, layer: int, init_from: int | None = None) -> torch.nn.Module:

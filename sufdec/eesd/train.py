@@ -47,7 +47,7 @@ class TrainSettings:
     """One training run of the exit layer at ``layer``."""
 
     layer: int
-    steps: int = 150
+    steps: int = 450
     lr: float = 5e-4
     batch: int = 8               # chunks per step
     chunk: int = 128             # tokens per chunk
