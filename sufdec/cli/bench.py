@@ -228,8 +228,6 @@ def _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, d
         raise common.fail(f"--sizing must be one of {', '.join(SIZINGS)}", 2)
     if device not in ("cpu", "cuda", "auto"):
         raise common.fail("--device must be cpu, cuda or auto", 2)
-    if not 0 <= exit_branch <= 1:
-        raise common.fail("--exit-branch must be between 0 and 1", 2)
     draft = DraftSettings.preset("merged", max_spec_tokens=max_spec_tokens, sizing=sizing, exit_branch=exit_branch)
     model = model if model is not None else str(common.default_model_dir())
     return BenchSettings(workload=workload, model=model, train=train, eval=eval_n, methods=method_names,
@@ -286,7 +284,7 @@ def bench(
     corpus_cache: Optional[Path] = CacheOption,
     exit_layer: Optional[Path] = typer.Option(None, "--exit-layer", exists=True, dir_okay=False, show_default=False,
                                               help="eesd: the exit layer's .safetensors (default: the newest trained)."),
-    exit_branch: float = typer.Option(0.0, "--exit-branch",
+    exit_branch: float = typer.Option(0.0, "--exit-branch", min=0.0, max=1.0,
                                       help="eesd, hybrid: add the runner-up as a sibling where its probability is at least this share of the top's (0: chains)."),
     as_json: bool = typer.Option(False, "--json", help="Print results.json's object instead of the table."),
 ) -> None:
