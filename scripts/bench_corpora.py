@@ -42,16 +42,8 @@ def _bench_cache(model, model_dir: str, workload: str, max_new: int, root: Path)
                              workload=workload, max_new_tokens=max_new, dtype="float32", device_type="cpu")
 
 
-def _read(path: Path) -> dict[str, list[int]]:
-    known = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
-        known[rec["prompt"]] = rec["tokens"]
-    return known
-
-
 def main(argv: list[str] | None = None) -> int:
-    from sufdec.bench.corpus import digest
+    from sufdec.bench.corpus import digest, read_corpus_cache
     from sufdec.models import default_cache_root
     import os
 
@@ -73,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         found = sorted(a.vllm_cache.glob(f"{a.workload}-*.jsonl"))
         if not found:
             p.error(f"no {a.workload} corpus in {a.vllm_cache}: run scripts/bench_vllm.py first")
-        known = _read(found[-1])
+        known = read_corpus_cache(found[-1])
         eos = tok.eos_token_id
         cache.parent.mkdir(parents=True, exist_ok=True)
         with open(cache, "a", encoding="utf-8") as f:
@@ -89,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("exit-data needs --out")
     if not cache.is_file():
         p.error(f"no corpus for {a.workload} in {cache.parent}: run `sufdec bench` (or from-vllm) first")
-    known = _read(cache)
+    known = read_corpus_cache(cache)
     with open(a.out, "w", encoding="utf-8") as f:
         n = tokens = 0
         for it, k in zip(train, keys):

@@ -46,7 +46,8 @@ def corpus_cache_file(folder: Path, *, model_name: str, workload: str, max_new_t
     return Path(folder) / f"{Path(workload).stem}-{key}.jsonl"
 
 
-def _read_cache(cache_file: Path) -> dict[str, list[int]]:
+def read_corpus_cache(cache_file: Path) -> dict[str, list[int]]:
+    """A corpus cache file as {prompt digest: output ids}; lines cut short are skipped."""
     known: dict[str, list[int]] = {}
     if cache_file.is_file():
         for line in cache_file.read_text(encoding="utf-8").splitlines():
@@ -67,7 +68,7 @@ def model_outputs(model: Any, tokenizer: Any, items: Sequence[Item], *, cache_fi
     """
     from sufdec.engine.batch_generate import generate_plain_batched
 
-    known = _read_cache(cache_file)
+    known = read_corpus_cache(cache_file)
     keys = [digest(it.prompt_ids) for it in items]
     missing = [i for i, k in enumerate(keys) if k not in known]
     if missing:

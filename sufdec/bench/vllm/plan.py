@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sufdec.bench.corpus import digest
+from sufdec.bench.corpus import digest, read_corpus_cache as read_corpus
 
 METHODS = ("plain", "ngram", "suffix", "sufdec")
 REPO = Path(__file__).resolve().parents[3]
@@ -100,18 +100,6 @@ def model_key(model: str) -> str:
 def corpus_file(settings: Settings, workload: str, vllm_version: str) -> Path:
     key = digest([model_key(settings.model), workload, settings.max_tokens, "float32", f"vllm-{vllm_version}"])
     return settings.cache / "corpora" / f"{workload}-{key}.jsonl"
-
-
-def read_corpus(path: Path) -> dict[str, list[int]]:
-    known: dict[str, list[int]] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-                known[rec["prompt"]] = rec["tokens"]
-            except (json.JSONDecodeError, KeyError):
-                continue  # a line cut short by a killed run: generated again
-    return known
 
 
 def build_store(path: Path, model: str, outputs: list[list[int]]) -> dict:
