@@ -215,11 +215,6 @@ def held_out_figures(student: Student, teacher: Teacher, idx: torch.Tensor) -> d
             "close_second_right": round(close_right / close, 4) if close else None}
 
 
-def acceptance(student: Student, teacher: Teacher, idx: torch.Tensor) -> float:
-    """Share of positions where the student's top token is the target's top token."""
-    return held_out_figures(student, teacher, idx).get("top1", float("nan"))
-
-
 def train_exit_layer(
     model: torch.nn.Module,
     sequences: Sequence[Text],
