@@ -95,6 +95,12 @@ class _Recording:
         if isinstance(self.inner, PacedDrafter):
             self.inner.pace(keep_drafting)
 
+    def catch_up(self) -> None:
+        from sufdec.drafters.base import PrefillingDrafter
+
+        if isinstance(self.inner, PrefillingDrafter):
+            self.inner.catch_up()
+
     def observe(self, new_ids: list[int]) -> None:
         self.step += 1
         self.inner.observe(new_ids)

@@ -46,6 +46,18 @@ class PacedDrafter(Protocol):
         """Use ``keep_drafting`` for the requests that follow."""
 
 
+@runtime_checkable
+class PrefillingDrafter(Protocol):
+    """A drafter with a model state of its own to bring up to the context (a KV cache).
+    ``begin`` does not; ``catch_up`` feeds what the state lacks now (after ``begin``: the
+    prompt, a prefill), so the next ``draft`` costs drafting only. The decode loop calls it
+    right after ``begin``; a drafter that may never draft from this one (the hybrid) calls
+    it when it first does, or never."""
+
+    def catch_up(self) -> None:
+        """Feed the context the drafter's state lacks, but its last token."""
+
+
 class NullDrafter:
     """Never speculates: the decode loop then runs plain decoding (``--spec off``)."""
 

@@ -85,6 +85,26 @@ class Ema:
         self.value = x if self.value is None else self.value + self.weight * (x - self.value)
 
 
+class StepRate:
+    """Tokens and wall seconds of the steps that drafted from one source (exponential moving
+    averages; ``n`` steps seen): what a step from that source really earned, drafting and
+    verification together, and ``vetoed``: how often a draft from it was refused for that."""
+
+    def __init__(self, weight: float = 0.1) -> None:
+        self.tokens, self.seconds = Ema(weight), Ema(weight)
+        self.n = self.vetoed = 0
+
+    def add(self, tokens: int, seconds: float) -> None:
+        self.tokens.add(float(tokens))
+        self.seconds.add(seconds)
+        self.n += 1
+
+    @property
+    def per_second(self) -> float | None:
+        t, s = self.tokens.value, self.seconds.value
+        return t / s if t is not None and s else None
+
+
 def chain_rate(theta: float, k: int, cost: CostModel, draft_cost: float) -> float:
     """Expected tokens per unit of cost of a k-token chain whose tokens are each accepted
     with probability ``theta`` given their parent: (1 + theta + ... + theta^k) over the
@@ -119,6 +139,7 @@ class DraftControls:
         self.posteriors: dict[str, BetaPosterior] = {}
         self.draft_s_per_token: dict[str, Ema] = {}
         self.forward_s = Ema()           # seconds of a one-token-equivalent verification forward
+        self.step_rates: dict[str, StepRate] = {}  # per source a hybrid chose ("none": no draft)
         self.rng = random.Random(seed)
 
     @classmethod
@@ -135,6 +156,9 @@ class DraftControls:
 
     def posterior(self, source: str) -> BetaPosterior:
         return self.posteriors.setdefault(source, BetaPosterior(discount=self.discount))
+
+    def step_rate(self, source: str) -> StepRate:
+        return self.step_rates.setdefault(source, StepRate())
 
     def draft_cost(self, source: str) -> float:
         """Drafting one token, in one-token verification forwards (0 until measured)."""
@@ -319,5 +343,5 @@ def accepted_along(draft: Draft, emitted: Sequence[int]) -> int:
     return n
 
 
-__all__ = ["POLICIES", "StepOutcome", "BetaPosterior", "DraftControls", "DraftControl", "CostControl",
+__all__ = ["POLICIES", "StepOutcome", "BetaPosterior", "StepRate", "DraftControls", "DraftControl", "CostControl",
            "BetaTSControl", "CalibrationTSControl", "chain_rate", "best_length", "accepted_along"]

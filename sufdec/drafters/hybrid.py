@@ -9,6 +9,15 @@ suffix trees match (repeated work) drafting costs nothing extra, and where neith
 step is plain decoding. A suffix match that appears while early exit drafts takes over at
 the next step, since the comparison is made every step.
 
+The posterior can stay optimistic where early exit does not pay (it learns from the chains
+the draw chose, and the draw is noisy), so each source's steps are also timed whole
+(drafting, verification, acceptance: ``StepRate``), and once early exit has had ``WARMUP``
+steps, a chain is drafted only while early-exit steps earn at least as many tokens per
+second as plain ones; while they do not, the step is what the suffix drafter alone would
+do, and one chain in ``EXPLORE`` is drafted anyway, so that a change is noticed. The early-exit
+drafter's prefill is deferred to its first chain in a request (none when it never drafts)
+and left out of both measurements.
+
 The hybrid sizes its drafts itself; the decode loop verifies them as they come (its own
 control for a hybrid request only passes them through). Both sides learn every step: the
 suffix calibration labels every suffix draft against what followed, verified or not, and
@@ -21,10 +30,13 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-from sufdec.drafters.base import Drafter, PacedDrafter
+from sufdec.drafters.base import Drafter, PacedDrafter, PrefillingDrafter
 from sufdec.drafters.control import DraftControl, DraftControls, StepOutcome, accepted_along
 from sufdec.suffix.draft import Draft
 from sufdec.suffix.settings import DraftSettings
+
+WARMUP = 8    # early-exit steps timed before their throughput can refuse a chain
+EXPLORE = 32  # while refused, one chain in this many is drafted anyway
 
 
 class HybridDrafter:
@@ -43,14 +55,17 @@ class HybridDrafter:
         self.early_ctl: DraftControl = controls.for_request(policy, "eesd", settings.exit_max_len)
         if isinstance(early, PacedDrafter):
             early.pace(self.early_ctl.keep_drafting)
+        self.shared = controls
         self.last: tuple[str, Draft, float] | None = None   # (source, draft, seconds) of this step
+        self.step_start: float | None = None   # when this step's draft began (prefill excluded)
+        self.caught_up = False                 # the early-exit drafter has had this request's prefill
         self.choices = {"suffix": 0, "eesd": 0, "none": 0}
 
     def begin(self, prompt_ids: list[int]) -> None:
         self.suffix.begin(prompt_ids)
         if self.early is not None:
             self.early.begin(prompt_ids)
-        self.last = None
+        self.last, self.step_start, self.caught_up = None, None, False
 
     def draft(self, max_nodes: int) -> Draft:
         t0 = time.perf_counter()
@@ -62,17 +77,51 @@ class HybridDrafter:
         early_rate = self.early_ctl.last_rate if k > 0 else 0.0
         if len(sized) and suffix_rate >= early_rate:
             self.last = ("suffix", sized, suffix_s)
-        elif k > 0 and early_rate > 1.0:
+        elif k > 0 and early_rate > 1.0 and self._early_pays():
+            if not self.caught_up:
+                t = time.perf_counter()
+                self._catch_up()
+                t0 += time.perf_counter() - t  # the prefill is not this step's cost
             t1 = time.perf_counter()
             chain = self.early_ctl.size(self.early.draft(k), k)  # type: ignore[union-attr]
             self.last = ("eesd", chain, time.perf_counter() - t1)
+        elif len(sized):
+            self.last = ("suffix", sized, suffix_s)
         else:
             self.last = ("none", Draft(), suffix_s)
+        self.step_start = t0
         self.choices[self.last[0]] += 1
         return self.last[1]
 
+    def _catch_up(self) -> None:
+        if isinstance(self.early, PrefillingDrafter):
+            self.early.catch_up()
+        self.caught_up = True
+
+    def _early_pays(self) -> bool:
+        """Whether early-exit steps measured at least plain decoding's tokens per second
+        (yes before ``WARMUP`` of them, and once in ``EXPLORE`` refusals)."""
+        early = self.shared.step_rate("eesd")
+        mine, plain = early.per_second, self._plain_rate()
+        if early.n < WARMUP or mine is None or plain is None or mine >= plain:
+            return True
+        early.vetoed += 1
+        return early.vetoed % EXPLORE == 0
+
+    def _plain_rate(self) -> float | None:
+        """Tokens per second of a step without a draft: measured where the hybrid drafted
+        nothing, else one token per one-token verification forward."""
+        none = self.shared.step_rate("none")
+        if none.n >= 4:
+            return none.per_second
+        f = self.shared.forward_s.value
+        return 1.0 / f if f else None
+
     def observe(self, new_ids: list[int]) -> None:
         source, draft, seconds = self.last if self.last is not None else ("none", Draft(), 0.0)
+        if self.last is not None and self.step_start is not None:
+            self.shared.step_rate(source).add(len(new_ids), time.perf_counter() - self.step_start)
+        self.step_start = None
         for side, ctl in (("suffix", self.suffix_ctl), ("eesd", self.early_ctl)):
             mine = source == side
             used = draft if mine else Draft()

@@ -1,7 +1,9 @@
 """The early-exit drafter (``--spec eesd``): chains from the target's own first N layers.
 
 Each step it brings its own cache up to the request's context (the tokens accepted since
-the last step, in one forward through the N + 1 layers of the draft model), then drafts
+the last step, in one forward through the N + 1 layers of the draft model; the prompt in
+``catch_up``, which the decode loop calls after ``begin`` and the hybrid only once it first
+drafts from early exit), then drafts
 greedily, one token per forward, while the chain's probability (the product of the draft
 head's top probabilities) stays above ``min_prob``, up to ``max_len`` tokens; or, when the
 decode loop paces it (``pace``: a Thompson-sampling draft control), while the control's
@@ -100,11 +102,13 @@ class EarlyExitDrafter(ContextDrafter):
         self.cache = new_cache(self.model)
         self.fed = 0
         self.drafted = []
-        if len(prompt_ids) > 1 and self.chains:
-            # the draft model's own prefill, paid at the start like the target's, so that a
-            # draft step costs what drafting costs (a draft control measures it per token);
-            # not where two forwards in a row cannot run (then the first draft feeds the prompt)
-            self._forward(self.context[:-1])
+
+    def catch_up(self) -> None:
+        """Feed the context but its last token (after ``begin``: the draft model's prefill), so
+        that the next draft step costs what drafting costs (a draft control measures it per
+        token). Not where two forwards in a row cannot run (the next draft feeds it all)."""
+        if len(self.context) - 1 > self.fed and self.chains:
+            self._forward(self.context[self.fed : -1])
             settle(self.cache)
             self.fed = len(self.context) - 1
 

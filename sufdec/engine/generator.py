@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from sufdec.drafters.base import Drafter, NullDrafter, PacedDrafter
+from sufdec.drafters.base import Drafter, NullDrafter, PacedDrafter, PrefillingDrafter
 from sufdec.drafters.budget import CostModel, best_chain, cut_below
 from sufdec.drafters.control import DraftControl, DraftControls, StepOutcome
 from sufdec.engine.accept import Acceptor, AcceptResult
@@ -276,6 +276,8 @@ class SpeculativeGenerator:
             control=control,
         )
         drafter.begin(list(prompt_ids))
+        if isinstance(drafter, PrefillingDrafter):
+            drafter.catch_up()  # the drafter's own prefill, before the first step like the target's
         self._prefill(state)
         return state
 

@@ -1,5 +1,5 @@
-"""Draft control: the policies' decisions and what they learn from each step's feedback,
-and the hybrid drafter's choice between the suffix draft, an early-exit chain and nothing."""
+"""Draft control: the policies' decisions and what they learn from each step's feedback
+(the hybrid drafter's choices: test_hybrid_choice.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from sufdec.drafters.control import (
     BetaPosterior, BetaTSControl, CalibrationTSControl, CostControl, DraftControl, DraftControls,
     StepOutcome, accepted_along, best_length, chain_rate,
 )
-from sufdec.drafters.hybrid import HybridDrafter
 from sufdec.suffix.draft import Draft
 from sufdec.suffix.settings import DraftSettings
 
@@ -134,76 +133,3 @@ def test_unknown_policy_and_settings():
     with pytest.raises(ValueError, match="sizing"):
         DraftSettings(sizing="bogus")
     assert type(DraftControls().for_request("fixed")) is DraftControl
-
-
-# ------------------------------------------------------------------------------ hybrid
-class FakeDrafter:
-    """Drafts what it is told; records the calls."""
-
-    def __init__(self, draft=None):
-        self.next = draft or Draft()
-        self.calls, self.seen, self.rule = [], [], None
-
-    def begin(self, prompt_ids):
-        self.seen = list(prompt_ids)
-
-    def draft(self, max_nodes):
-        self.calls.append(max_nodes)
-        return self.next
-
-    def observe(self, new_ids):
-        self.seen += new_ids
-
-    def end(self, output_ids, finished):
-        self.ended = finished
-
-
-class FakePaced(FakeDrafter):
-    def pace(self, rule):
-        self.rule = rule
-
-
-def test_hybrid_takes_the_better_draft_or_none():
-    shared = DraftControls(CPU, seed=3)
-    suffix, early = FakeDrafter(chain([7, 8, 9], [0.95, 0.9, 0.85])), FakePaced(chain([1, 2], [0.9, 0.8]))
-    hybrid = HybridDrafter(suffix, early, shared, DraftSettings(spec="hybrid"))
-    assert early.rule is not None                                 # the early side is paced
-    hybrid.begin([5, 6])
-    # a strong suffix draft: taken, no early-exit forward paid
-    assert hybrid.draft(32).token_ids == [7, 8, 9] and early.calls == []
-    hybrid.observe([7, 8, 9, 4])
-    assert early.seen == [5, 6, 7, 8, 9, 4]                       # both sides follow the context
-    # no suffix match and early exit believed good and cheap: an early-exit chain
-    suffix.next = Draft()
-    shared.posterior("eesd").a = 80.0
-    assert hybrid.draft(32).token_ids == [1, 2] and len(early.calls) == 1
-    post_a = shared.posterior("eesd").a
-    hybrid.observe([1, 3])                                        # one accepted, then rejected
-    assert shared.posterior("eesd").a == pytest.approx(1 + 0.97 * (post_a - 1) + 1)
-    # a weak suffix draft (one node, right half the time) loses to a strong early-exit chain
-    suffix.next = chain([6], [0.5])
-    assert hybrid.draft(32).token_ids == [1, 2] and len(early.calls) == 2
-    hybrid.observe([1, 2, 4])
-    # a suffix match appears: it takes over at the next step (early exit measured at 30%
-    # of a forward per drafted token, the suffix draft at nothing)
-    shared.forward_s.value, shared.draft_s_per_token["eesd"].value = 0.05, 0.015
-    suffix.next = chain([3, 4, 5], [0.99, 0.98, 0.97])
-    assert hybrid.draft(32).token_ids == [3, 4, 5] and len(early.calls) == 2
-    hybrid.observe([3, 4, 5, 6])
-    # neither pays (no suffix match, early exit believed useless): nothing is drafted
-    suffix.next = Draft()
-    shared.posterior("eesd").a, shared.posterior("eesd").b = 1.0, 500.0
-    assert len(hybrid.draft(32)) == 0 and len(early.calls) == 2
-    hybrid.observe([9])
-    assert hybrid.choices == {"suffix": 2, "eesd": 2, "none": 1}
-    hybrid.end([1], True)
-    assert suffix.ended and early.ended
-
-
-def test_hybrid_without_an_exit_layer_is_the_suffix_drafter():
-    suffix = FakeDrafter(chain([7, 8], [0.9, 0.8]))
-    hybrid = HybridDrafter(suffix, None, DraftControls(CPU), DraftSettings(spec="hybrid"))
-    hybrid.begin([1])
-    assert hybrid.draft(32).token_ids == [7, 8]
-    suffix.next = Draft()
-    assert len(hybrid.draft(32)) == 0

@@ -1,0 +1,162 @@
+"""The hybrid drafter's choice each step: the suffix draft, an early-exit chain or nothing;
+early exit refused while its steps measure slower than plain ones; its prefill deferred."""
+
+from __future__ import annotations
+
+import pytest
+
+import sufdec.drafters.hybrid as hybrid_module
+from sufdec.drafters.control import DraftControls
+from sufdec.drafters.hybrid import EXPLORE, WARMUP, HybridDrafter
+from sufdec.suffix.draft import Draft
+from sufdec.suffix.settings import DraftSettings
+from tests.drafters.test_control import CPU, chain
+
+
+class FakeDrafter:
+    """Drafts what it is told; records the calls."""
+
+    def __init__(self, draft=None):
+        self.next = draft or Draft()
+        self.calls, self.seen, self.rule = [], [], None
+
+    def begin(self, prompt_ids):
+        self.seen = list(prompt_ids)
+
+    def draft(self, max_nodes):
+        self.calls.append(max_nodes)
+        return self.next
+
+    def observe(self, new_ids):
+        self.seen += new_ids
+
+    def end(self, output_ids, finished):
+        self.ended = finished
+
+
+class FakePaced(FakeDrafter):
+    def pace(self, rule):
+        self.rule = rule
+
+
+def test_hybrid_takes_the_better_draft_or_none():
+    shared = DraftControls(CPU, seed=3)
+    suffix, early = FakeDrafter(chain([7, 8, 9], [0.95, 0.9, 0.85])), FakePaced(chain([1, 2], [0.9, 0.8]))
+    hybrid = HybridDrafter(suffix, early, shared, DraftSettings(spec="hybrid"))
+    assert early.rule is not None                                 # the early side is paced
+    hybrid.begin([5, 6])
+    # a strong suffix draft: taken, no early-exit forward paid
+    assert hybrid.draft(32).token_ids == [7, 8, 9] and early.calls == []
+    hybrid.observe([7, 8, 9, 4])
+    assert early.seen == [5, 6, 7, 8, 9, 4]                       # both sides follow the context
+    # no suffix match and early exit believed good and cheap: an early-exit chain
+    suffix.next = Draft()
+    shared.posterior("eesd").a = 80.0
+    assert hybrid.draft(32).token_ids == [1, 2] and len(early.calls) == 1
+    post_a = shared.posterior("eesd").a
+    hybrid.observe([1, 3])                                        # one accepted, then rejected
+    assert shared.posterior("eesd").a == pytest.approx(1 + 0.97 * (post_a - 1) + 1)
+    # a weak suffix draft (one node, right half the time) loses to a strong early-exit chain
+    suffix.next = chain([6], [0.5])
+    assert hybrid.draft(32).token_ids == [1, 2] and len(early.calls) == 2
+    hybrid.observe([1, 2, 4])
+    # a suffix match appears: it takes over at the next step (early exit measured at 30%
+    # of a forward per drafted token, the suffix draft at nothing)
+    shared.forward_s.value, shared.draft_s_per_token["eesd"].value = 0.05, 0.015
+    suffix.next = chain([3, 4, 5], [0.99, 0.98, 0.97])
+    assert hybrid.draft(32).token_ids == [3, 4, 5] and len(early.calls) == 2
+    hybrid.observe([3, 4, 5, 6])
+    # neither pays (no suffix match, early exit believed useless): nothing is drafted
+    suffix.next = Draft()
+    shared.posterior("eesd").a, shared.posterior("eesd").b = 1.0, 500.0
+    assert len(hybrid.draft(32)) == 0 and len(early.calls) == 2
+    hybrid.observe([9])
+    assert hybrid.choices == {"suffix": 2, "eesd": 2, "none": 1}
+    hybrid.end([1], True)
+    assert suffix.ended and early.ended
+
+
+def test_hybrid_without_an_exit_layer_is_the_suffix_drafter():
+    suffix = FakeDrafter(chain([7, 8], [0.9, 0.8]))
+    hybrid = HybridDrafter(suffix, None, DraftControls(CPU), DraftSettings(spec="hybrid"))
+    hybrid.begin([1])
+    assert hybrid.draft(32).token_ids == [7, 8]
+    suffix.next = Draft()
+    assert len(hybrid.draft(32)) == 0
+
+
+class Clock:
+    """Stands in for ``time`` in the hybrid module: seconds pass only when told."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+class SlowEarly(FakePaced):
+    """An early-exit drafter whose chains of one token are always right, and each costs
+    ``seconds`` of drafting; counts its prefills."""
+
+    def __init__(self, clock, seconds):
+        super().__init__(chain([1], [0.9]))
+        self.clock, self.seconds, self.prefills = clock, seconds, 0
+
+    def catch_up(self):
+        self.prefills += 1
+        self.clock.now += 1.0   # a prefill: far slower than any step, never counted as one
+
+    def draft(self, max_nodes):
+        self.clock.now += self.seconds
+        return super().draft(max_nodes)
+
+
+def run_steps(clock, hybrid, steps, forward_s=0.01):
+    """``steps`` decode steps without suffix matches: the target accepts a drafted chain."""
+    hybrid.begin([5, 6])
+    for _ in range(steps):
+        d = hybrid.draft(32)
+        clock.now += forward_s                      # the verification forward
+        hybrid.observe([1, 2] if len(d) else [2])   # the chain accepted, then the bonus token
+
+
+@pytest.mark.parametrize("draft_s,expect_slow", [(0.05, True), (0.001, False)])
+def test_early_exit_is_refused_while_its_steps_are_slower_than_plain(monkeypatch, draft_s, expect_slow):
+    clock = Clock()
+    monkeypatch.setattr(hybrid_module, "time", clock)
+    shared = DraftControls(CPU, seed=1)
+    shared.draft_cost = lambda source: 0.0      # the posterior's view: drafting free, chains always pay
+    shared.posterior("eesd").a = 50.0
+    shared.forward_s.add(0.01)                  # a plain step: 0.01 s for one token
+    early = SlowEarly(clock, draft_s)
+    hybrid = HybridDrafter(FakeDrafter(), early, shared, DraftSettings(spec="hybrid", sizing="beta-ts"))
+    run_steps(clock, hybrid, 200)
+    rate = shared.step_rate("eesd")
+    if expect_slow:   # 2 tokens in 0.06 s against 1 in 0.01 s: only the warm-up and the explorations
+        assert rate.per_second == pytest.approx(2 / 0.06)
+        assert hybrid.choices["eesd"] <= WARMUP + 200 // EXPLORE + 1
+        assert hybrid.choices["none"] >= 200 - WARMUP - 200 // EXPLORE - 1
+        assert shared.step_rate("none").per_second == pytest.approx(100.0)
+    else:             # 2 tokens in 0.011 s: every step drafts
+        assert hybrid.choices["eesd"] == 200 and rate.vetoed == 0
+    assert early.prefills == 1                  # once, at the first chain, and not in any step's time
+
+
+def test_early_exit_prefill_waits_for_the_first_chain(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(hybrid_module, "time", clock)
+    shared = DraftControls(CPU, seed=1)
+    early = SlowEarly(clock, 0.001)
+    suffix = FakeDrafter(chain([7, 8, 9], [0.99, 0.98, 0.97]))
+    hybrid = HybridDrafter(suffix, early, shared, DraftSettings(spec="hybrid"))
+    hybrid.begin([5, 6])
+    for _ in range(5):                          # the suffix trees match: early exit never drafts
+        assert hybrid.draft(32).token_ids == [7, 8, 9]
+        hybrid.observe([7, 8, 9, 4])
+    assert early.prefills == 0 and early.calls == []
+    hybrid.end([1], True)
+    suffix.next = Draft()
+    shared.posterior("eesd").a = 80.0
+    run_steps(clock, hybrid, 3)                 # a new request without matches: one prefill
+    assert early.prefills == 1 and len(early.calls) == 3
