@@ -12,11 +12,12 @@ the next step, since the comparison is made every step.
 The posterior can stay optimistic where early exit does not pay (it learns from the chains
 the draw chose, and the draw is noisy), so each source's steps are also timed whole
 (drafting, verification, acceptance: ``StepRate``), and once early exit has had ``WARMUP``
-steps, a chain is drafted only while early-exit steps earn at least as many tokens per
-second as plain ones; while they do not, the step is what the suffix drafter alone would
-do, and one chain in ``EXPLORE`` is drafted anyway, so that a change is noticed. The early-exit
-drafter's prefill is deferred to its first chain in a request (none when it never drafts)
-and left out of both measurements.
+steps, it is considered only while its steps earn at least as many tokens per second as
+plain ones; while they do not, the step is what the suffix drafter alone would do, and one
+step in ``EXPLORE`` considers early exit anyway, so that a change is noticed. The early-exit
+drafter's prefill waits for its first chain in a request (none when it never drafts) and
+counts in that step's time (a request that drafts one chain pays a whole prefill for it),
+not in the per-token drafting cost the Thompson-sampling control weighs.
 
 The hybrid sizes its drafts itself; the decode loop verifies them as they come (its own
 control for a hybrid request only passes them through). Both sides learn every step: the
@@ -73,15 +74,13 @@ class HybridDrafter:
         sized = self.suffix_ctl.size(raw, max_nodes) if len(raw) else raw
         suffix_s = time.perf_counter() - t0
         suffix_rate = self.suffix_ctl.expected_rate(sized) if len(sized) else 0.0
-        k = self.early_ctl.limit(max_nodes) if self.early is not None else 0
+        k = self.early_ctl.limit(max_nodes) if self.early is not None and self._early_pays() else 0
         early_rate = self.early_ctl.last_rate if k > 0 else 0.0
         if len(sized) and suffix_rate >= early_rate:
             self.last = ("suffix", sized, suffix_s)
-        elif k > 0 and early_rate > 1.0 and self._early_pays():
-            if not self.caught_up:
-                t = time.perf_counter()
+        elif k > 0 and early_rate > 1.0:
+            if not self.caught_up:  # the prefill: in this step's time, not in the drafting cost
                 self._catch_up()
-                t0 += time.perf_counter() - t  # the prefill is not this step's cost
             t1 = time.perf_counter()
             chain = self.early_ctl.size(self.early.draft(k), k)  # type: ignore[union-attr]
             self.last = ("eesd", chain, time.perf_counter() - t1)
@@ -100,7 +99,7 @@ class HybridDrafter:
 
     def _early_pays(self) -> bool:
         """Whether early-exit steps measured at least plain decoding's tokens per second
-        (yes before ``WARMUP`` of them, and once in ``EXPLORE`` refusals)."""
+        (yes before ``WARMUP`` of them, and at one step in ``EXPLORE`` refused)."""
         early = self.shared.step_rate("eesd")
         mine, plain = early.per_second, self._plain_rate()
         if early.n < WARMUP or mine is None or plain is None or mine >= plain:

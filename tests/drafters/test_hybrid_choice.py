@@ -96,16 +96,16 @@ class Clock:
 
 
 class SlowEarly(FakePaced):
-    """An early-exit drafter whose chains of one token are always right, and each costs
-    ``seconds`` of drafting; counts its prefills."""
+    """An early-exit drafter whose chains of one token are always right, each costing
+    ``seconds`` of drafting; its prefill costs ``prefill_s`` (counted)."""
 
-    def __init__(self, clock, seconds):
+    def __init__(self, clock, seconds, prefill_s=0.002):
         super().__init__(chain([1], [0.9]))
-        self.clock, self.seconds, self.prefills = clock, seconds, 0
+        self.clock, self.seconds, self.prefill_s, self.prefills = clock, seconds, prefill_s, 0
 
     def catch_up(self):
         self.prefills += 1
-        self.clock.now += 1.0   # a prefill: far slower than any step, never counted as one
+        self.clock.now += self.prefill_s
 
     def draft(self, max_nodes):
         self.clock.now += self.seconds
@@ -113,34 +113,56 @@ class SlowEarly(FakePaced):
 
 
 def run_steps(clock, hybrid, steps, forward_s=0.01):
-    """``steps`` decode steps without suffix matches: the target accepts a drafted chain."""
+    """A request of ``steps`` decode steps without suffix matches: the target accepts a
+    drafted chain (chains of one token here)."""
     hybrid.begin([5, 6])
     for _ in range(steps):
         d = hybrid.draft(32)
         clock.now += forward_s                      # the verification forward
         hybrid.observe([1, 2] if len(d) else [2])   # the chain accepted, then the bonus token
+    hybrid.end([], True)
+
+
+def believed_good():
+    """Draft controls whose posterior and drafting-cost view always favour chains."""
+    shared = DraftControls(CPU, seed=1)
+    shared.draft_cost = lambda source: 0.0
+    shared.posterior("eesd").a = 50.0
+    shared.forward_s.add(0.01)                  # a plain step: 0.01 s for one token
+    return shared
 
 
 @pytest.mark.parametrize("draft_s,expect_slow", [(0.05, True), (0.001, False)])
 def test_early_exit_is_refused_while_its_steps_are_slower_than_plain(monkeypatch, draft_s, expect_slow):
     clock = Clock()
     monkeypatch.setattr(hybrid_module, "time", clock)
-    shared = DraftControls(CPU, seed=1)
-    shared.draft_cost = lambda source: 0.0      # the posterior's view: drafting free, chains always pay
-    shared.posterior("eesd").a = 50.0
-    shared.forward_s.add(0.01)                  # a plain step: 0.01 s for one token
+    shared = believed_good()
     early = SlowEarly(clock, draft_s)
     hybrid = HybridDrafter(FakeDrafter(), early, shared, DraftSettings(spec="hybrid", sizing="beta-ts"))
     run_steps(clock, hybrid, 200)
     rate = shared.step_rate("eesd")
-    if expect_slow:   # 2 tokens in 0.06 s against 1 in 0.01 s: only the warm-up and the explorations
-        assert rate.per_second == pytest.approx(2 / 0.06)
+    assert early.prefills == 1                  # once in the request, at its first chain
+    if expect_slow:   # 2 tokens in 0.06 s against 1 in 0.01 s: the warm-up and the explorations
+        assert rate.per_second == pytest.approx(2 / 0.06, rel=0.05)
         assert hybrid.choices["eesd"] <= WARMUP + 200 // EXPLORE + 1
         assert hybrid.choices["none"] >= 200 - WARMUP - 200 // EXPLORE - 1
         assert shared.step_rate("none").per_second == pytest.approx(100.0)
     else:             # 2 tokens in 0.011 s: every step drafts
         assert hybrid.choices["eesd"] == 200 and rate.vetoed == 0
-    assert early.prefills == 1                  # once, at the first chain, and not in any step's time
+
+
+def test_a_prefill_per_short_request_counts_against_early_exit(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(hybrid_module, "time", clock)
+    shared = believed_good()
+    early = SlowEarly(clock, 0.001, prefill_s=0.2)   # cheap chains, a dear prefill (a long prompt)
+    hybrids = []
+    for _ in range(40):                               # requests of 5 steps: the prefill never pays
+        hybrids.append(HybridDrafter(FakeDrafter(), early, shared, DraftSettings(spec="hybrid")))
+        run_steps(clock, hybrids[-1], 5)
+    chains = sum(h.choices["eesd"] for h in hybrids)
+    assert chains <= WARMUP + 5 + 200 // EXPLORE      # warm-up (finishing a request), explorations
+    assert early.prefills <= 2 + 200 // EXPLORE
 
 
 def test_early_exit_prefill_waits_for_the_first_chain(monkeypatch):
