@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from sufdec.drafters.budget import CostModel
+from sufdec.engine.head import verify_forward_for
 from sufdec.engine.kv import cache_kwargs, crop_last, new_cache, settle
 
 DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
@@ -46,8 +47,8 @@ def measure_forward_times(
     The ks are timed in interleaved rounds and each keeps its fastest run: on a shared
     machine a burst of load then slows one round, not one k, and the minimum is the best
     estimate of the uncontended cost. Rounds stop early once ``budget_s`` is spent (at least
-    one is always measured). The model builds its own causal mask here; a tree
-    mask of the same size costs the same.
+    one is always measured). The forward is the engine's (``head.VerifyForward``); the
+    model builds its own causal mask here; a tree mask of the same size costs the same.
     """
     device = model.get_input_embeddings().weight.device
     vocab = model.config.get_text_config(decoder=True).vocab_size
@@ -59,6 +60,7 @@ def measure_forward_times(
         prefix = torch.randint(0, vocab, (1, past_len), generator=gen).to(device)
         model(input_ids=prefix, use_cache=True, logits_to_keep=1, **cache_kwargs(model, cache))
         settle(cache)
+    forward = verify_forward_for(model)  # the engine's verification forward
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda *_: None)
     inputs = []
     for k in ks:
@@ -73,7 +75,7 @@ def measure_forward_times(
         for i, (k, ids, pos) in enumerate(inputs):
             sync()
             t0 = time.perf_counter()
-            model(input_ids=ids, position_ids=pos, use_cache=True, **cache_kwargs(model, cache))
+            forward(ids, pos, None, cache)
             sync()
             if r:
                 best[i] = min(best[i], time.perf_counter() - t0)

@@ -19,6 +19,7 @@ from sufdec.drafters.budget import CostModel, best_chain, cut_below
 from sufdec.drafters.control import DraftControl, DraftControls, StepOutcome
 from sufdec.engine.accept import Acceptor, AcceptResult
 from sufdec.engine.config import GenerationConfig, ResolvedGeneration, resolve_generation
+from sufdec.engine.head import verify_forward_for
 from sufdec.engine.kv import cache_kwargs, commit_path, mask_kinds, new_cache, settle
 from sufdec.engine.stopping import StopStrings
 from sufdec.engine.tree import TreeLayout, layer_masks, layout_tree
@@ -155,6 +156,7 @@ class SpeculativeGenerator:
         self.device = model.get_input_embeddings().weight.device  # where input ids go (device maps too)
         self.mask_dtype = torch.bool if attn == "sdpa" else model.dtype
         self._layer_kinds = mask_kinds(model)
+        self._forward = verify_forward_for(model)  # the model, its head the faster measured way
 
     # ------------------------------------------------------------------ public API
     def generate(
@@ -345,13 +347,10 @@ class SpeculativeGenerator:
         ids = layout.input_ids(self.device)          # [1, q]
         pos = layout.position_ids(self.device)       # [1, q]
         mask = None if layout.q == 1 else layer_masks(layout, self._layer_kinds, self.mask_dtype, self.device)
-        out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-            **cache_kwargs(self.model, state.cache),
-        )
-        if out.logits.device.type == "cuda":
-            torch.cuda.synchronize(out.logits.device)
-        return out.logits[0]                         # [q, V]
+        logits = self._forward(ids, pos, mask, state.cache)  # [q, V]
+        if logits.device.type == "cuda":
+            torch.cuda.synchronize(logits.device)
+        return logits
 
     def accept(self, state: RequestState, layout: TreeLayout, logits: torch.Tensor) -> AcceptResult:
         context = None
