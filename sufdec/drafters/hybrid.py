@@ -12,12 +12,15 @@ the next step, since the comparison is made every step.
 The posterior can stay optimistic where early exit does not pay (it learns from the chains
 the draw chose, and the draw is noisy), so each source's steps are also timed whole
 (drafting, verification, acceptance: ``StepRate``), and once early exit has had ``WARMUP``
-steps, it is considered only while its steps earn at least as many tokens per second as
+steps, it is weighed only while its steps earn at least as many tokens per second as
 plain ones; while they do not, the step is what the suffix drafter alone would do, and one
 step in ``EXPLORE`` considers early exit anyway, so that a change is noticed. The early-exit
 drafter's prefill waits for its first chain in a request (none when it never drafts) and
 counts in that step's time (a request that drafts one chain pays a whole prefill for it),
-not in the per-token drafting cost the Thompson-sampling control weighs.
+not in the per-token drafting cost the Thompson-sampling control weighs; and early exit is
+not weighed in a request before ``UNMATCHED`` of its steps found no suffix draft, so
+where the suffix trees cover most steps (text-to-SQL on a known schema: a few unmatched
+steps a request, each a long prompt to prefill) no prefill is paid for a chain or two.
 
 The hybrid sizes its drafts itself; the decode loop verifies them as they come (its own
 control for a hybrid request only passes them through). Both sides learn every step: the
@@ -38,6 +41,7 @@ from sufdec.suffix.settings import DraftSettings
 
 WARMUP = 8    # early-exit steps timed before their throughput can refuse a chain
 EXPLORE = 32  # while refused, one chain in this many is drafted anyway
+UNMATCHED = 8  # steps without a suffix draft in a request before its first chain (and prefill)
 
 
 class HybridDrafter:
@@ -60,6 +64,7 @@ class HybridDrafter:
         self.last: tuple[str, Draft, float] | None = None   # (source, draft, seconds) of this step
         self.step_start: float | None = None   # when this step's draft began (prefill excluded)
         self.caught_up = False                 # the early-exit drafter has had this request's prefill
+        self.unmatched = 0                     # steps of this request without a suffix draft
         self.choices = {"suffix": 0, "eesd": 0, "none": 0}
 
     def begin(self, prompt_ids: list[int]) -> None:
@@ -67,6 +72,7 @@ class HybridDrafter:
         if self.early is not None:
             self.early.begin(prompt_ids)
         self.last, self.step_start, self.caught_up = None, None, False
+        self.unmatched = 0
 
     def draft(self, max_nodes: int) -> Draft:
         t0 = time.perf_counter()
@@ -74,7 +80,8 @@ class HybridDrafter:
         sized = self.suffix_ctl.size(raw, max_nodes) if len(raw) else raw
         suffix_s = time.perf_counter() - t0
         suffix_rate = self.suffix_ctl.expected_rate(sized) if len(sized) else 0.0
-        k = self.early_ctl.limit(max_nodes) if self.early is not None and self._early_pays() else 0
+        self.unmatched += 0 if len(sized) else 1
+        k = self.early_ctl.limit(max_nodes) if self._early_considered() else 0
         early_rate = self.early_ctl.last_rate if k > 0 else 0.0
         if len(sized) and suffix_rate >= early_rate:
             self.last = ("suffix", sized, suffix_s)
@@ -96,6 +103,14 @@ class HybridDrafter:
         if isinstance(self.early, PrefillingDrafter):
             self.early.catch_up()
         self.caught_up = True
+
+    def _early_considered(self) -> bool:
+        """Early exit is weighed this step: there is one, its prefill can be spread over enough
+        steps (``UNMATCHED`` in this request had no suffix draft, or it was paid already), and
+        its steps pay (``_early_pays``)."""
+        if self.early is None or not (self.caught_up or self.unmatched >= UNMATCHED):
+            return False
+        return self._early_pays()
 
     def _early_pays(self) -> bool:
         """Whether early-exit steps measured at least plain decoding's tokens per second

@@ -7,7 +7,7 @@ import pytest
 
 import sufdec.drafters.hybrid as hybrid_module
 from sufdec.drafters.control import DraftControls
-from sufdec.drafters.hybrid import EXPLORE, WARMUP, HybridDrafter
+from sufdec.drafters.hybrid import EXPLORE, UNMATCHED, WARMUP, HybridDrafter
 from sufdec.suffix.draft import Draft
 from sufdec.suffix.settings import DraftSettings
 from tests.drafters.test_control import CPU, chain
@@ -39,7 +39,8 @@ class FakePaced(FakeDrafter):
         self.rule = rule
 
 
-def test_hybrid_takes_the_better_draft_or_none():
+def test_hybrid_takes_the_better_draft_or_none(monkeypatch):
+    monkeypatch.setattr(hybrid_module, "UNMATCHED", 0)   # early exit weighed from the first step
     shared = DraftControls(CPU, seed=3)
     suffix, early = FakeDrafter(chain([7, 8, 9], [0.95, 0.9, 0.85])), FakePaced(chain([1, 2], [0.9, 0.8]))
     hybrid = HybridDrafter(suffix, early, shared, DraftSettings(spec="hybrid"))
@@ -147,8 +148,9 @@ def test_early_exit_is_refused_while_its_steps_are_slower_than_plain(monkeypatch
         assert hybrid.choices["eesd"] <= WARMUP + 200 // EXPLORE + 1
         assert hybrid.choices["none"] >= 200 - WARMUP - 200 // EXPLORE - 1
         assert shared.step_rate("none").per_second == pytest.approx(100.0)
-    else:             # 2 tokens in 0.011 s: every step drafts
-        assert hybrid.choices["eesd"] == 200 and rate.vetoed == 0
+    else:             # 2 tokens in 0.011 s: every step drafts, once UNMATCHED had no suffix draft
+        assert hybrid.choices["eesd"] == 200 - UNMATCHED + 1 and rate.vetoed == 0
+        assert hybrid.choices["none"] == UNMATCHED - 1
 
 
 def test_a_prefill_per_short_request_counts_against_early_exit(monkeypatch):
@@ -165,7 +167,7 @@ def test_a_prefill_per_short_request_counts_against_early_exit(monkeypatch):
     assert early.prefills <= 2 + 200 // EXPLORE
 
 
-def test_early_exit_prefill_waits_for_the_first_chain(monkeypatch):
+def test_early_exit_waits_for_unmatched_steps_and_prefills_at_its_first_chain(monkeypatch):
     clock = Clock()
     monkeypatch.setattr(hybrid_module, "time", clock)
     shared = DraftControls(CPU, seed=1)
@@ -173,12 +175,13 @@ def test_early_exit_prefill_waits_for_the_first_chain(monkeypatch):
     suffix = FakeDrafter(chain([7, 8, 9], [0.99, 0.98, 0.97]))
     hybrid = HybridDrafter(suffix, early, shared, DraftSettings(spec="hybrid"))
     hybrid.begin([5, 6])
-    for _ in range(5):                          # the suffix trees match: early exit never drafts
-        assert hybrid.draft(32).token_ids == [7, 8, 9]
-        hybrid.observe([7, 8, 9, 4])
-    assert early.prefills == 0 and early.calls == []
+    shared.posterior("eesd").a = 80.0           # chains believed good
+    for i in range(3 * (UNMATCHED - 1)):        # the suffix trees match 2 steps in 3
+        suffix.next = chain([7, 8, 9], [0.99, 0.98, 0.97]) if i % 3 else Draft()
+        hybrid.draft(32)
+        hybrid.observe([7, 8, 9, 4] if i % 3 else [2])
+    assert early.prefills == 0 and early.calls == []   # one unmatched step short
     hybrid.end([1], True)
     suffix.next = Draft()
-    shared.posterior("eesd").a = 80.0
-    run_steps(clock, hybrid, 3)                 # a new request without matches: one prefill
+    run_steps(clock, hybrid, UNMATCHED + 2)     # a new request without matches: one prefill
     assert early.prefills == 1 and len(early.calls) == 3
