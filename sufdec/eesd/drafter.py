@@ -37,6 +37,8 @@ from sufdec.engine.kv import cache_kwargs, crop_last, has_sliding_layers, new_ca
 from sufdec.suffix.draft import Draft
 
 _ROLLBACK_OK: "weakref.WeakKeyDictionary[torch.nn.Module, bool]" = weakref.WeakKeyDictionary()
+# the head's rows of a draft vocabulary, per draft model: made once, not per request (19 MB here)
+_HEADS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple[int, ...], torch.Tensor]]" = weakref.WeakKeyDictionary()
 
 
 @torch.inference_mode()
@@ -85,7 +87,10 @@ class EarlyExitDrafter(ContextDrafter):
         self.device = draft_model.get_input_embeddings().weight.device
         if vocab is not None and len(vocab) < head.shape[0]:
             self.vocab: torch.Tensor | None = torch.tensor(vocab, dtype=torch.long, device=head.device)
-            self.head = head[self.vocab]                                   # [V', H]
+            heads = _HEADS.setdefault(draft_model, {})
+            if tuple(vocab) not in heads:
+                heads[tuple(vocab)] = head[self.vocab]
+            self.head = heads[tuple(vocab)]                                 # [V', H]
         else:
             self.vocab, self.head = None, head                             # [V, H]
         self.keep_drafting: Optional[Callable[[int, float], bool]] = None
