@@ -40,7 +40,7 @@ from sufdec.suffix.draft import Draft
 from sufdec.suffix.settings import DraftSettings
 
 WARMUP = 8    # early-exit steps timed before their throughput can refuse a chain
-EXPLORE = 32  # while refused, one chain in this many is drafted anyway
+EXPLORE = 32  # while refused, one step in this many weighs early exit anyway
 UNMATCHED = 8  # steps without a suffix draft in a request before its first chain (and prefill)
 
 
@@ -62,7 +62,7 @@ class HybridDrafter:
             early.pace(self.early_ctl.keep_drafting)
         self.shared = controls
         self.last: tuple[str, Draft, float] | None = None   # (source, draft, seconds) of this step
-        self.step_start: float | None = None   # when this step's draft began (prefill excluded)
+        self.step_start: float | None = None   # when this step's draft began
         self.caught_up = False                 # the early-exit drafter has had this request's prefill
         self.unmatched = 0                     # steps of this request without a suffix draft
         self.choices = {"suffix": 0, "eesd": 0, "none": 0}
