@@ -37,8 +37,10 @@ from sufdec.engine.kv import cache_kwargs, crop_last, has_sliding_layers, new_ca
 from sufdec.suffix.draft import Draft
 
 _ROLLBACK_OK: "weakref.WeakKeyDictionary[torch.nn.Module, bool]" = weakref.WeakKeyDictionary()
-# the head's rows of a draft vocabulary, per draft model: made once, not per request (19 MB here)
-_HEADS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple[int, ...], torch.Tensor]]" = weakref.WeakKeyDictionary()
+# per draft model and draft vocabulary: its ids and the head's rows for them, made once, not
+# per request (19 MB for the default model)
+_HEADS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]]]" = (
+    weakref.WeakKeyDictionary())
 
 
 @torch.inference_mode()
@@ -86,11 +88,12 @@ class EarlyExitDrafter(ContextDrafter):
         head = draft_model.get_output_embeddings().weight.detach()
         self.device = draft_model.get_input_embeddings().weight.device
         if vocab is not None and len(vocab) < head.shape[0]:
-            self.vocab: torch.Tensor | None = torch.tensor(vocab, dtype=torch.long, device=head.device)
-            heads = _HEADS.setdefault(draft_model, {})
-            if tuple(vocab) not in heads:
-                heads[tuple(vocab)] = head[self.vocab]
-            self.head = heads[tuple(vocab)]                                 # [V', H]
+            heads, key = _HEADS.setdefault(draft_model, {}), tuple(vocab)
+            if key not in heads:
+                ids = torch.tensor(vocab, dtype=torch.long, device=head.device)
+                heads[key] = (ids, head[ids])
+            self.vocab: torch.Tensor | None
+            self.vocab, self.head = heads[key]                             # [V'], [V', H]
         else:
             self.vocab, self.head = None, head                             # [V, H]
         self.keep_drafting: Optional[Callable[[int, float], bool]] = None
