@@ -54,6 +54,7 @@ class SessionConfig:
     attn: str = "auto"
     draft: DraftSettings = field(default_factory=DraftSettings)
     learn: bool = True
+    trust_remote_code: bool = False  # run Python code the model folder ships (an auto_map in its config)
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -126,7 +127,7 @@ class GenerationSession:
         say(f"loading {name} ...")
         model, tokenizer = load_model(spec, device=config.device, dtype=config.dtype,
                                       device_map=config.device_map, attn=config.attn,
-                                      gguf_file=config.gguf_file)
+                                      gguf_file=config.gguf_file, trust_remote_code=config.trust_remote_code)
         store = None
         if config.draft.spec in ("tree", "chain", "hybrid") or config.learn:
             path = resolve_store_path(config.store, os.environ)

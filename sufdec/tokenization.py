@@ -70,12 +70,22 @@ def tokenizer_info(tokenizer, name: str):
     return TokenizerInfo(name, fingerprint(backend))
 
 
-def load_tokenizer(spec: str | Path, *, gguf_file: str | None = None) -> TextTokenizer:
+def remote_code_refused(spec: str | Path, exc: BaseException) -> str | None:
+    """The one line for a model folder whose own Python code transformers would have to run
+    (an ``auto_map`` in its config), or None when ``exc`` is about something else."""
+    if "trust_remote_code" not in str(exc):
+        return None
+    return (f"{spec} ships its own Python code (auto_map in its config) and sufdec runs a model's code only "
+            "when asked: read that code, then pass --trust-remote-code (trust_remote_code=True in Python)")
+
+
+def load_tokenizer(spec: str | Path, *, gguf_file: str | None = None, trust_remote_code: bool = False) -> TextTokenizer:
     """Load the tokenizer named by ``spec``.
 
     A folder with ``tokenizer.json`` is read directly; a ``.gguf`` file (or a folder plus
     ``gguf_file``) and a hub id go through transformers. (The default model's folder comes
-    from ``sufdec.models.ensure_default_model``.)
+    from ``sufdec.models.ensure_default_model``.) A tokenizer class shipped as code in the
+    folder runs only with ``trust_remote_code=True``.
     """
     path = Path(spec).expanduser()
     if path.is_dir() and gguf_file is None and (path / "tokenizer.json").is_file():
@@ -85,16 +95,20 @@ def load_tokenizer(spec: str | Path, *, gguf_file: str | None = None) -> TextTok
     try:
         from transformers import AutoTokenizer
 
+        trust = {"trust_remote_code": bool(trust_remote_code)}
         if path.is_file() and path.suffix == ".gguf":
-            hf = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+            hf = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, **trust)
             name = path.stem
         elif path.is_dir() and gguf_file is not None:
-            hf = AutoTokenizer.from_pretrained(str(path), gguf_file=gguf_file)
+            hf = AutoTokenizer.from_pretrained(str(path), gguf_file=gguf_file, **trust)
             name = Path(gguf_file).stem
         else:
-            hf = AutoTokenizer.from_pretrained(str(spec))
+            hf = AutoTokenizer.from_pretrained(str(spec), **trust)
             name = str(spec)
     except Exception as exc:  # transformers raises many kinds; one clear message here
+        refused = remote_code_refused(spec, exc)
+        if refused is not None:
+            raise TokenizerLoadError(refused) from None
         raise TokenizerLoadError(f"could not load a tokenizer from {spec!r}: {exc}") from exc
     backend = getattr(hf, "backend_tokenizer", None)
     if backend is None:

@@ -64,7 +64,8 @@ def load_for(settings: BenchSettings, *, cache_root: Path, corpus_cache: Optiona
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     say(f"loading {Path(settings.model).name} ({settings.dtype}, {settings.device}) ...")
-    model, tok = load_model(settings.model, device=settings.device, dtype=settings.dtype)
+    model, tok = load_model(settings.model, device=settings.device, dtype=settings.dtype,
+                            trust_remote_code=settings.trust_remote_code)
     device = next(model.parameters()).device
     examples = load_workload(settings.workload, settings.train, settings.eval, cache_root=cache_root)
     context = getattr(model.config, "max_position_embeddings", None)

@@ -80,6 +80,7 @@ class BenchSettings:
     batch_size: int = 8                 # corpus generation batch on CPU (x8 on a GPU)
     warmup: bool = True                 # one untimed run of every method first
     exit_layer: Optional[str] = None    # eesd: the exit layer's weights file (None: the newest trained)
+    trust_remote_code: bool = False     # run Python code the model folder ships (an auto_map in its config)
 
     def __post_init__(self) -> None:
         methods = tuple(dict.fromkeys(canonical_method(m) for m in self.methods))

@@ -213,7 +213,7 @@ def render_results(result: dict) -> None:
 
 
 def _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, dtype, online, max_spec_tokens,
-              sizing, max_prompt_tokens, device, exit_layer=None, exit_branch=0.0):
+              sizing, max_prompt_tokens, device, exit_layer=None, exit_branch=0.0, trust_remote_code=False):
     """The run's BenchSettings from the options (exit 2 on a bad value); the default model is
     pulled here when --model is not given, so call it inside ``common.clean_errors()``."""
     from sufdec.bench.settings import CORPORA, BenchSettings
@@ -233,7 +233,7 @@ def _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, d
     return BenchSettings(workload=workload, model=model, train=train, eval=eval_n, methods=method_names,
                          max_new_tokens=max_new_tokens, corpus=corpus, dtype=dtype, device=device, online=online,
                          draft=draft, max_prompt_tokens=max_prompt_tokens,
-                         exit_layer=str(exit_layer) if exit_layer is not None else None)
+                         exit_layer=str(exit_layer) if exit_layer is not None else None, trust_remote_code=trust_remote_code)
 
 
 def _corpus_cache(corpus_cache: Optional[Path]) -> Path:
@@ -264,6 +264,7 @@ def bench(
     ctx: typer.Context,
     workload: Optional[str] = WorkloadOption,
     model: Optional[str] = common.ModelOption,
+    trust_remote_code: bool = common.TrustRemoteCodeOption,
     train: int = TrainOption,
     eval_n: int = EvalOption,
     methods: str = typer.Option("vanilla,pld,suffix-chain,suffix-tree", "--methods",
@@ -302,7 +303,6 @@ def bench(
         common.console.print(ctx.get_help())
         raise typer.Exit(0)
     from sufdec.bench.generation import run_bench
-
     from sufdec.bench.report import plots_available
 
     if out is not None and not plots_available():  # say it before the long work, not after
@@ -312,7 +312,7 @@ def bench(
     with common.clean_errors():
         try:
             settings = _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, dtype, online,
-                                 max_spec_tokens, sizing, max_prompt_tokens, device, exit_layer, exit_branch)
+                                 max_spec_tokens, sizing, max_prompt_tokens, device, exit_layer, exit_branch, trust_remote_code)
             with bar:
                 result = run_bench(settings, out, cache_root=common.cache_root(),
                                    corpus_cache=_corpus_cache(corpus_cache), progress=hook, say=common.say)
@@ -333,6 +333,7 @@ def scaling(
     workload: str = typer.Option("spider", "--workload", "-w", help="spider, humaneval, sharegpt or FILE.jsonl."),
     sizes: str = typer.Option("0,64,256,1024", "--sizes", help="Corpus sizes (train outputs), capped by the workload."),
     model: Optional[str] = common.ModelOption,
+    trust_remote_code: bool = common.TrustRemoteCodeOption,
     eval_n: int = typer.Option(16, "--eval", min=1, help="Held-out prompts to decode (at most)."),
     max_new_tokens: int = MaxNewOption,
     corpus: str = CorpusOption,
@@ -362,7 +363,7 @@ def scaling(
     with common.clean_errors():
         try:
             settings = _settings(workload, model, max(ks), eval_n, "vanilla", max_new_tokens, corpus, dtype, False,
-                                 max_spec_tokens, sizing, max_prompt_tokens, device)
+                                 max_spec_tokens, sizing, max_prompt_tokens, device, None, 0.0, trust_remote_code)
             with bar:
                 result = run_scaling(settings, ks, out, cache_root=common.cache_root(),
                                      corpus_cache=_corpus_cache(corpus_cache), progress=hook, say=common.say)

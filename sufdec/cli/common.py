@@ -37,6 +37,12 @@ ModelOption = typer.Option(
     help="Model: a local Hugging Face folder, a .gguf file, or a hub id. Default: SmolLM2-135M-Instruct.",
     show_default=False,
 )
+TrustRemoteCodeOption = typer.Option(
+    False,
+    "--trust-remote-code",
+    help="Run Python code that the model folder ships (an auto_map in its config). Off by default: such a "
+         "folder is refused. Read that code first.",
+)
 
 
 def fail(message: str, code: int = 1) -> "typer.Exit":
@@ -55,11 +61,14 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         from sufdec.store import StoreError
 
         known.append(StoreError)
-    if "sufdec.session" in sys.modules:  # never import torch just to name its errors
+    if "sufdec.engine.loading" in sys.modules:  # never import torch just to name its errors
         from sufdec.engine.loading import ModelLoadError
+
+        known.append(ModelLoadError)
+    if "sufdec.session" in sys.modules:
         from sufdec.session import PromptTooLongError
 
-        known += [ModelLoadError, PromptTooLongError]
+        known.append(PromptTooLongError)
     if "sufdec.eesd.exit_model" in sys.modules:
         from sufdec.eesd.exit_model import ExitLayerError
 
@@ -152,7 +161,7 @@ def default_model_dir() -> Path:
     return ensure_default_model(cache_root(), convert_gguf, say)
 
 
-def load_text_tokenizer(spec: Optional[str]):
+def load_text_tokenizer(spec: Optional[str], trust_remote_code: bool = False):
     """The tokenizer of --tokenizer/--model (None: the default model's), without torch."""
     from sufdec.models import check_gguf_spec
     from sufdec.tokenization import TokenizerLoadError, load_tokenizer
@@ -160,7 +169,7 @@ def load_text_tokenizer(spec: Optional[str]):
     where = spec if spec is not None else default_model_dir()
     check_gguf_spec(where)
     try:
-        return load_tokenizer(where)
+        return load_tokenizer(where, trust_remote_code=trust_remote_code)
     except TokenizerLoadError:
         raise
     except Exception as exc:  # tokenizers raises a bare Exception for a damaged tokenizer.json

@@ -79,6 +79,7 @@ def generate(
     prompts: Optional[Path] = typer.Option(
         None, "--prompts", help='JSONL file, one {"prompt"} or {"messages"} per line.', show_default=False),
     model: Optional[str] = common.ModelOption,
+    trust_remote_code: bool = common.TrustRemoteCodeOption,
     gguf_file: Optional[str] = typer.Option(None, "--gguf-file", help="GGUF file inside a --model folder.", show_default=False),
     store: Optional[Path] = common.StoreOption,
     chat: bool = typer.Option(True, "--chat/--raw", help="Apply the model's chat template (default) or send raw text."),
@@ -175,7 +176,7 @@ def generate(
             SessionConfig(
                 model=model, gguf_file=gguf_file, store=common.resolve_store(store),
                 cache_root=common.cache_root(), device=device, dtype=dtype, device_map=device_map,
-                draft=draft, learn=learn,
+                draft=draft, learn=learn, trust_remote_code=trust_remote_code,
             ),
             say=common.say,
         )

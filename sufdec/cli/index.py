@@ -15,11 +15,11 @@ from sufdec.cli import checks, common, maintenance
 
 
 def open_store_for(store_dir: Optional[Path], model: Optional[str], tokenizer: Optional[str], *, say=common.say,
-                   config=None):
+                   config=None, trust_remote_code: bool = False):
     """Load the tokenizer named by --model/--tokenizer and open the store with it."""
     from sufdec.store import Store, TokenizerInfo
 
-    tok = common.load_text_tokenizer(tokenizer or model)
+    tok = common.load_text_tokenizer(tokenizer or model, trust_remote_code)
     path = common.resolve_store(store_dir)
     store = Store.open(path, TokenizerInfo(tok.name, tok.fingerprint), config=config)
     return tok, store
@@ -59,6 +59,7 @@ def index(
     tokenizer: Optional[str] = typer.Option(
         None, "--tokenizer", help="Tokenizer folder, tokenizer.json or hub id (default: the model's).",
         show_default=False),
+    trust_remote_code: bool = common.TrustRemoteCodeOption,
     field: Optional[str] = typer.Option(
         None, "--field", help="Read the output from this key instead of the usual ones.", show_default=False),
     strict: bool = typer.Option(False, "--strict", help="Abort at the first malformed line instead of skipping it."),
@@ -93,7 +94,7 @@ def index(
         check_reachable(common.resolve_store(store))
         made_dirs = _first_missing(common.resolve_store(store))
         new_store = not (common.resolve_store(store) / "data.mdb").exists()
-        tok, st = open_store_for(store, model, tokenizer, config=config)
+        tok, st = open_store_for(store, model, tokenizer, config=config, trust_remote_code=trust_remote_code)
         try:
             with Progress(
                 TextColumn("[bold]indexing[/]"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),

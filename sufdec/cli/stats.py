@@ -144,6 +144,7 @@ def stats(
     width: int = typer.Option(3, "--width", help="Children drawn per node under --prefix, >= 1."),
     model: Optional[str] = common.ModelOption,
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer for --prefix/--top (default: the model's).", show_default=False),
+    trust_remote_code: bool = common.TrustRemoteCodeOption,
     sources: bool = typer.Option(False, "--sources", help="Records and tokens by writer (index, generate, vllm, ...); "
                                  "reads every record."),
 ) -> None:
@@ -158,7 +159,7 @@ def stats(
             tok = None
             prefix_ids: list[int] = []
             if prefix is not None or top:
-                tok = common.load_text_tokenizer(tokenizer or model)
+                tok = common.load_text_tokenizer(tokenizer or model, trust_remote_code)
                 if info["tokenizer_fingerprint"] and tok.fingerprint != info["tokenizer_fingerprint"]:
                     raise common.fail(
                         f"the store was built with tokenizer {info['tokenizer']}, not {tok.name}; "

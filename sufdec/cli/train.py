@@ -13,6 +13,7 @@ from sufdec.cli import common
 
 def train_exit(
     model: Optional[str] = common.ModelOption,
+    trust_remote_code: bool = common.TrustRemoteCodeOption,
     layer: Optional[int] = typer.Option(
         None, "--layer", "-l", min=1, show_default=False,
         help="N: the exit layer reads the output of the first N layers (default: an eighth of them, 4 of 30 for the default model)."),
@@ -56,7 +57,7 @@ def train_exit(
 
         spec = model if model is not None else str(common.default_model_dir())
         common.say(f"loading {Path(spec).name} ...")
-        hf_model, tok = load_model(spec, device="auto", dtype="float32")
+        hf_model, tok = load_model(spec, device="auto", dtype="float32", trust_remote_code=trust_remote_code)
         exit_model.check_supported(hf_model)
         n = layer if layer is not None else exit_model.default_layer(hf_model)
         if data is not None:

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from sufdec.tokenization import remote_code_refused
+
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -84,14 +86,20 @@ def load_model(
     device_map: str | dict | None = None,
     attn: str = "auto",
     gguf_file: str | None = None,
+    trust_remote_code: bool = False,
 ) -> tuple[torch.nn.Module, Any]:
-    """(model in eval mode, tokenizer) ready for SpeculativeGenerator."""
+    """(model in eval mode, tokenizer) ready for SpeculativeGenerator.
+
+    A model folder's own Python code (an ``auto_map`` in its config) runs only with
+    ``trust_remote_code=True``; otherwise such a folder is refused (never a question on
+    standard input, which transformers asks when the flag is left unset)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     where, gguf = split_spec(spec, gguf_file)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    extra = {"gguf_file": gguf} if gguf else {}
+    extra: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+    extra["trust_remote_code"] = bool(trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(where, **extra)
         impl = resolve_attn(attn, config)
@@ -102,6 +110,9 @@ def load_model(
     except (OSError, ValueError, ImportError) as exc:
         if isinstance(exc, ValueError) and "cannot take" in str(exc):
             raise
+        refused = remote_code_refused(spec, exc)
+        if refused is not None:
+            raise ModelLoadError(refused) from None
         raise ModelLoadError(f"could not load model {spec!r}: {exc}") from exc
     if device_map is None:
         model.to(dev)
@@ -119,8 +130,9 @@ def convert_gguf_to_safetensors(
     gguf_path = Path(gguf_path)
     out = Path(out_dir)
     where, name = str(gguf_path.parent), gguf_path.name
-    model = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=resolve_dtype(dtype))
-    tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=resolve_dtype(dtype),
+                                                 trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name, trust_remote_code=False)
     # a GGUF-loaded model carries a quantizer that makes save_pretrained refuse it
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

@@ -83,7 +83,7 @@ def load_prompts(settings: Settings, name: str, cache_root: Path) -> Workload:
 
     from sufdec.bench.workloads import load_workload, prepare_items, split
 
-    tok = AutoTokenizer.from_pretrained(settings.model)
+    tok = AutoTokenizer.from_pretrained(settings.model, trust_remote_code=False)
     examples = load_workload(name, settings.train, settings.eval, cache_root=cache_root)
     items, skipped = prepare_items(tok, examples, settings.max_model_len - settings.max_tokens,
                                    settings.max_model_len, settings.max_tokens)
