@@ -1,4 +1,4 @@
-"""``sufdec model``: fetch and list cached models."""
+"""``sufdec model``: fetch, list and locate cached models."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rich.table import Table
 from sufdec.cli import common
 from sufdec.cli.common import cache_root, clean_errors, console, say
 
-app = typer.Typer(help="Fetch and list models in sufdec's cache.", no_args_is_help=True)
+app = typer.Typer(help="Fetch, list and locate models in sufdec's cache.", no_args_is_help=True)
 
 
 @app.command("pull")
@@ -48,6 +48,20 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
         console.print(f"No models cached in {root}. Run [bold]sufdec model pull[/].")
         return
     table = Table("name", "size", "source", "path")
+    table.columns[3].overflow = "fold"  # a path is printed whole, folded over lines if it must be
     for m in cached:
         table.add_row(m["name"], f"{m['bytes'] / 1e6:.0f} MB", m.get("source", ""), m["path"])
     console.print(table)
+
+
+@app.command("path")
+def path() -> None:
+    """Print the default model's folder (pulling it first if it is not cached), alone on one
+    line: what `vllm serve` or `--model` takes, e.g. --model "$(sufdec model path)"."""
+    from sufdec import models
+
+    with clean_errors():
+        folder = models.model_dir(cache_root())
+        if not models.is_ready(folder):
+            folder = common.default_model_dir()
+    print(folder)

@@ -1,3 +1,4 @@
+import json
 import hashlib
 import zipfile
 from pathlib import Path
@@ -54,3 +55,29 @@ def test_pull_refuses_a_wrong_local_file(tmp_path, monkeypatch):
     never = lambda *_a: pytest.fail("no conversion of a refused file")  # noqa: E731
     with pytest.raises(models.ModelPullError, match="expected"):
         models.pull_model(tmp_path / "cache", never, models.DEFAULT_MODEL, gguf_path=bad)
+
+
+def _fake_ready_model(cache: Path) -> Path:
+    """A cache whose default-model folder is marked complete, deep enough that its path is long."""
+    folder = models.model_dir(cache)
+    folder.mkdir(parents=True)
+    (folder / models._READY_MARK).write_text(json.dumps({"source": "test"}))
+    return folder
+
+
+def test_model_path_and_list_print_the_folder_whole(tmp_path, monkeypatch):
+    """Issue 20 item 15: the README's vLLM command takes this path; `model list` cut it at 80 columns."""
+    from typer.testing import CliRunner
+
+    from sufdec.cli.app import app
+
+    cache = tmp_path / ("a-long-cache-folder-name-" * 4) / "cache"
+    folder = _fake_ready_model(cache)
+    monkeypatch.setenv("SUFDEC_CACHE_DIR", str(cache))
+    res = CliRunner().invoke(app, ["model", "path"])
+    assert res.exit_code == 0, res.output
+    assert res.output == f"{folder}\n"
+    res = CliRunner().invoke(app, ["model", "list"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    cells = "".join(line.split("│")[4].strip() for line in res.output.splitlines() if line.count("│") == 5)
+    assert str(folder) in cells, res.output
