@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from sufdec import models
-from sufdec.drafters.hybrid import HybridDrafter
-from sufdec.drafters.suffix import SuffixDrafter
+from sufdec.drafters import registry
+from sufdec.drafters.service import DraftService
 from sufdec.engine.config import DEFAULT_MAX_NEW_TOKENS, GenerationConfig, model_defaults
 from sufdec.engine.generator import GenerationResult, SpeculativeGenerator
 from sufdec.engine.loading import ModelLoadError, convert_gguf_to_safetensors, load_model
@@ -90,27 +90,22 @@ def exit_drafter_factory(model: Any, draft: DraftSettings, cache_root: Path, pat
 
 
 class GenerationSession:
-    """A loaded model + store + drafter; ``generate`` serves one request at a time."""
+    """A loaded model + store + drafting service; ``generate`` serves one request at a time."""
 
     def __init__(self, model: Any, tokenizer: Any, store: Any, config: SessionConfig,
                  exit_drafter: Optional[Callable[[], Any]] = None) -> None:
-        """``exit_drafter``: a factory of early-exit drafters (``spec="eesd"``)."""
+        """``exit_drafter``: a factory of early-exit drafters (kinds that use an exit layer)."""
         self.model = model
         self.tokenizer = tokenizer
         self.store = store
         self.config = config
         self.last_learned: Optional[int] = None
-        factory: Optional[Callable[[], Any]] = None
-        self._drafter_learns = False  # the suffix drafter appends each output itself (its end())
-        self._exit_drafter = exit_drafter
-        if config.draft.enabled and config.draft.spec == "eesd":
-            if exit_drafter is None:
-                raise ValueError("spec 'eesd' needs an exit layer (see GenerationSession.open)")
-            factory = exit_drafter
-        elif config.draft.enabled and store is not None:
-            factory = self._new_hybrid if config.draft.spec == "hybrid" else self._new_drafter
-            self._drafter_learns = True
-        self.generator = SpeculativeGenerator(model, tokenizer, drafter_factory=factory)
+        if registry.kind_of(config.draft.spec).exit_layer == "needs" and exit_drafter is None:
+            raise ValueError(f"spec {config.draft.spec!r} needs an exit layer (see GenerationSession.open)")
+        self.drafting = DraftService(
+            config.draft, tree=self._newest_tree if store is not None else None, exit_drafter=exit_drafter,
+            learn=self._learn if config.learn and store is not None else None)
+        self.generator = SpeculativeGenerator(model, tokenizer, drafting=self.drafting)
 
     @classmethod
     def open(cls, config: SessionConfig, say: Callable[[str], None] = lambda _m: None) -> "GenerationSession":
@@ -128,36 +123,38 @@ class GenerationSession:
         model, tokenizer = load_model(spec, device=config.device, dtype=config.dtype,
                                       device_map=config.device_map, attn=config.attn,
                                       gguf_file=config.gguf_file, trust_remote_code=config.trust_remote_code)
+        kind = registry.kind_of(config.draft.spec)
         store = None
-        if config.draft.spec in ("tree", "chain", "hybrid") or config.learn:
+        if kind.store or config.learn:
             path = resolve_store_path(config.store, os.environ)
             store = Store.open(path, tokenizer_info(tokenizer, Path(name).stem))
-        exit_drafter = None
-        if config.draft.spec == "eesd":
-            exit_drafter = exit_drafter_factory(model, config.draft, root, config.exit_layer_path, say)
-        elif config.draft.spec == "hybrid":
-            from sufdec.eesd.exit_model import ExitLayerError
+        return cls(model, tokenizer, store, config, cls._exit_layer(kind, model, config, root, say))
 
-            try:
-                exit_drafter = exit_drafter_factory(model, config.draft, root, config.exit_layer_path, say)
-            except ExitLayerError as exc:
-                say(f"hybrid drafts from the suffix trees only: {exc}")
-        return cls(model, tokenizer, store, config, exit_drafter)
+    @staticmethod
+    def _exit_layer(kind: registry.DrafterKind, model: Any, config: SessionConfig, root: Path,
+                    say: Callable[[str], None]) -> Optional[Callable[[], Any]]:
+        """The early-exit drafter factory a kind needs (an error without one) or wants (None,
+        said once, without one)."""
+        if kind.exit_layer is None or config.draft.max_spec_tokens <= 0:
+            return None
+        from sufdec.eesd.exit_model import ExitLayerError
 
-    # ------------------------------------------------------------------ drafting
-    def _new_drafter(self) -> SuffixDrafter:
-        """A fresh drafter per request, over the store's newest tree (other processes' outputs too)."""
+        try:
+            return exit_drafter_factory(model, config.draft, root, config.exit_layer_path, say)
+        except ExitLayerError as exc:
+            if kind.exit_layer == "needs":
+                raise
+            say(f"{kind.name} drafts from the suffix trees only: {exc}")
+            return None
+
+    # ------------------------------------------------------------------ the drafting service's sources
+    def _newest_tree(self) -> Any:
+        """The store's newest tree (other processes' outputs too), at each request's start."""
         self.store.refresh()
-        learn = self._learn if self.config.learn else None
-        return SuffixDrafter(self.store.tree, self.config.draft, learn=learn)
+        return self.store.tree
 
-    def _new_hybrid(self) -> HybridDrafter:
-        """The suffix drafter and, where an exit layer is trained, an early-exit drafter."""
-        early = self._exit_drafter() if self._exit_drafter is not None else None
-        return HybridDrafter(self._new_drafter(), early, self.generator.controls, self.config.draft)
-
-    def _learn(self, output_ids: list[int]) -> None:
-        self.last_learned = self.store.append(output_ids, source={"from": "generate"})
+    def _learn(self, output_ids: list[int]) -> Optional[int]:
+        return self.store.append(output_ids, source={"from": "generate"})
 
     # ------------------------------------------------------------------ generating
     def encode(self, request: Request, *, chat: bool = True, system: Optional[str] = None) -> list[int]:
@@ -182,14 +179,12 @@ class GenerationSession:
             if len(prompt_ids) + max_new > limit:
                 max_new = limit - len(prompt_ids)
                 say(f"max new tokens capped to {max_new} by the model's context of {limit}")
-        return GenerationConfig(max_new_tokens=max_new, draft=self.config.draft, **settings)
+        return GenerationConfig(max_new_tokens=max_new, **settings)
 
     def generate(self, prompt_ids: list[int], config: GenerationConfig, streamer: Any = None) -> GenerationResult:
-        self.last_learned = None
+        """One request; its output is learned by the drafting service when it ends by itself."""
         result = self.generator.generate(prompt_ids, config, streamer=streamer)
-        drafter_learned = self._drafter_learns and config.draft.enabled
-        if not drafter_learned and self.config.learn and self.store is not None and result.token_ids:
-            self._learn(result.token_ids)  # plain decoding and early exit learn here
+        self.last_learned = result.drafting.get("learned_id")
         return result
 
     def text_streamer(self) -> Any:

@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
+from sufdec.drafters import registry
 from sufdec.drafters.suffix import SuffixDrafter
 from sufdec.suffix import DraftSettings, SuffixIndex
 from sufdec.suffix.draft import Draft
@@ -56,7 +57,8 @@ class ReplayConfig:
     def drafter(self, global_tree: SuffixIndex | None) -> SuffixDrafter:
         """The engine's own drafter over the trees this configuration uses."""
         settings = self.draft if self.trees != "global" else self.draft.replace(use_request_tree=False)
-        return SuffixDrafter(global_tree if self.trees != "request" else None, settings, learn=None)
+        return SuffixDrafter(global_tree if self.trees != "request" else None, settings,
+                             chain=registry.kind_of(settings.spec).chain)
 
 
 @dataclass

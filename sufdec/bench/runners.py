@@ -3,10 +3,10 @@
 ``vanilla`` and ``pld`` are transformers' own ``generate()`` (greedy; prompt lookup for
 ``pld``), timed from outside with a forward hook that counts forward calls and notes when
 the first one (the prefill) ends; ``generate()`` itself is untouched. Every other method
-is sufdec's ``SpeculativeGenerator`` with a ``SuffixDrafter`` over the tree the caller
-hands in, and reads the per-step ``StepResult``s the decode loop yields: the same figures
-streaming and ``sufdec generate`` show. The drafter is wrapped to note each draft's match
-length, so acceptance can be reported by match length.
+is sufdec's ``SpeculativeGenerator`` over a ``DraftService`` whose tree the caller hands
+in, and reads the per-step ``StepResult``s the decode loop yields (match length included,
+so acceptance can be reported by it): the same figures streaming and ``sufdec generate``
+show.
 """
 
 from __future__ import annotations
@@ -74,41 +74,6 @@ def hf_generate(model: Any, prompt_ids: list[int], max_new_tokens: int, pld_toke
     return out[0, len(prompt_ids):].tolist(), elapsed, counter.n, max(counter.first_end - t0, 0.0)
 
 
-class _Recording:
-    """Wraps a drafter to note each draft's match length against the step it was made for."""
-
-    def __init__(self, inner: Any, log: list[tuple[int, int]]) -> None:
-        self.inner, self.log, self.step = inner, log, 0
-
-    def begin(self, prompt_ids: list[int]) -> None:
-        self.step = 0
-        self.inner.begin(prompt_ids)
-
-    def draft(self, max_nodes: int) -> Any:
-        d = self.inner.draft(max_nodes)
-        self.log.append((self.step, int(d.match_len) if len(d) else -1))
-        return d
-
-    def pace(self, keep_drafting: Any) -> None:
-        from sufdec.drafters.base import PacedDrafter
-
-        if isinstance(self.inner, PacedDrafter):
-            self.inner.pace(keep_drafting)
-
-    def catch_up(self) -> None:
-        from sufdec.drafters.base import PrefillingDrafter
-
-        if isinstance(self.inner, PrefillingDrafter):
-            self.inner.catch_up()
-
-    def observe(self, new_ids: list[int]) -> None:
-        self.step += 1
-        self.inner.observe(new_ids)
-
-    def end(self, output_ids: list[int], finished: bool) -> None:
-        self.inner.end(output_ids, finished)
-
-
 class MethodRunner:
     """Runs one named method on a prompt; suffix methods draft from ``tree_of()`` (a SuffixIndex).
 
@@ -122,37 +87,23 @@ class MethodRunner:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.draft = method_draft(name, settings.draft)  # None: a transformers method
         self.generator = None
-        self._log: list[tuple[int, int]] = []
         if self.draft is None:
             return
-        from sufdec.drafters.hybrid import HybridDrafter
-        from sufdec.drafters.suffix import SuffixDrafter
+        from sufdec.drafters.registry import kind_of
+        from sufdec.drafters.service import DraftService
         from sufdec.engine.config import GenerationConfig
         from sufdec.engine.generator import SpeculativeGenerator
 
-        draft = self.draft
-
-        def factory() -> Any:
-            if draft.spec == "eesd":  # early exit: the factory the caller built over the exit layer
-                return _Recording(exit_drafter(), self._log)
-            suffix = SuffixDrafter(tree_of(), draft, learn=None)
-            if draft.spec == "hybrid":
-                early = exit_drafter() if exit_drafter is not None else None
-                self.hybrid = HybridDrafter(suffix, early, self.generator.controls, draft)
-                return _Recording(self.hybrid, self._log)
-            return _Recording(suffix, self._log)
-
-        if draft.spec == "eesd" and exit_drafter is None:
-            raise ValueError("the eesd method needs an exit layer (see BenchSettings.exit_layer)")
-
-        self.hybrid: Any = None   # the last request's hybrid drafter (its choices are reported)
-        self.config = GenerationConfig(max_new_tokens=settings.max_new_tokens, do_sample=False, draft=draft)
-        self.generator = SpeculativeGenerator(model, tokenizer, drafter_factory=factory if draft.enabled else None)
+        if kind_of(self.draft.spec).exit_layer == "needs" and exit_drafter is None:
+            raise ValueError(f"the {name} method needs an exit layer (see BenchSettings.exit_layer)")
+        self.config = GenerationConfig(max_new_tokens=settings.max_new_tokens, do_sample=False)
+        drafting = DraftService(self.draft, tree=tree_of, exit_drafter=exit_drafter)  # the bench learns itself
+        self.generator = SpeculativeGenerator(model, tokenizer, drafting=drafting)
 
     @property
     def sized_by_cost(self) -> bool:
         """Whether this method's draft control reads the forward-cost curve."""
-        return self.draft is not None and self.draft.enabled and self.draft.sizing != "fixed"
+        return self.generator is not None and self.generator.drafting.needs_cost()
 
     def run(self, prompt_ids: list[int]) -> Run:
         if self.generator is None:
@@ -161,11 +112,9 @@ class MethodRunner:
             toks, elapsed, forwards, prefill = hf_generate(self.model, prompt_ids, s.max_new_tokens, pld,
                                                            self.pad_id)
             return Run(toks, elapsed, forwards, prefill_s=prefill, forward_s=elapsed)
-        self._log.clear()
         res = self.generator.generate(prompt_ids, self.config)
         run = Run(list(res.token_ids), res.elapsed_s, res.steps, prefill_s=res.prefill_s)
-        if self.hybrid is not None:
-            run.choices = dict(self.hybrid.choices)
+        run.choices = dict(res.drafting.get("choices", {}))
         for st in res.step_results:
             t = st.timings
             run.drafted += st.drafted
@@ -175,10 +124,9 @@ class MethodRunner:
             run.bookkeeping_s += t.bookkeeping
             run.forward_s += t.forward
             run.observe_s += t.observe
-        for step, match_len in self._log:
-            if match_len >= 0 and step < len(res.step_results):
-                slot = run.by_match_len.setdefault(match_len, [0, 0])
-                slot[0] += res.step_results[step].accepted_nodes
+            if st.match_len >= 0:
+                slot = run.by_match_len.setdefault(st.match_len, [0, 0])
+                slot[0] += st.accepted_nodes
                 slot[1] += 1
         return run
 

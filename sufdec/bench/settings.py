@@ -10,8 +10,7 @@ Methods
 - ``pld``: transformers prompt lookup decoding (``prompt_lookup_num_tokens``).
 - ``suffix-tree``: SpeculativeGenerator + SuffixDrafter with ``BenchSettings.draft``
   (by default the merged preset), tree drafts.
-- ``suffix-chain``: the same, verifying only each draft's most probable path
-  (``suffix-path`` is accepted as its old name).
+- ``suffix-chain``: the same, verifying only each draft's most probable path.
 - ``suffix-paper``: the published algorithm (the ``paper`` preset: factor 4, min
   probability 0.1, tree drafts) at the same budget and sizing.
 - ``eesd``: early-exit chains from the model's own trained exit layer (``sufdec train-exit``;
@@ -33,19 +32,12 @@ from sufdec.suffix.settings import SIZINGS, DraftSettings
 
 METHODS = ("vanilla", "pld", "suffix-chain", "suffix-tree", "suffix-paper", "eesd", "hybrid", "sufdec-off")
 DEFAULT_METHODS = ("vanilla", "pld", "suffix-chain", "suffix-tree")
-METHOD_ALIASES = {"suffix-path": "suffix-chain"}  # old name -> name
 HF_METHODS = ("vanilla", "pld")  # run by transformers' generate(), not by sufdec's decode loop
 CORPORA = ("model", "reference")
 
 # progress(label, total) -> advance(k); None: silent
 Progress = Optional[Callable[[str, int], Callable[[int], None]]]
 Say = Callable[[str], None]
-
-
-def canonical_method(name: str) -> str:
-    """``name`` with an old alias replaced (``suffix-path`` -> ``suffix-chain``)."""
-    base, sep, sizing = name.partition(":")
-    return METHOD_ALIASES.get(base, base) + sep + sizing
 
 
 def is_method(name: str) -> bool:
@@ -83,7 +75,7 @@ class BenchSettings:
     trust_remote_code: bool = False     # run Python code the model folder ships (an auto_map in its config)
 
     def __post_init__(self) -> None:
-        methods = tuple(dict.fromkeys(canonical_method(m) for m in self.methods))
+        methods = tuple(dict.fromkeys(m for m in self.methods))
         bad = [m for m in methods if not is_method(m)]
         if bad:
             raise ValueError(f"unknown method(s) {', '.join(bad)}; choose from {', '.join(METHODS)}")
@@ -105,7 +97,7 @@ def method_draft(method: str, draft: DraftSettings) -> Optional[DraftSettings]:
     same with ``spec="chain"``; ``suffix-paper`` the paper preset with ``draft``'s budget
     and sizing; ``sufdec-off`` ``spec="off"``.
     """
-    name, _, sizing = canonical_method(method).partition(":")
+    name, _, sizing = method.partition(":")
     if sizing:
         draft = draft.replace(sizing=sizing)
     base = name.split("@")[0]

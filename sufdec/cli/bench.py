@@ -110,7 +110,7 @@ def replay(
     corpus: str = typer.Option("spider", "--corpus", help="spider, humaneval or sharegpt (reference outputs)."),
     budgets: str = typer.Option("32,128", "--budgets", help="Comma-separated draft budgets (nodes)."),
     trees: str = typer.Option("both", "--trees", help="global, request, both, or a comma list."),
-    chain_too: bool = typer.Option(False, "--chain/--no-chain", "--path/--no-path",
+    chain_too: bool = typer.Option(False, "--chain/--no-chain",
                                    help="Also replay chain drafts (each draft's most probable path)."),
     modes: str = typer.Option("paper,merged", "--modes",
                               help="Drafting presets: paper (published algorithm), merged (sufdec's default), "
@@ -164,9 +164,9 @@ def replay(
 # ---------------------------------------------------------------- generation benchmark
 
 def _methods(text: str) -> tuple[str, ...]:
-    from sufdec.bench.settings import METHODS, canonical_method, is_method
+    from sufdec.bench.settings import METHODS, is_method
 
-    methods = tuple(canonical_method(m.strip()) for m in text.split(",") if m.strip())
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
     bad = [m for m in methods if not is_method(m) or "@" in m]
     if bad or not methods:
         raise common.fail(f"unknown method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}", 2)
@@ -269,8 +269,7 @@ def bench(
     eval_n: int = EvalOption,
     methods: str = typer.Option("vanilla,pld,suffix-chain,suffix-tree", "--methods",
                                 help="Comma list of vanilla, pld, suffix-chain, suffix-tree, suffix-paper, "
-                                     "eesd (needs `sufdec train-exit`), hybrid, sufdec-off (suffix-path: the old name "
-                                     "of suffix-chain); METHOD:SIZING runs a method with another "
+                                     "eesd (needs `sufdec train-exit`), hybrid, sufdec-off; METHOD:SIZING runs a method with another "
                                      "--sizing (e.g. eesd:beta-ts)."),
     max_new_tokens: int = MaxNewOption,
     corpus: str = CorpusOption,

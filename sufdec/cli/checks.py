@@ -66,6 +66,23 @@ def text(value: Optional[str], flag: str) -> None:
     raise fail(f"{flag} holds {what} at character {bad.start() + 1}; give it as UTF-8 text", 2)
 
 
+def readable_stream(path: Path, option: str) -> None:
+    """Refuse a path that is missing, a directory or unreadable (a FIFO or a pipe is fine)."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise fail(f"{option} {shown(path)}: no such file", 2) from None
+    except OSError as exc:
+        raise fail(f"{option} {shown(path)}: cannot read it ({exc.strerror})", 2) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise fail(f"{option} {shown(path)}: is a directory, not a JSONL file", 2)
+
+
+GENERATING_DEVICES = ("cpu", "cuda", "mps")  # meta holds no data; xla, hpu, ... are not tried
+
+
 def device(spec: str) -> None:
     """Refuse a --device that is not one, or that this machine does not have (no CUDA, a
     CUDA index beyond its GPUs, no MPS), before the model loads."""
@@ -77,6 +94,9 @@ def device(spec: str) -> None:
         dev = torch.device(spec)
     except (RuntimeError, ValueError, TypeError):
         raise fail(f"--device {spec!r} is not a device: use auto, cpu, cuda, cuda:N or mps", 2) from None
+    if dev.type not in GENERATING_DEVICES:
+        raise fail(f"--device {spec}: sufdec generates on cpu, cuda (cuda:N) or mps, not on {dev.type} "
+                   "devices; use --device auto", 2)
     if dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():

@@ -45,6 +45,13 @@ TrustRemoteCodeOption = typer.Option(
 )
 
 
+def spec_help() -> str:
+    """--spec's help: the drafter registry's kinds, each with what it does."""
+    from sufdec.drafters.registry import help_text
+
+    return help_text()
+
+
 def fail(message: str, code: int = 1) -> "typer.Exit":
     """Print one clear error line and return the Exit to raise."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)

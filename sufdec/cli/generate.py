@@ -22,15 +22,19 @@ def read_prompts(prompt: Optional[str], prompts: Optional[Path]) -> list[dict]:
     if prompts is not None:
         from sufdec.jsonl import read_objects
 
-        if not prompts.is_file():
-            what = "is a directory, not a JSONL file" if prompts.is_dir() else "no such file"
-            raise common.fail(f"--prompts {checks.shown(prompts)}: {what}", 2)
+        checks.readable_stream(prompts, "--prompts")  # a file, a FIFO or `<(cmd)`; not a directory
+
+        def skipped(n: int, why: str, too_long: bool) -> None:
+            if not too_long:  # a prompt file with a broken line is refused whole
+                raise ValueError(f"{checks.shown(prompts)}:{n}: {why}")
+            common.say(f"{checks.shown(prompts)}:{n}: skipped: {why}")
+
         try:
             lines = list(read_objects(
                 prompts, lambda r: isinstance(r.get("prompt"), str) or isinstance(r.get("messages"), list),
-                'an object with "prompt" (text) or "messages" (list)'))
+                'an object with "prompt" (text) or "messages" (list)', skipped=skipped))
         except ValueError as exc:
-            raise common.fail(f"{checks.shown(prompts)}: {exc}" if isinstance(exc, UnicodeError) else str(exc), 2) from None
+            raise common.fail(str(exc), 2) from None
         if not lines:
             raise common.fail(f"{checks.shown(prompts)} holds no prompts", 2)
         for n, rec in lines:
@@ -103,7 +107,7 @@ def generate(
     seed: Optional[int] = typer.Option(None, "--seed", show_default=False,
                                        help="Random seed for sampling, 0 to 2**64-1 (default: a fresh one)."),
     stop: list[str] = typer.Option([], "--stop", help="Stop string (repeatable; default: the model's stop_strings).", show_default=False),
-    spec: str = typer.Option("tree", "--spec", help="tree: verify draft trees from past outputs; chain: only each draft's most probable path; eesd: chains from the model's own early-exit layer (train it with `sufdec train-exit`); hybrid: each step the suffix draft or an early-exit chain, whichever is expected to pay more, or none (suffix only until an exit layer is trained); off: plain decoding."),
+    spec: str = typer.Option("tree", "--spec", help=common.spec_help()),
     preset: str = typer.Option("merged", "--draft-mode", help="merged: one tree from both trees and several match lengths (default); paper: the published algorithm (factor 4, min probability 0.1)."),
     max_spec_tokens: Optional[int] = typer.Option(None, "--max-spec-tokens", show_default=False,
                                                   help="Most draft nodes verified per step, >= 0 (default 32)."),
@@ -136,19 +140,18 @@ def generate(
     unless --no-learn, so the next request drafts from it. Text streams to the terminal
     as tokens are accepted; a summary line follows on standard error.
     """
-    if spec == "path":  # the name before 0.2
-        common.say("--spec path is now called --spec chain")
-        spec = "chain"
     _check_settings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
                     repetition_penalty=repetition_penalty, seed=seed, max_spec_tokens=max_spec_tokens,
                     spec_factor=spec_factor, min_token_prob=min_token_prob, exit_layer=exit_layer,
                     exit_min_prob=exit_min_prob, system=system, stop=stop, exit_branch=exit_branch)
     try:
+        from sufdec.drafters.registry import kind_of
         from sufdec.suffix.settings import DraftSettings
 
         draft = DraftSettings.preset(preset, spec=spec, sizing=sizing, max_spec_tokens=max_spec_tokens,
                                      max_spec_factor=spec_factor, min_token_prob=min_token_prob,
                                      exit_layer=exit_layer, exit_min_prob=exit_min_prob, exit_branch=exit_branch)
+        kind = kind_of(draft.spec)
     except ValueError as exc:
         raise common.fail(f"bad drafting option (--spec, --draft-mode, --sizing): {exc}", 2) from None
     requests = read_prompts(prompt, prompts)
@@ -162,7 +165,7 @@ def generate(
         from sufdec.models import check_gguf_spec
         from sufdec.store.envfiles import check_reachable
 
-        if learn or draft.spec in ("tree", "chain", "hybrid"):  # the store the session will open, before the model loads
+        if learn or kind.store:  # the store the session will open, before the model loads
             check_reachable(common.resolve_store(store))
         if model is not None:
             check_gguf_spec(model, gguf_file)

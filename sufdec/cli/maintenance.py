@@ -138,7 +138,8 @@ def verify(
         for p in found:
             common.err_console.print(f"[yellow]problem:[/] {p}", highlight=False)
         for d in dropped:
-            common.err_console.print(f"[yellow]dropped:[/] sequence {d['seq_id']}: {d['reason']}", highlight=False)
+            what = f"sequence {d['seq_id']}" if d["seq_id"] is not None else "a record"
+            common.err_console.print(f"[yellow]dropped:[/] {what}: {d['reason']}", highlight=False)
         if out["accepted_loss"]:
             common.err_console.print(f"[yellow]accepted:[/] {out['accepted_loss']}", highlight=False)
         if report.ok:

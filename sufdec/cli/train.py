@@ -24,7 +24,7 @@ def train_exit(
         None, "--store", show_default=False,
         help="Train on the outputs a store holds (default when --data is not given: $SUFDEC_STORE, else the user store)."),
     steps: int = typer.Option(450, "--steps", min=1, help="Optimizer steps in all (a re-run resumes up to this; ~0.4 s each on 2 CPU cores for the default model)."),
-    lr: float = typer.Option(5e-4, "--lr", min=0.0, help="Peak learning rate (cosine decay)."),
+    lr: float = typer.Option(5e-4, "--lr", min=0.0, help="Peak learning rate (cosine decay), finite."),
     max_tokens: int = typer.Option(60000, "--max-tokens", min=256, help="Most training tokens read."),
     draft_vocab: int = typer.Option(
         8192, "--draft-vocab", min=0,
@@ -48,6 +48,10 @@ def train_exit(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from sufdec.cli import checks
+
+    checks.in_range(lr, "--lr", low=0.0)  # inf and nan too: they would save a poisoned layer
+
     with common.clean_errors():
         from sufdec.eesd import exit_model
         from sufdec.eesd.data import sequences_from_jsonl, sequences_from_store
@@ -61,7 +65,12 @@ def train_exit(
         exit_model.check_supported(hf_model)
         n = layer if layer is not None else exit_model.default_layer(hf_model)
         if data is not None:
-            seqs = sequences_from_jsonl(data, tok, max_tokens)
+            bad: list[tuple[int, str]] = []
+            seqs = sequences_from_jsonl(data, tok, max_tokens, skipped=lambda n, why, _long: bad.append((n, why)))
+            for n, why in bad[:10]:
+                common.say(f"{data}:{n}: skipped: {why}")
+            if len(bad) > 10:
+                common.say(f"... and {len(bad) - 10} more lines skipped")
             source = str(data)
         else:
             from sufdec.store import Store

@@ -2,7 +2,8 @@
 
 A drafter tracks the request's context itself: ``begin`` gives it the prompt, ``observe``
 the tokens accepted at each step, so ``draft`` always continues the last accepted token.
-``end`` is where online learning hooks in (append the finished output to a store).
+``end`` closes the request (learning finished outputs is the drafting service's, in
+``sufdec.drafters.service``). The service calls these; engines call the service.
 No torch here: drafters run on plain Python ints.
 """
 

@@ -1,7 +1,8 @@
 """Draft control: how much to draft and how much of a draft to verify, step by step.
 
-One ``DraftControl`` per request, made by ``DraftControls.for_request``. The decode loop
-talks to it at three points of every step and nowhere else:
+One ``DraftControl`` per request, made by ``DraftControls.for_request``. The drafting
+service's request (``sufdec.drafters.service.DraftRequest``) talks to it at three points of
+every step and nowhere else (the hybrid drafter also runs one per side, for now):
 
     k = control.limit(max_nodes)             # before drafting: nodes to ask for (0: draft nothing)
     draft = control.size(raw, k, max_depth)  # after drafting: the part worth verifying
@@ -145,6 +146,11 @@ class DraftControls:
     @classmethod
     def flat(cls) -> "DraftControls":
         return cls(CostModel.flat())
+
+    def with_cost(self, cost: CostModel | Callable[[], CostModel]) -> "DraftControls":
+        """These controls with another cost curve (or its measurement on first use)."""
+        self._cost = cost
+        return self
 
     def cost_model(self) -> CostModel:
         if not isinstance(self._cost, CostModel):

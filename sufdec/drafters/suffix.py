@@ -6,12 +6,11 @@ Each step drafts from the global tree (all stored outputs) and the request's own
 lengths (``mode="merged"``), or the published rule, the higher-scoring of the two
 trees' drafts (``mode="paper"``). The global tree is matched through an incremental
 cursor, so a step costs O(accepted tokens) to match rather than re-matching the whole
-context. When the request ends, its output is handed to ``learn`` (online learning).
+context. ``chain=True`` keeps only each draft's most probable path. Learning finished
+outputs is the drafting service's (``sufdec.drafters.service``), not the drafter's.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 from sufdec.drafters.base import ContextDrafter
 from sufdec.drafters.budget import best_chain
@@ -20,22 +19,15 @@ from sufdec.suffix.draft import Draft
 
 
 class SuffixDrafter(ContextDrafter):
-    """Drafts from a global ``SuffixIndex`` and a per-request tree.
+    """Drafts from a global ``SuffixIndex`` (None: the request's own tree only) and a
+    per-request tree; ``chain``: only the most probable path of each draft."""
 
-    ``learn`` is called with each finished output's token ids (for instance
-    ``store.append``); it is not called for requests cut short.
-    """
-
-    def __init__(
-        self,
-        global_tree: SuffixIndex | None,
-        settings: DraftSettings = DraftSettings(),
-        learn: Callable[[list[int]], object] | None = None,
-    ) -> None:
+    def __init__(self, global_tree: SuffixIndex | None, settings: DraftSettings = DraftSettings(),
+                 chain: bool = False) -> None:
         super().__init__()
         self.global_tree = global_tree
-        self.settings = settings
-        self.learn = learn
+        self.settings = settings.replace(single_path=True) if chain else settings
+        self.chain = chain
         self._cursor = None
         self._request: RequestTree | None = None
         self._budgets = {settings.max_spec_tokens: settings}
@@ -55,13 +47,13 @@ class SuffixDrafter(ContextDrafter):
     def draft(self, max_nodes: int) -> Draft:
         s = self.settings
         budget = min(max_nodes, s.max_spec_tokens)
-        if budget <= 0 or s.spec == "off":
+        if budget <= 0:
             return Draft()
         settings = self._budgets.get(budget)
         if settings is None:  # a smaller budget near the length cap: one settings object each
             settings = self._budgets[budget] = s.replace(max_spec_tokens=budget)
         draft = draft_both(self._cursor, self._request, settings)
-        return best_chain(draft) if s.spec == "chain" else draft
+        return best_chain(draft) if self.chain else draft
 
     def observe(self, new_ids: list[int]) -> None:
         super().observe(new_ids)
@@ -73,5 +65,3 @@ class SuffixDrafter(ContextDrafter):
     def end(self, output_ids: list[int], finished: bool) -> None:
         self._cursor = None
         self._request = None
-        if finished and self.learn is not None and output_ids:
-            self.learn(list(output_ids))

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sufdec.jsonl import read_objects
+from sufdec.jsonl import Skipped, read_objects
 from sufdec.prompts import encode_prompt
 
 _OUTPUT_KEYS = ("completion", "response", "output")
@@ -60,10 +60,12 @@ def _capped(seqs: Iterator[tuple[list[int], int]], max_tokens: int) -> list[tupl
     return out
 
 
-def sequences_from_jsonl(path: Path, tokenizer: Any, max_tokens: int) -> list[tuple[list[int], int]]:
-    """Token ids of the records of a JSONL file (see the module docstring)."""
+def sequences_from_jsonl(path: Path, tokenizer: Any, max_tokens: int,
+                         skipped: Skipped | None = None) -> list[tuple[list[int], int]]:
+    """Token ids of the records of a JSONL file (see the module docstring); a line that
+    cannot be used goes to ``skipped`` with its number (None: ValueError)."""
     expected = 'an object with "text", "messages", "token_ids" or "prompt" (+ "completion")'
-    recs = (_record_ids(tokenizer, rec) for _, rec in read_objects(Path(path), _accept, expected))
+    recs = (_record_ids(tokenizer, rec) for _, rec in read_objects(Path(path), _accept, expected, skipped=skipped))
     return _capped(recs, max_tokens)
 
 

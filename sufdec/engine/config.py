@@ -13,7 +13,7 @@ whether to sample (``temperature > 0``) unless ``do_sample`` is also given; 0 is
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sufdec.engine.accept import SamplingParams
@@ -53,8 +53,9 @@ class GenerationConfig:
     ``temperature`` of 0 is greedy, above 0 samples. ``seed``: None draws one from torch's
     global generator (so ``torch.manual_seed`` before a call reproduces it) without
     reseeding it. ``stop``: stop strings (empty: the model's ``stop_strings``, if any).
-    ``eos_token_ids``: None uses the model's. ``draft``: what to draft and how much to
-    verify (``DraftSettings``; ``spec="off"`` is plain decoding through the same loop).
+    ``eos_token_ids``: None uses the model's. ``draft``: this request's drafting settings
+    (``DraftSettings``; ``spec="off"`` is plain decoding through the same loop); None: the
+    drafting service's own (``SpeculativeGenerator.drafting.settings``).
     """
 
     max_new_tokens: int | None = None
@@ -67,7 +68,7 @@ class GenerationConfig:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     eos_token_ids: tuple[int, ...] | None = None
-    draft: DraftSettings = field(default_factory=DraftSettings)
+    draft: DraftSettings | None = None
 
     def __post_init__(self) -> None:
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
@@ -77,7 +78,7 @@ class GenerationConfig:
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be >= 1")
         _check_sampling(self.temperature, self.top_k, self.top_p, self.min_p, self.repetition_penalty)
-        if not isinstance(self.draft, DraftSettings):
+        if self.draft is not None and not isinstance(self.draft, DraftSettings):
             raise TypeError("draft must be a DraftSettings (see sufdec.suffix.settings)")
 
 
@@ -90,7 +91,7 @@ class ResolvedGeneration:
     seed: int | None
     stop: tuple[str, ...]
     eos: tuple[int, ...]
-    draft: DraftSettings
+    draft: DraftSettings | None  # None: the drafting service's own
 
 
 def _check_sampling(temperature, top_k, top_p, min_p, repetition_penalty) -> None:

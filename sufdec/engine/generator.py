@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
-from sufdec.drafters.base import Drafter, NullDrafter, PacedDrafter, PrefillingDrafter
-from sufdec.drafters.budget import CostModel, best_chain, cut_below
-from sufdec.drafters.control import DraftControl, DraftControls, StepOutcome
+from sufdec.drafters.base import Drafter
+from sufdec.drafters.budget import CostModel
+from sufdec.drafters.control import DraftControls, StepOutcome
+from sufdec.drafters.service import DraftRequest, DraftService
 from sufdec.engine.accept import Acceptor, AcceptResult
 from sufdec.engine.config import GenerationConfig, ResolvedGeneration, resolve_generation
 from sufdec.engine.head import verify_forward_for
@@ -24,6 +25,7 @@ from sufdec.engine.kv import cache_kwargs, commit_path, mask_kinds, new_cache, s
 from sufdec.engine.stopping import StopStrings
 from sufdec.engine.tree import TreeLayout, layer_masks, layout_tree
 from sufdec.suffix.draft import Draft
+
 
 @dataclass(frozen=True)
 class StepTimings:
@@ -54,6 +56,7 @@ class StepResult:
     verified: int               # nodes verified (after sizing)
     accepted_nodes: int         # draft nodes accepted (the bonus token is not one)
     timings: StepTimings
+    match_len: int = -1         # the draft's match length (-1: nothing drafted)
     finish_reason: str | None = None  # "eos" | "stop" | "length" when the request ended here
 
     @property
@@ -73,6 +76,7 @@ class GenerationResult:
     prefill_s: float
     finish_reason: str | None
     step_results: list[StepResult] = field(default_factory=list)
+    drafting: dict = field(default_factory=dict)  # the drafting request's summary (DraftRequest.summary)
 
     @property
     def mean_tokens_per_step(self) -> float:
@@ -95,10 +99,9 @@ class RequestState:
     cache: Any
     config: ResolvedGeneration
     acceptor: Acceptor
-    drafter: Drafter
+    drafting: DraftRequest
     eos: frozenset[int]
     stops: StopStrings
-    control: DraftControl
     steps: int = 0
     finish_reason: str | None = None
 
@@ -118,14 +121,16 @@ class RequestState:
 class SpeculativeGenerator:
     """Lossless speculative decoding of a Hugging Face causal LM with draft trees.
 
-    Drafts come from ``drafter`` (one Drafter reused for every request: ``begin`` resets
-    it) or from ``drafter_factory`` (called once per request for a fresh Drafter); with
-    neither, every request is plain decoding. Each request's settings are resolved
-    against the model's own ``generation_config`` (see ``sufdec.engine.config``).
-    ``controls``: what draft control learns across requests (``sufdec.drafters.control``:
-    cost curve, acceptance calibrations, Thompson-sampling posteriors); None makes one
-    whose cost curve is measured on first use (cached per model, device and dtype). Each
-    request gets a control of the policy its ``DraftSettings.sizing`` names.
+    Drafts come from ``drafting``, a ``DraftService`` (``sufdec.drafters.service``: the
+    registry's drafter for each request's spec, its draft control, learning), whose four
+    verbs are all this loop uses. For a drafter of your own, ``drafter`` (one Drafter
+    reused for every request: ``begin`` resets it) or ``drafter_factory`` (one per request)
+    make a service over it; with none of the three, every request is plain decoding.
+    ``controls``: what draft control learns across requests (cost curve, acceptance
+    calibrations, Thompson-sampling posteriors) for such a service; by default the cost
+    curve is measured on first use (cached per model, device and dtype). Each request's
+    settings are resolved against the model's own ``generation_config``
+    (see ``sufdec.engine.config``).
     """
 
     def __init__(
@@ -136,6 +141,7 @@ class SpeculativeGenerator:
         *,
         drafter_factory: Callable[[], Drafter] | None = None,
         controls: DraftControls | None = None,
+        drafting: DraftService | None = None,
     ):
         attn = getattr(model.config, "_attn_implementation", None) or "eager"
         if attn.startswith("flash") or attn not in ("sdpa", "eager"):
@@ -143,16 +149,15 @@ class SpeculativeGenerator:
                 f"attention implementation {attn!r} cannot take tree masks: load the model "
                 "with attn_implementation='sdpa' (or 'eager')"
             )
-        if drafter is not None and drafter_factory is not None:
-            raise ValueError("give either drafter or drafter_factory, not both")
-        if drafter is not None and not isinstance(drafter, Drafter):
-            raise TypeError(f"drafter must implement the Drafter protocol (begin/draft/observe/end), not "
-                            f"{type(drafter).__name__}; pass a factory as drafter_factory=")
+        if drafting is None:
+            plain = drafter is None and drafter_factory is None
+            drafting = DraftService(controls=controls, drafter=drafter, drafter_factory=drafter_factory, plain=plain)
+        elif drafter is not None or drafter_factory is not None or controls is not None:
+            raise ValueError("give drafting= alone: its service owns the drafter and the controls")
         self.model = model
         self.tokenizer = tokenizer
-        self.drafter = drafter
-        self.drafter_factory = drafter_factory
-        self.controls = controls if controls is not None else DraftControls(self._measure_cost)
+        self.drafting = drafting
+        drafting.use_cost(self._measure_cost)
         self.device = model.get_input_embeddings().weight.device  # where input ids go (device maps too)
         self.mask_dtype = torch.bool if attn == "sdpa" else model.dtype
         self._layer_kinds = mask_kinds(model)
@@ -184,6 +189,7 @@ class SpeculativeGenerator:
             prefill_s=prefill_s,
             finish_reason=state.finish_reason,
             step_results=steps,
+            drafting=state.drafting.summary(),
         )
 
     def stream(
@@ -200,12 +206,14 @@ class SpeculativeGenerator:
         """``config`` with the model's own generation defaults filled in (and the cost curve
         measured now if this is its first use, outside any request's time)."""
         resolved = resolve_generation(config or GenerationConfig(), self.model, self.tokenizer)
-        if self._speculates(resolved) and resolved.draft.sizing != "fixed":
+        if self.drafting.needs_cost(resolved.draft):
             self.cost_model()
         return resolved
 
-    def _speculates(self, config: ResolvedGeneration) -> bool:
-        return config.draft.enabled and (self.drafter is not None or self.drafter_factory is not None)
+    @property
+    def controls(self) -> DraftControls:
+        """What draft control has learned across requests (the drafting service's)."""
+        return self.drafting.controls
 
     def _run(self, state: RequestState, streamer: Any) -> Iterator[StepResult]:
         if streamer is not None:
@@ -219,8 +227,7 @@ class SpeculativeGenerator:
                 yield step
             finished = True
         finally:
-            state.control.end()
-            state.drafter.end(list(state.generated), finished)
+            state.drafting.finish(state.generated, finished)
             if streamer is not None:
                 streamer.end()
 
@@ -245,41 +252,17 @@ class SpeculativeGenerator:
             raise ValueError("empty prompt")
         return ids
 
-    def _new_drafter(self, config: ResolvedGeneration) -> Drafter:
-        if not self._speculates(config):
-            return NullDrafter()
-        if self.drafter is not None:
-            return self.drafter
-        return self.drafter_factory()  # type: ignore[misc]
-
-    def _new_control(self, config: ResolvedGeneration) -> DraftControl:
-        """The request's draft control: the policy ``sizing`` names, for the drafter's source
-        (a hybrid drafter sizes its drafts itself: its control only passes them through)."""
-        d = config.draft
-        if d.spec == "hybrid":
-            return self.controls.for_request("fixed", "hybrid")
-        source = "eesd" if d.spec == "eesd" else "suffix"
-        return self.controls.for_request(d.sizing, source, d.exit_max_len if source == "eesd" else None)
-
     def _start(self, prompt_ids: list[int], config: ResolvedGeneration) -> RequestState:
-        drafter = self._new_drafter(config)
-        control = self._new_control(config)
-        if isinstance(drafter, PacedDrafter):
-            drafter.pace(control.keep_drafting)
         state = RequestState(
             ids=list(prompt_ids),
             prompt_len=len(prompt_ids),
             cache=new_cache(self.model),
             config=config,
             acceptor=Acceptor(config.sampling, config.seed),
-            drafter=drafter,
+            drafting=self.drafting.start(prompt_ids, config.draft),
             eos=frozenset(config.eos),
             stops=StopStrings(self.tokenizer, config.stop),
-            control=control,
         )
-        drafter.begin(list(prompt_ids))
-        if isinstance(drafter, PrefillingDrafter):
-            drafter.catch_up()  # the drafter's own prefill, before the first step like the target's
         self._prefill(state)
         return state
 
@@ -309,7 +292,7 @@ class SpeculativeGenerator:
             self.commit_kv(state, layout, result)
         t5 = time.perf_counter()
         self.observe(state, emitted, reason)
-        state.control.feedback(StepOutcome(draft, len(result.rows), emitted, len(raw), t1 - t0, t3 - t2))
+        state.drafting.feedback(StepOutcome(draft, len(result.rows), emitted, len(raw), t1 - t0, t3 - t2))
         t6 = time.perf_counter()
         step = StepResult(
             index=state.steps - 1,
@@ -319,24 +302,13 @@ class SpeculativeGenerator:
             accepted_nodes=len(result.rows),
             timings=StepTimings(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5),
             finish_reason=reason,
+            match_len=int(raw.match_len) if len(raw) else -1,
         )
         return step
 
     def draft(self, state: RequestState) -> tuple[Draft, Draft]:
-        """Ask the drafter, then cut the draft to what is worth verifying."""
-        cfg = state.config.draft
-        max_depth = state.remaining - 1  # deeper nodes could not be emitted anyway
-        if not cfg.enabled or max_depth < 1:
-            return Draft(), Draft()
-        limit = state.control.limit(cfg.max_spec_tokens)  # 0: drafting does not pay this step
-        if limit <= 0:
-            return Draft(), Draft()
-        raw = state.drafter.draft(limit)
-        if len(raw) == 0:
-            return raw, raw
-        draft = cut_below(raw, state.eos)
-        draft = best_chain(draft) if cfg.spec == "chain" else draft
-        return raw, state.control.size(draft, limit, max_depth)
+        """(the drafter's draft, the part of it worth verifying), from the drafting service."""
+        return state.drafting.propose(state.remaining - 1, state.eos)  # deeper nodes could not be emitted
 
     def layout(self, state: RequestState, draft: Draft) -> TreeLayout:
         return layout_tree(draft, state.ids[-1], state.past_len)
@@ -367,8 +339,6 @@ class SpeculativeGenerator:
         state.ids.extend(emitted)
         state.steps += 1
         state.finish_reason = reason
-        if emitted:
-            state.drafter.observe(emitted)
 
     # ------------------------------------------------------------------ helpers
     def _cut(self, state: RequestState, tokens: list[int]) -> tuple[list[int], str | None]:

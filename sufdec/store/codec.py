@@ -19,6 +19,7 @@ import msgpack
 from .errors import StoreCorruptError
 
 _U64 = struct.Struct(">Q")
+KEY_BYTES = _U64.size  # a sequence id or a log position: big-endian u64
 _LOG = struct.Struct(">cQ")
 HASH_SIZE = 16
 MAX_TOKEN_ID = 2**31 - 1

@@ -75,6 +75,9 @@ def verify_report(
         for key, value in txn.cursor(db=dbs.sequences):
             if count % 1024 == 0:
                 tick("records", count, total)
+            if len(key) != codec.KEY_BYTES:
+                problems.append(f"a sequence key of {len(key)} bytes ({_shown_key(key)}) is not a sequence id")
+                continue
             seq_id = codec.key_u64(key)
             last = seq_id
             try:
@@ -103,7 +106,11 @@ def verify_report(
             snapshot.read_chunks(txn, dbs.snapshot, meta)
         except StoreCorruptError as exc:
             problems.append(str(exc))
-        positions = [codec.key_u64(k) for k, _ in txn.cursor(db=dbs.log)]
+        keys = [k for k, _ in txn.cursor(db=dbs.log)]
+        bad = [k for k in keys if len(k) != codec.KEY_BYTES]
+        if bad:
+            problems.append(f"the log holds {len(bad)} keys that are no log position (first: {_shown_key(bad[0])})")
+        positions = [codec.key_u64(k) for k in keys if len(k) == codec.KEY_BYTES]
         if positions != list(range(meta.snapshot_log_pos, meta.next_log_pos)):
             problems.append(
                 f"the log holds {len(positions)} records, expected positions "
@@ -164,11 +171,16 @@ def _compare(tree: Any, fresh: Any, problems: list[str]) -> None:
 
 @dataclass(frozen=True)
 class RepairSummary:
-    """What ``repair`` did: the sequences it dropped (id, reason), and the loss of
-    acknowledged records it accepted (``mark.lost``'s sentence), if any."""
+    """What ``repair`` did: the sequences it dropped (id, or None for a key that is no id;
+    reason), and the loss of acknowledged records it accepted (``mark.lost``'s sentence),
+    if any."""
 
-    dropped: list[tuple[int, str]] = field(default_factory=list)
+    dropped: list[tuple[Optional[int], str]] = field(default_factory=list)
     accepted_loss: Optional[str] = None
+
+
+def _shown_key(key: bytes) -> str:
+    return "0x" + key[:16].hex() + ("..." if len(key) > 16 else "")
 
 
 def repair(store: Store) -> RepairSummary:
@@ -181,7 +193,7 @@ def repair(store: Store) -> RepairSummary:
     """
     dbs = store.dbs
     acked = mark.read(store.path)
-    dropped: list[tuple[int, str]] = []
+    dropped: list[tuple[Optional[int], str]] = []
 
     def rewrite(txn: Any) -> meta_mod.StoreMeta:
         dropped.clear()
@@ -189,7 +201,12 @@ def repair(store: Store) -> RepairSummary:
         txn.drop(dbs.hashes, delete=False)
         tokens, last = 0, -1
         first_of: dict[bytes, int] = {}
+        strays: list[bytes] = []
         for key, value in txn.cursor(db=dbs.sequences):
+            if len(key) != codec.KEY_BYTES:  # no sequence id: no tree or log record can name it
+                strays.append(key)
+                dropped.append((None, f"its key of {len(key)} bytes ({_shown_key(key)}) is not a sequence id"))
+                continue
             seq_id = codec.key_u64(key)
             try:
                 tok_bytes, digest, _ = codec.decode_sequence(value)
@@ -205,8 +222,12 @@ def repair(store: Store) -> RepairSummary:
             first_of[digest] = seq_id
             tokens += len(tok_bytes) // 4
             last = seq_id
+        for key in strays:
+            txn.delete(key, db=dbs.sequences)
         pos = meta.next_log_pos
         for seq_id, _ in dropped:
+            if seq_id is None:
+                continue
             txn.delete(codec.u64_key(seq_id), db=dbs.sequences)
             txn.put(codec.u64_key(pos), codec.encode_log(codec.LOG_REMOVE, seq_id), db=dbs.log)
             pos += 1

@@ -10,7 +10,7 @@ paper's rule (the better tree's draft) or one tree merged over both, as one
 from sufdec._core import Matcher, SuffixTree
 from sufdec.suffix.draft import Draft
 from sufdec.suffix.index import RequestTree, SuffixIndex, draft_both, pick_best, to_draft
-from sufdec.suffix.settings import MODES, PRESETS, SIZINGS, SPECS, DraftSettings
+from sufdec.suffix.settings import MODES, PRESETS, SIZINGS, DraftSettings
 
 __all__ = [
     "Draft",
@@ -20,7 +20,6 @@ __all__ = [
     "PRESETS",
     "RequestTree",
     "SIZINGS",
-    "SPECS",
     "SuffixIndex",
     "SuffixTree",
     "draft_both",

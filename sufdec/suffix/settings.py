@@ -6,12 +6,9 @@ fixed budget). The suffix drafter, the decode loop (``GenerationConfig.draft``),
 session (``SessionConfig.draft``), the replay benchmark and the CLI all carry one of these
 instead of re-spelling its fields.
 
-One vocabulary everywhere: ``spec`` is ``"tree"`` (verify draft trees from the suffix
-trees), ``"chain"`` (verify only each suffix draft's most probable path), ``"eesd"``
-(chains from the model's own early-exit layer, see ``sufdec.eesd``), ``"hybrid"`` (each
-step the suffix tree draft or an early-exit chain, whichever is expected to pay more, or
-nothing) or ``"off"`` (plain decoding).
-Nothing here imports torch.
+``spec`` names a drafting kind of the drafter registry (``sufdec.drafters.registry``:
+``tree``, ``chain``, ``eesd``, ``hybrid``, ``off`` and any kind registered there), which
+checks it; this module only carries the name. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -23,7 +20,6 @@ from typing import Any
 
 from sufdec._core import SpecConfig
 
-SPECS = ("tree", "chain", "eesd", "hybrid", "off")
 MODES = ("merged", "paper")
 SIZINGS = ("cost", "fixed", "beta-ts", "calibration-ts")
 
@@ -72,10 +68,11 @@ class DraftSettings:
     exit_max_len: int = 6
     exit_min_prob: float = 0.3
     exit_branch: float = 0.0
+    single_path: bool = False  # the drafter verifies chains: paper mode then drafts one path (set by the drafter)
 
     def __post_init__(self) -> None:
-        if self.spec not in SPECS:
-            raise ValueError(f"spec must be one of {', '.join(SPECS)}, not {self.spec!r}")
+        if not isinstance(self.spec, str) or not self.spec:
+            raise ValueError(f"spec must be a drafting kind's name, not {self.spec!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.sizing not in SIZINGS:
@@ -103,14 +100,10 @@ class DraftSettings:
         return dataclasses.replace(self, **changes)
 
     @property
-    def enabled(self) -> bool:
-        """False when nothing is drafted (``spec="off"`` or a zero budget)."""
-        return self.spec != "off" and self.max_spec_tokens > 0
-
-    @property
     def use_tree(self) -> bool:
-        """Whether the core grows trees (False: the paper's single-path drafting)."""
-        return self.spec != "chain" or self.mode == "merged"
+        """Whether the core grows trees (False: the paper's single-path drafting, for a
+        drafter that verifies chains in paper mode)."""
+        return not self.single_path or self.mode == "merged"
 
     def core_kwargs(self, max_spec_tokens: int | None = None) -> dict:
         """The single-tree keywords of the core's ``speculate*`` calls."""

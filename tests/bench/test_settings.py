@@ -14,10 +14,12 @@ from sufdec.bench.workloads import load_workload, split, workload_label
 from sufdec.suffix import PRESETS, DraftSettings
 
 
-def test_methods_use_chain_and_accept_the_old_path_name():
+def test_methods_use_chain_and_refuse_the_unreleased_path_name():
     assert "suffix-chain" in METHODS and "suffix-path" not in METHODS
     assert "suffix-chain" in DEFAULT_METHODS
-    s = BenchSettings("spider", "m", methods=("suffix-path", "suffix-tree"))
+    with pytest.raises(ValueError, match="suffix-path"):
+        BenchSettings("spider", "m", methods=("suffix-path",))
+    s = BenchSettings("spider", "m", methods=("suffix-chain", "suffix-tree"))
     assert s.methods == ("vanilla", "suffix-chain", "suffix-tree")  # vanilla first: every ratio needs it
     with pytest.raises(ValueError, match="magic"):
         BenchSettings("spider", "m", methods=("magic",))
@@ -31,11 +33,10 @@ def test_each_method_drafts_from_a_preset_with_the_runs_budget_and_sizing():
     assert method_draft("suffix-tree", draft) == draft
     assert method_draft("suffix-tree@64", draft) == draft
     assert method_draft("suffix-chain", draft) == draft.replace(spec="chain")
-    assert method_draft("suffix-path", draft) == draft.replace(spec="chain")
     paper = method_draft("suffix-paper", draft)
     assert paper == PRESETS["paper"].replace(max_spec_tokens=8, sizing="fixed")
     off = method_draft("sufdec-off", draft)
-    assert off.spec == "off" and not off.enabled
+    assert off.spec == "off"
 
 
 def test_workloads_and_caches_live_under_the_given_root(tmp_path, monkeypatch):
@@ -73,7 +74,7 @@ def test_cli_option_parsing_maps_old_names_and_builds_replay_configs():
 
     from sufdec.cli.bench import _methods, _replay_configs
 
-    assert _methods("vanilla, suffix-path") == ("vanilla", "suffix-chain")
+    assert _methods("vanilla, suffix-chain") == ("vanilla", "suffix-chain")
     with pytest.raises(typer.Exit):
         _methods("vanilla,magic")
     configs = _replay_configs("paper,merged", "8,32", "both", True, None, None)

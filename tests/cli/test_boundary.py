@@ -66,6 +66,8 @@ def store(tmp_path: Path, word_tokenizer_dir: Path) -> Path:
     (["--max-tokens", "-1"], "--max-tokens"),
     (["--dtype", "bogus"], "--dtype 'bogus' is not a dtype"),
     (["--device", "gpu0"], "--device 'gpu0' is not a device"),
+    (["--device", "meta"], "--device meta: sufdec generates on cpu, cuda (cuda:N) or mps, not on meta devices"),
+    (["--device", "xla"], "--device xla: sufdec generates on cpu, cuda (cuda:N) or mps, not on xla devices"),
     (["--raw", "-p", ""], "the prompt is empty"),
     (["-p", "SEL\udcffECT"], "--prompt holds byte 0xff, which is not UTF-8, at character 4"),
     (["--stop", "\ud800"], "--stop holds a lone surrogate"),

@@ -42,11 +42,10 @@ def test_generate_prompts_file_and_chain_mode(tmp_path, tiny_model_dir):
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 2 and rows[0]["id"] == "a" and rows[1]["spec"] == "chain"
-    # the old word still works, and says so
+    # the name before 0.1 was never released: refused, with the kinds there are
     res = runner.invoke(app, ["generate", "--model", str(tiny_model_dir), "--store", str(tmp_path / "s"),
                               "--prompt", "SELECT", "--max-new-tokens", "4", "--json", "--spec", "path"])
-    assert res.exit_code == 0 and "--spec chain" in res.output
-    assert json.loads(res.stdout.splitlines()[-1])["spec"] == "chain"
+    assert res.exit_code == 2 and "tree, chain, eesd, hybrid, off" in res.output
 
 
 def test_generate_streams_text_and_prints_a_summary(tmp_path, tiny_model_dir):

@@ -64,8 +64,10 @@ def test_generator_refuses_flash_attention():
 
 
 def test_config_validation():
-    with pytest.raises(ValueError):
-        DraftSettings(spec="sometimes")
+    from sufdec.drafters.service import DraftService
+
+    with pytest.raises(ValueError, match="spec must be one of tree, chain"):  # the registry knows the kinds
+        DraftService(DraftSettings(spec="sometimes"))
     with pytest.raises(ValueError):
         GenerationConfig(max_new_tokens=0)
     with pytest.raises(ValueError):

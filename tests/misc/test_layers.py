@@ -12,11 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2] / "sufdec"
 
 # lower rank = lower layer; a module may import only modules of its own or a lower rank
-RANKS = {
-    "_core": 0, "suffix": 1, "store": 2, "jsonl": 3, "tokenization": 3, "models": 4, "prompts": 4,
-    "drafters": 5, "engine": 6, "eesd": 7, "session": 8, "integrations": 9, "bench": 10, "cli": 11,
-    "__main__": 12,
-}
+from sufdec import LAYERS  # noqa: E402
+
+RANKS = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 MAX_LINES = 400
 
 
@@ -133,3 +131,14 @@ def test_modules_fit_in_one_sitting():
     long = {str(p.relative_to(ROOT.parent)): n for p in ROOT.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_the_readme_lists_the_layers_in_their_order():
+    """README's Architecture list quotes ``sufdec.LAYERS``: every layer, in the same order."""
+    readme = (ROOT.parent / "README.md").read_text()
+    block = readme[readme.index("## Architecture"):]
+    block = block[:block.index("Imports point down")]
+    listed = [line.split()[0].rstrip("/").removesuffix(".py") for line in block.splitlines()
+              if line.startswith("      ") and not line.startswith("       ")]
+    expected = [name for names in LAYERS for name in names if name != "__main__"]
+    assert listed == expected, listed

@@ -77,3 +77,23 @@ def test_cli_repair_reports_what_it_dropped(tmp_path: Path) -> None:
     assert out["repaired"] and out["remaining"] == [] and [d["seq_id"] for d in out["dropped"]] == [3]
     res = runner.invoke(app, ["verify", "--store", str(store)])
     assert res.exit_code == 0 and "ok:" in res.output
+
+
+def test_a_malformed_sequence_key_is_reported_and_repaired(tmp_path: Path) -> None:
+    """Issue 20 item 5: a `sequences` key that is not 8 bytes made verify and repair raise
+    `struct.error`; verify reports it and repair drops it, and the store then verifies."""
+    path = tmp_path / "s"
+    _make(path)
+    env = lmdb.open(str(path), max_dbs=8)
+    db = env.open_db(b"sequences")
+    with env.begin(write=True) as txn:
+        txn.put(b"abc", b"whatever", db=db)
+    env.close()
+    with Store.open(path, TOK) as st:
+        problems = verify(st)
+        assert any("a sequence key of 3 bytes (0x616263) is not a sequence id" in p for p in problems), problems
+        summary = repair(st)
+        assert [why for _, why in summary.dropped] == ["its key of 3 bytes (0x616263) is not a sequence id"]
+        assert verify(st) == [] and len(st) == 20
+    res = CliRunner().invoke(app, ["verify", "--store", str(path)])
+    assert res.exit_code == 0, res.output

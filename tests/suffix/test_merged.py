@@ -149,7 +149,7 @@ def test_bad_inputs_raise():
             SpecConfig(**bad)
         with pytest.raises(ValueError):
             speculate_both(m, r, 0, **bad)
-    for bad in (dict(mode="fancy"), dict(spec="path"), dict(sizing="some"), dict(max_spec_tokens=-1),
+    for bad in (dict(mode="fancy"), dict(spec=""), dict(sizing="some"), dict(max_spec_tokens=-1),
                 dict(min_token_prob=2.0), dict(max_depth=0)):
         with pytest.raises(ValueError):
             DraftSettings(**bad)
@@ -217,7 +217,6 @@ def test_presets_and_overrides():
     paper = DraftSettings.preset("paper", max_spec_tokens=8, min_token_prob=None)
     assert (paper.mode, paper.max_spec_factor, paper.min_token_prob, paper.max_spec_tokens) == ("paper", 4.0, 0.1, 8)
     # a chain in paper mode is the core's single-path drafting; merged mode always grows trees
-    assert not paper.replace(spec="chain").use_tree and DraftSettings(spec="chain").use_tree
-    assert not DraftSettings(spec="off").enabled and not DraftSettings(max_spec_tokens=0).enabled
+    assert not paper.replace(single_path=True).use_tree and DraftSettings(single_path=True).use_tree
     with pytest.raises(ValueError):
         DraftSettings.preset("fast")

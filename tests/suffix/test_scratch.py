@@ -144,7 +144,7 @@ def test_paper_chain_and_merged_chain():
     """Paper-mode chains go through the config form too; merged mode only drafts trees."""
     t = SuffixTree(8)
     t.append(0, [1, 2, 3, 1, 2, 4])
-    chain = t.speculate([1, 2], DraftSettings(mode="paper", spec="chain").core)
+    chain = t.speculate([1, 2], DraftSettings(mode="paper", single_path=True).core)
     assert key(chain) == key(t.speculate([1, 2], use_tree=False))
     assert list(chain.parents) == list(range(-1, len(chain) - 1))
     with pytest.raises(ValueError):

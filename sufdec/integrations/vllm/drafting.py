@@ -56,7 +56,7 @@ class LiveRequests:
         and output so far; only the part not seen before is read)."""
         live = self._live.get(req_id)
         if live is None or len(tokens) < live.seen:  # new (or, defensively, rewound)
-            drafter = SuffixDrafter(self._tree, self.settings)
+            drafter = SuffixDrafter(self._tree, self.settings, chain=True)
             drafter.begin(_ints(tokens))
             live = self._live[req_id] = LiveRequest(drafter, len(tokens), frozenset(final))
         elif len(tokens) > live.seen:

@@ -1,0 +1,167 @@
+"""The drafting service: everything an engine needs from sufdec's drafting, behind four verbs.
+
+An engine opens one ``DraftService`` (the store's tree, how outputs are learned, the
+drafting settings, the draft controls' shared state) and, per request:
+
+    request = service.start(prompt_ids)              # a drafter from the registry, its control
+    raw, draft = request.propose(max_depth, final)   # each step: the part worth verifying
+    request.feedback(StepOutcome(...))               # each step, once: what was verified and kept
+    request.finish(output_ids, finished)             # learns the output if it ended by itself
+
+Under it: the drafter registry (``sufdec.drafters.registry``: what each ``spec`` builds),
+the draft controls and their calibrations (``sufdec.drafters.control``), and the one
+learning path to the store (``learn``). The decode loop (``sufdec.engine``), the session
+and the benchmark runners are adapters over it; none of them knows what a spec means.
+No torch here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+from sufdec.drafters import registry
+from sufdec.drafters.base import Drafter, PacedDrafter, PrefillingDrafter
+from sufdec.drafters.budget import CostModel, best_chain, cut_below
+from sufdec.drafters.control import DraftControl, DraftControls, StepOutcome
+from sufdec.drafters.registry import DrafterKind, Sources
+from sufdec.suffix import DraftSettings, SuffixIndex
+from sufdec.suffix.draft import Draft
+
+Learn = Callable[[list[int]], Any]  # stores one finished output; returns its id (None: a duplicate)
+
+
+class DraftRequest:
+    """One request's drafter and draft control (made by ``DraftService.start``)."""
+
+    def __init__(self, service: "DraftService", kind: DrafterKind, settings: DraftSettings, drafter: Drafter,
+                 control: DraftControl, learn: Learn | None) -> None:
+        self.kind, self.settings, self.drafter, self.control = kind, settings, drafter, control
+        self._service, self._learn = service, learn
+        self.learned: Any = None   # the stored output's id once ``finish`` learned it
+        self.done = False
+
+    def propose(self, max_depth: int, final: Collection[int] = ()) -> tuple[Draft, Draft]:
+        """(the drafter's draft, the part of it to verify this step). ``max_depth``: the
+        deepest node that could still be emitted; nothing is drafted past a ``final`` token."""
+        s = self.settings
+        if s.max_spec_tokens <= 0 or max_depth < 1:
+            return Draft(), Draft()
+        limit = self.control.limit(s.max_spec_tokens)  # 0: drafting does not pay this step
+        if limit <= 0:
+            return Draft(), Draft()
+        raw = self.drafter.draft(limit)
+        if len(raw) == 0:
+            return raw, raw
+        draft = cut_below(raw, final)
+        if self.kind.chain:
+            draft = best_chain(draft)
+        return raw, self.control.size(draft, limit, max_depth)
+
+    def feedback(self, outcome: StepOutcome) -> None:
+        """The step's one report: the drafter sees the emitted tokens, the control what was
+        verified, accepted and how long drafting and the forward took."""
+        if outcome.emitted:
+            self.drafter.observe(list(outcome.emitted))
+        if self.kind.drafts:
+            self.control.feedback(outcome)
+
+    def finish(self, output_ids: Sequence[int], finished: bool) -> Any:
+        """The request is over (``finished``: it ended by itself, not by an error or a
+        cancelled stream); its output is learned if the service learns. Returns the stored
+        output's id, or None."""
+        if self.done:
+            return self.learned
+        self.done = True
+        self.control.end()
+        self.drafter.end(list(output_ids), finished)
+        if finished and self._learn is not None and output_ids:
+            self.learned = self._learn(list(output_ids))
+        return self.learned
+
+    def summary(self) -> dict:
+        """What the request did, for reports: the source of each step's draft where the
+        drafter chose between several (``choices``), and whether its output was learned."""
+        out: dict[str, Any] = {"spec": self.kind.name, "learned": self.learned is not None,
+                               "learned_id": self.learned}
+        choices = getattr(self.drafter, "choices", None)
+        if isinstance(choices, dict):
+            out["choices"] = dict(choices)
+        return out
+
+
+class DraftService:
+    """One engine's drafting state: settings, sources, learned controls and learning.
+
+    ``tree``: the store's newest suffix tree, asked at each request's start (None: drafts
+    come from the request's own tree only). ``exit_drafter``: a factory of early-exit
+    drafters (kinds that need an exit layer). ``learn``: stores a finished output (None: the
+    service does not learn). ``cost``: the verification cost curve, or a callable measuring
+    it on first use (None: the engine that opens it attaches its own, ``use_cost``).
+    ``drafter``: one custom drafter for every request, or ``drafter_factory`` one per
+    request, instead of the registry's build (the kind still decides control and
+    verification); ``plain=True``: never draft.
+    """
+
+    def __init__(self, settings: DraftSettings | None = None, *, tree: Callable[[], SuffixIndex | None] | None = None,
+                 exit_drafter: Callable[[], Drafter] | None = None, learn: Learn | None = None,
+                 cost: CostModel | Callable[[], CostModel] | None = None, controls: DraftControls | None = None,
+                 drafter: Drafter | None = None, drafter_factory: Callable[[], Drafter] | None = None,
+                 plain: bool = False) -> None:
+        if drafter is not None and drafter_factory is not None:
+            raise ValueError("give either drafter or drafter_factory, not both")
+        if drafter is not None and not isinstance(drafter, Drafter):
+            raise TypeError(f"drafter must implement the Drafter protocol (begin/draft/observe/end), not "
+                            f"{type(drafter).__name__}; pass a factory as drafter_factory=")
+        self.settings = settings if settings is not None else DraftSettings()
+        registry.kind_of(self.settings.spec)
+        self.controls = controls if controls is not None else DraftControls(cost)
+        self._cost_attached = controls is not None or cost is not None
+        self.sources = Sources(tree=tree, exit_drafter=exit_drafter, controls=self.controls)
+        self.learn = learn
+        self._drafter, self._factory, self._plain = drafter, drafter_factory, plain
+
+    # ------------------------------------------------------------------ set-up by the engine
+    def use_cost(self, measure: Callable[[], CostModel]) -> None:
+        """The engine's own cost curve (measured on first use), unless one was given at open."""
+        if not self._cost_attached:
+            self.controls = self.controls.with_cost(measure)
+            self.sources = Sources(self.sources.tree, self.sources.exit_drafter, self.controls)
+            self._cost_attached = True
+
+    def speculates(self, settings: DraftSettings | None = None) -> bool:
+        """Whether requests with these settings draft at all."""
+        s = settings if settings is not None else self.settings
+        return not self._plain and s.max_spec_tokens > 0 and registry.kind_of(s.spec).drafts
+
+    def needs_cost(self, settings: DraftSettings | None = None) -> bool:
+        """Whether such requests read the cost curve (so an engine measures it before timing)."""
+        s = settings if settings is not None else self.settings
+        return self.speculates(s) and s.sizing != "fixed"
+
+    # ------------------------------------------------------------------ the request lifecycle
+    def start(self, prompt_ids: Sequence[int], settings: DraftSettings | None = None) -> DraftRequest:
+        """A new request continuing ``prompt_ids`` (``settings``: this request's, else the service's)."""
+        s = settings if settings is not None else self.settings
+        kind = registry.kind_of(s.spec)
+        if not self.speculates(s):
+            kind, drafter = registry.kind_of("off"), registry.kind_of("off").build(self.sources, s)
+        elif self._drafter is not None:
+            drafter = self._drafter
+        elif self._factory is not None:
+            drafter = self._factory()
+        else:
+            drafter = kind.build(self.sources, s)
+        control = self._control(kind, s)
+        if isinstance(drafter, PacedDrafter):
+            drafter.pace(control.keep_drafting)
+        drafter.begin(list(prompt_ids))
+        if isinstance(drafter, PrefillingDrafter):
+            drafter.catch_up()  # the drafter's own prefill, before the first step like the target's
+        return DraftRequest(self, kind, s, drafter, control, self.learn)
+
+    def _control(self, kind: DrafterKind, settings: DraftSettings) -> DraftControl:
+        if kind.control is None:  # the drafter sizes its drafts itself
+            return self.controls.for_request("fixed", kind.name)
+        max_len = kind.max_len(settings) if kind.max_len is not None else None
+        return self.controls.for_request(settings.sizing, kind.control, max_len)
