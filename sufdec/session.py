@@ -83,8 +83,9 @@ def exit_drafter_factory(model: Any, draft: DraftSettings, cache_root: Path, pat
                 f"no exit layer {which}trained for this model yet: run `sufdec train-exit` first")
     draft_model, info = exit_model.load_exit_layer(model, Path(path), fingerprint)
     vocab = info.extra.get("draft_vocab")
+    held = f"{info.held_out_acceptance:.1%}" if info.held_out_acceptance is not None else "not measured"
     say(f"early exit after layer {info.layer} of {info.num_layers} (held-out acceptance "
-        f"{info.held_out_acceptance}, draft vocabulary {len(vocab) if vocab else 'full'})")
+        f"{held}, draft vocabulary {len(vocab) if vocab else 'full'})")
     return lambda: EarlyExitDrafter(draft_model, vocab, max_len=draft.exit_max_len, min_prob=draft.exit_min_prob,
                                     branch=draft.exit_branch)
 
@@ -198,6 +199,9 @@ class GenerationSession:
             "text": result.text,
             "new_tokens": result.new_tokens,
             "steps": result.steps,
+            "drafted": sum(s.drafted for s in result.step_results),    # nodes the drafter proposed
+            "verified": sum(s.verified for s in result.step_results),  # of them, verified by the model
+            "accepted": sum(s.accepted_nodes for s in result.step_results),  # of those, accepted
             "tokens_per_step": round(result.mean_tokens_per_step, 4),
             "tokens_per_s": round(result.tokens_per_s, 3),
             "elapsed_s": round(result.elapsed_s, 4),

@@ -11,6 +11,11 @@ import typer
 from sufdec.cli import common
 
 
+def _share(x: Optional[float]) -> str:
+    """A held-out figure, or "not measured" (a run stopped by Ctrl-C measures none)."""
+    return f"{x:.1%}" if x is not None else "not measured"
+
+
 def train_exit(
     model: Optional[str] = common.ModelOption,
     trust_remote_code: bool = common.TrustRemoteCodeOption,
@@ -23,7 +28,7 @@ def train_exit(
     store: Optional[Path] = typer.Option(
         None, "--store", show_default=False,
         help="Train on the outputs a store holds (default when --data is not given: $SUFDEC_STORE, else the user store)."),
-    steps: int = typer.Option(450, "--steps", min=1, help="Optimizer steps in all (a re-run resumes up to this; ~0.4 s each on 2 CPU cores for the default model)."),
+    steps: int = typer.Option(450, "--steps", min=1, help="Optimizer steps in all (a re-run resumes up to this; the progress line shows the time a step takes)."),
     lr: float = typer.Option(5e-4, "--lr", min=0.0, help="Peak learning rate (cosine decay), finite."),
     max_tokens: int = typer.Option(60000, "--max-tokens", min=256, help="Most training tokens read."),
     draft_vocab: int = typer.Option(
@@ -113,7 +118,7 @@ def train_exit(
         return
     common.console.print(
         f"[green]saved[/] {exit_model.exit_paths(folder, n)[0]}: layer {info.layer} of {info.num_layers}, "
-        f"{info.steps} steps, loss {info.final_loss:.3f}, held-out acceptance {info.held_out_acceptance:.1%}, "
+        f"{info.steps} steps, loss {info.final_loss:.3f}, held-out acceptance {_share(info.held_out_acceptance)}, "
         f"{info.train_seconds:.0f} s", highlight=False)
     held = info.extra.get("held_out") or {}
     if held.get("chain"):

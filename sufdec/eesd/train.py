@@ -33,6 +33,7 @@ from typing import Union
 import torch
 
 from sufdec.eesd.exit_model import (
+    ExitLayerError,
     ExitLayerInfo,
     build_draft_model,
     exit_paths,
@@ -215,6 +216,30 @@ def held_out_figures(student: Student, teacher: Teacher, idx: torch.Tensor) -> d
             "close_second_right": round(close_right / close, 4) if close else None}
 
 
+def _finite(layer: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in layer.parameters())
+
+
+def _resumed(exit_layer: torch.nn.Module, info: ExitLayerInfo, weights: Path, meta: Path) -> ExitLayerInfo:
+    """The saved run's info with its weights loaded into ``exit_layer`` (``info`` as it was
+    when the saved layer is another model's or start's); a damaged or poisoned file is one
+    ExitLayerError that says to start over."""
+    from safetensors.torch import load_file
+
+    try:
+        old = ExitLayerInfo.from_json(meta.read_text())
+        if old.fingerprint != info.fingerprint or old.init_from != info.init_from:
+            return info
+        exit_layer.load_state_dict(load_file(str(weights)))
+    except Exception as exc:  # safetensors, json and torch raise many kinds; one line for all
+        raise ExitLayerError(f"the saved exit layer {weights} is damaged ({type(exc).__name__}: "
+                             f"{str(exc)[:200]}); start over with --fresh") from None
+    if not _finite(exit_layer):
+        raise ExitLayerError(f"the saved exit layer {weights} holds non-finite weights (a run that diverged); "
+                             "start over with --fresh")
+    return old
+
+
 def train_exit_layer(
     model: torch.nn.Module,
     sequences: Sequence[Text],
@@ -236,12 +261,7 @@ def train_exit_layer(
                          len(model.model.layers), model_name)
     weights, meta = exit_paths(out_dir, settings.layer)
     if resume and weights.is_file() and meta.is_file():
-        from safetensors.torch import load_file
-
-        old = ExitLayerInfo.from_json(meta.read_text())
-        if old.fingerprint == fingerprint and old.init_from == info.init_from:
-            exit_layer.load_state_dict(load_file(str(weights)))
-            info = old
+        info = _resumed(exit_layer, info, weights, meta)
     exit_layer.requires_grad_(True).train()
     chunks, learn = pack(sequences, settings.chunk, eos)
     n_held = max(1, int(len(chunks) * settings.held_out)) if len(chunks) > 1 else 0
@@ -261,6 +281,9 @@ def train_exit_layer(
     step, loss_value = info.steps, info.final_loss
 
     def save(steps_done: int, loss: float | None, figures: dict | None = None) -> ExitLayerInfo:
+        if not _finite(exit_layer) or (loss is not None and not math.isfinite(loss)):
+            raise ExitLayerError(f"training diverged by step {steps_done} (non-finite loss or weights): nothing "
+                                 f"was saved to {weights}; lower --lr")
         extra = {"draft_vocab": vocab.tolist(), "chunk": settings.chunk, "lr": settings.lr}
         if figures:
             extra["held_out"] = figures

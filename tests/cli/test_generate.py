@@ -42,6 +42,8 @@ def test_generate_prompts_file_and_chain_mode(tmp_path, tiny_model_dir):
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 2 and rows[0]["id"] == "a" and rows[1]["spec"] == "chain"
+    for row in rows:  # issue 20 item 14: drafts rejected and drafts never verified told apart
+        assert row["drafted"] >= row["verified"] >= row["accepted"] >= 0
     # the name before 0.1 was never released: refused, with the kinds there are
     res = runner.invoke(app, ["generate", "--model", str(tiny_model_dir), "--store", str(tmp_path / "s"),
                               "--prompt", "SELECT", "--max-new-tokens", "4", "--json", "--spec", "path"])

@@ -104,3 +104,33 @@ def test_train_exit_skips_bad_lines_and_refuses_non_finite_options(tmp_path: Pat
     said = " ".join(res.output.split())
     assert "d.jsonl:1: skipped: not valid JSON" in said and "d.jsonl:2: skipped:" in said, said
     assert "Traceback" not in res.output
+
+
+def test_train_exit_refuses_to_resume_a_damaged_or_poisoned_layer(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Issue 20 items 3 and 4: a truncated weights file, garbage beside it, or non-finite
+    weights: one line that says to start over with --fresh (and --fresh does)."""
+    from safetensors.torch import load_file, save_file
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": f"select name from singer where age {i}"}) + "\n" for i in range(60)))
+    out = tmp_path / "exit"
+    args = ["train-exit", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(out), "--steps", "2"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    weights = next(out.glob("*.safetensors"))
+    meta = next(out.glob("*.json"))
+    good_w, good_m = weights.read_bytes(), meta.read_text()
+    tensors = load_file(str(weights))
+    poisoned = {k: v.clone().fill_(float("nan")) for k, v in tensors.items()}
+    cases = [(lambda: weights.write_bytes(good_w[:100]), "is damaged"),
+             (lambda: meta.write_text("{garbage"), "is damaged"),
+             (lambda: save_file(poisoned, str(weights)), "non-finite weights")]
+    for spoil, needle in cases:
+        weights.write_bytes(good_w)
+        meta.write_text(good_m)
+        spoil()
+        res = runner.invoke(app, [*args, "--steps", "3"])
+        said = " ".join(res.output.split())
+        assert res.exit_code == 1 and needle in said and "--fresh" in said, said
+    res = runner.invoke(app, [*args, "--fresh"])
+    assert res.exit_code == 0, res.output
