@@ -101,8 +101,6 @@ class GenerationSession:
         self.store = store
         self.config = config
         self.last_learned: Optional[int] = None
-        if registry.kind_of(config.draft.spec).exit_layer == "needs" and exit_drafter is None:
-            raise ValueError(f"spec {config.draft.spec!r} needs an exit layer (see GenerationSession.open)")
         self.drafting = DraftService(
             config.draft, tree=self._newest_tree if store is not None else None, exit_drafter=exit_drafter,
             learn=self._learn if config.learn and store is not None else None)

@@ -89,13 +89,10 @@ class MethodRunner:
         self.generator = None
         if self.draft is None:
             return
-        from sufdec.drafters.registry import kind_of
         from sufdec.drafters.service import DraftService
         from sufdec.engine.config import GenerationConfig
         from sufdec.engine.generator import SpeculativeGenerator
 
-        if kind_of(self.draft.spec).exit_layer == "needs" and exit_drafter is None:
-            raise ValueError(f"the {name} method needs an exit layer (see BenchSettings.exit_layer)")
         self.config = GenerationConfig(max_new_tokens=settings.max_new_tokens, do_sample=False)
         drafting = DraftService(self.draft, tree=tree_of, exit_drafter=exit_drafter)  # the bench learns itself
         self.generator = SpeculativeGenerator(model, tokenizer, drafting=drafting)

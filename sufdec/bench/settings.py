@@ -75,7 +75,7 @@ class BenchSettings:
     trust_remote_code: bool = False     # run Python code the model folder ships (an auto_map in its config)
 
     def __post_init__(self) -> None:
-        methods = tuple(dict.fromkeys(m for m in self.methods))
+        methods = tuple(dict.fromkeys(self.methods))
         bad = [m for m in methods if not is_method(m)]
         if bad:
             raise ValueError(f"unknown method(s) {', '.join(bad)}; choose from {', '.join(METHODS)}")

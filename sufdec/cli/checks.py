@@ -66,18 +66,20 @@ def text(value: Optional[str], flag: str) -> None:
     raise fail(f"{flag} holds {what} at character {bad.start() + 1}; give it as UTF-8 text", 2)
 
 
-def readable_stream(path: Path, option: str) -> None:
-    """Refuse a path that is missing, a directory or unreadable (a FIFO or a pipe is fine)."""
+def readable_stream(path: Union[str, Path], label: str, missing_hint: str = "") -> os.stat_result:
+    """The stat of a JSONL source that exists and is no directory (a FIFO or a pipe is fine);
+    else one line naming it by ``label``, exit 2."""
     import stat
 
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise fail(f"{option} {shown(path)}: no such file", 2) from None
+        raise fail(f"{label}: no such file{missing_hint}", 2) from None
     except OSError as exc:
-        raise fail(f"{option} {shown(path)}: cannot read it ({exc.strerror})", 2) from None
+        raise fail(f"{label}: cannot read it ({exc.strerror})", 2) from None
     if stat.S_ISDIR(st.st_mode):
-        raise fail(f"{option} {shown(path)}: is a directory, not a JSONL file", 2)
+        raise fail(f"{label} is a directory, not a JSONL file", 2)
+    return st
 
 
 GENERATING_DEVICES = ("cpu", "cuda", "mps")  # meta holds no data; xla, hpu, ... are not tried

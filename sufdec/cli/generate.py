@@ -22,7 +22,7 @@ def read_prompts(prompt: Optional[str], prompts: Optional[Path]) -> list[dict]:
     if prompts is not None:
         from sufdec.jsonl import read_objects
 
-        checks.readable_stream(prompts, "--prompts")  # a file, a FIFO or `<(cmd)`; not a directory
+        checks.readable_stream(prompts, f"--prompts {checks.shown(prompts)}")  # a file, a FIFO or `<(cmd)`
 
         def skipped(n: int, why: str, too_long: bool) -> None:
             if not too_long:  # a prompt file with a broken line is refused whole

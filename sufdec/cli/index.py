@@ -30,14 +30,7 @@ def _check_source(source: str) -> None:
     if source == "-":
         return
     name = checks.shown(source)  # a name with bytes that are not UTF-8 is shown as \xff, never a traceback
-    try:
-        st = os.stat(source)
-    except FileNotFoundError:
-        raise common.fail(f"{name}: no such file (use - to read standard input)", 2) from None
-    except OSError as exc:
-        raise common.fail(f"{name}: cannot read it ({exc.strerror})", 2) from None
-    if stat.S_ISDIR(st.st_mode):
-        raise common.fail(f"{name} is a directory, not a JSONL file", 2)
+    st = checks.readable_stream(source, name, " (use - to read standard input)")
     if stat.S_ISREG(st.st_mode) and st.st_size == 0:
         raise common.fail(f"{name} is empty: nothing to index")
 

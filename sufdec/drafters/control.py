@@ -147,10 +147,9 @@ class DraftControls:
     def flat(cls) -> "DraftControls":
         return cls(CostModel.flat())
 
-    def with_cost(self, cost: CostModel | Callable[[], CostModel]) -> "DraftControls":
-        """These controls with another cost curve (or its measurement on first use)."""
+    def with_cost(self, cost: CostModel | Callable[[], CostModel]) -> None:
+        """Use another cost curve (or its measurement on first use) from now on."""
         self._cost = cost
-        return self
 
     def cost_model(self) -> CostModel:
         if not isinstance(self._cost, CostModel):

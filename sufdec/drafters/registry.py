@@ -93,23 +93,25 @@ def help_text() -> str:
     return "; ".join(f"{k.name}: {k.help}" for k in _KINDS.values()) + "."
 
 
-def _suffix(sources: Sources, settings: DraftSettings) -> Drafter:
-    return SuffixDrafter(sources.global_tree(), settings, chain=kind_of(settings.spec).chain)
+def _tree(sources: Sources, settings: DraftSettings) -> Drafter:
+    return SuffixDrafter(sources.global_tree(), settings)
+
+
+def _chain(sources: Sources, settings: DraftSettings) -> Drafter:
+    return SuffixDrafter(sources.global_tree(), settings, chain=True)
 
 
 def _early_exit(sources: Sources, settings: DraftSettings) -> Drafter:
-    if sources.exit_drafter is None:
-        raise ValueError("spec 'eesd' needs an exit layer (train one with `sufdec train-exit`)")
-    return sources.exit_drafter()
+    return sources.exit_drafter()  # the service refuses this kind without one
 
 
 def _hybrid(sources: Sources, settings: DraftSettings) -> Drafter:
     early = sources.exit_drafter() if sources.exit_drafter is not None else None
-    return HybridDrafter(_suffix(sources, settings), early, sources.controls, settings)
+    return HybridDrafter(_tree(sources, settings), early, sources.controls, settings)
 
 
-register(DrafterKind("tree", _suffix, "verify draft trees from past outputs", store=True))
-register(DrafterKind("chain", _suffix, "verify only each draft's most probable path", chain=True, store=True))
+register(DrafterKind("tree", _tree, "verify draft trees from past outputs", store=True))
+register(DrafterKind("chain", _chain, "verify only each draft's most probable path", chain=True, store=True))
 register(DrafterKind(
     "eesd", _early_exit, "chains from the model's own early-exit layer (train it with `sufdec train-exit`)",
     control="eesd", max_len=lambda s: s.exit_max_len, exit_layer="needs"))

@@ -34,10 +34,10 @@ Learn = Callable[[list[int]], Any]  # stores one finished output; returns its id
 class DraftRequest:
     """One request's drafter and draft control (made by ``DraftService.start``)."""
 
-    def __init__(self, service: "DraftService", kind: DrafterKind, settings: DraftSettings, drafter: Drafter,
-                 control: DraftControl, learn: Learn | None) -> None:
+    def __init__(self, kind: DrafterKind, settings: DraftSettings, drafter: Drafter, control: DraftControl,
+                 learn: Learn | None) -> None:
         self.kind, self.settings, self.drafter, self.control = kind, settings, drafter, control
-        self._service, self._learn = service, learn
+        self._learn = learn
         self.learned: Any = None   # the stored output's id once ``finish`` learned it
         self.done = False
 
@@ -114,19 +114,18 @@ class DraftService:
             raise TypeError(f"drafter must implement the Drafter protocol (begin/draft/observe/end), not "
                             f"{type(drafter).__name__}; pass a factory as drafter_factory=")
         self.settings = settings if settings is not None else DraftSettings()
-        registry.kind_of(self.settings.spec)
         self.controls = controls if controls is not None else DraftControls(cost)
         self._cost_attached = controls is not None or cost is not None
         self.sources = Sources(tree=tree, exit_drafter=exit_drafter, controls=self.controls)
         self.learn = learn
         self._drafter, self._factory, self._plain = drafter, drafter_factory, plain
+        self._kind(self.settings)  # an unknown spec, or an exit layer missing, is refused at open
 
     # ------------------------------------------------------------------ set-up by the engine
     def use_cost(self, measure: Callable[[], CostModel]) -> None:
         """The engine's own cost curve (measured on first use), unless one was given at open."""
         if not self._cost_attached:
-            self.controls = self.controls.with_cost(measure)
-            self.sources = Sources(self.sources.tree, self.sources.exit_drafter, self.controls)
+            self.controls.with_cost(measure)
             self._cost_attached = True
 
     def speculates(self, settings: DraftSettings | None = None) -> bool:
@@ -143,9 +142,9 @@ class DraftService:
     def start(self, prompt_ids: Sequence[int], settings: DraftSettings | None = None) -> DraftRequest:
         """A new request continuing ``prompt_ids`` (``settings``: this request's, else the service's)."""
         s = settings if settings is not None else self.settings
-        kind = registry.kind_of(s.spec)
-        if not self.speculates(s):
-            kind, drafter = registry.kind_of("off"), registry.kind_of("off").build(self.sources, s)
+        kind = self._kind(s)
+        if kind.name == "off":
+            drafter = kind.build(self.sources, s)
         elif self._drafter is not None:
             drafter = self._drafter
         elif self._factory is not None:
@@ -158,7 +157,18 @@ class DraftService:
         drafter.begin(list(prompt_ids))
         if isinstance(drafter, PrefillingDrafter):
             drafter.catch_up()  # the drafter's own prefill, before the first step like the target's
-        return DraftRequest(self, kind, s, drafter, control, self.learn)
+        return DraftRequest(kind, s, drafter, control, self.learn)
+
+    def _kind(self, settings: DraftSettings) -> DrafterKind:
+        """The registry's entry for these settings (``off`` where nothing is drafted); a kind
+        that needs an exit layer is refused when the service has none and no drafter of its own."""
+        kind = registry.kind_of(settings.spec)
+        if not self.speculates(settings):
+            return registry.kind_of("off")
+        own = self._drafter is not None or self._factory is not None
+        if kind.exit_layer == "needs" and self.sources.exit_drafter is None and not own:
+            raise ValueError(f"spec {kind.name!r} needs an exit layer (train one with `sufdec train-exit`)")
+        return kind
 
     def _control(self, kind: DrafterKind, settings: DraftSettings) -> DraftControl:
         if kind.control is None:  # the drafter sizes its drafts itself

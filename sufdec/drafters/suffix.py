@@ -30,7 +30,7 @@ class SuffixDrafter(ContextDrafter):
         self.chain = chain
         self._cursor = None
         self._request: RequestTree | None = None
-        self._budgets = {settings.max_spec_tokens: settings}
+        self._budgets = {self.settings.max_spec_tokens: self.settings}
 
     def begin(self, prompt_ids: list[int]) -> None:
         super().begin(prompt_ids)

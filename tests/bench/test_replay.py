@@ -27,6 +27,8 @@ def _split(seqs):
 
 def _manual_tau(train, held, settings: DraftSettings) -> float:
     """The replay walk spelled out with draft_both (what replay did before it used the drafter)."""
+    if settings.spec == "chain":  # a chain drafter drafts one path in paper mode (DraftSettings.single_path)
+        settings = settings.replace(single_path=True)
     tree = SuffixIndex(max_depth=settings.max_depth)
     for i, s in enumerate(train):
         tree.add(i, s)
