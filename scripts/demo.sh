@@ -16,8 +16,9 @@ $BIN/sufdec index data/spider_demo/corpus.jsonl
 $BIN/sufdec stats --prefix "SELECT" --depth 3
 N=${DEMO_PROMPTS:-24}
 head -n "$N" data/spider_demo/prompts.jsonl > "$OUT/prompts.jsonl"
-echo "== 3. generate $N held-out prompts: plain decoding, then speculation (greedy, float32, CPU)"
-$BIN/sufdec generate --prompts "$OUT/prompts.jsonl" --spec off --no-learn --max-new-tokens 128 --json > "$OUT/off.jsonl"
-$BIN/sufdec generate --prompts "$OUT/prompts.jsonl" --spec tree --no-learn --max-new-tokens 128 --json > "$OUT/tree.jsonl"
+echo "== 3. generate $N held-out prompts with plain decoding and with speculation, interleaved (greedy, float32, CPU)"
+# what `sufdec generate --prompts FILE --spec off|tree --no-learn --json` does, one prompt at a
+# time with both methods, so that the machine's load weighs on both alike
+$BIN/python scripts/demo_generate.py "$OUT/prompts.jsonl" "$OUT" 128
 echo "== 4. compare"
 $BIN/python scripts/demo_report.py "$OUT/off.jsonl" "$OUT/tree.jsonl"

@@ -287,6 +287,9 @@ def check_gguf(path: str | os.PathLike[str]) -> None:
         raise ModelFileError(f"cannot read the model file {shown}: {exc.strerror}") from None
 
 
+GGUF_NEWEST = 3  # the newest GGUF header layout the readers (gguf, transformers) know
+
+
 def _walk_gguf(buf: mmap.mmap, shown: str) -> None:
     if buf[:4] != b"GGUF":
         raise ModelFileError(f"{shown} is not a GGUF model file (it does not start with 'GGUF')")
@@ -296,6 +299,10 @@ def _walk_gguf(buf: mmap.mmap, shown: str) -> None:
     version = walk.take("I")
     if version < 2:
         raise ModelFileError(f"{shown} is a GGUF file of version {version}, older than the readers support")
+    if version > GGUF_NEWEST:
+        raise ModelFileError(f"{shown} is a GGUF file of version {version}, newer than the readers support "
+                             f"(versions 2 to {GGUF_NEWEST}): convert it with a current llama.cpp, or use the "
+                             "model's Hugging Face folder")
     try:
         tensors, keys = walk.take("Q"), walk.take("Q")
         alignment = 32

@@ -205,7 +205,7 @@ class GenerationSession:
             "elapsed_s": round(result.elapsed_s, 4),
             "prefill_s": round(result.prefill_s, 4),
             "finish_reason": result.finish_reason,
-            "spec": self.config.draft.spec,
+            "spec": result.drafting.get("spec", self.config.draft.spec),
             "learned": self.last_learned is not None,
             "step_ms": {k: round(v, 3) for k, v in result.mean_timings_ms().items()},
         }

@@ -24,11 +24,21 @@ class _Console(Console):
 console = _Console()
 err_console = _Console(stderr=True)
 
+def store_path(value: object) -> Optional[Path]:
+    """--store's parser: a path, but not an empty one (``Path("")`` is the current directory)."""
+    if value is None or isinstance(value, Path):
+        return value
+    if str(value).strip() == "":
+        raise typer.BadParameter("is empty: give a directory, or leave --store out for $SUFDEC_STORE or the default store")
+    return Path(str(value))
+
+
 StoreOption = typer.Option(
     None,
     "--store",
-    help="Store directory. Default: $SUFDEC_STORE, else the user data dir (sufdec/store).",
+    help="Store directory (new, empty, or a store). Default: $SUFDEC_STORE, else the user data dir (sufdec/store).",
     show_default=False,
+    parser=store_path,
 )
 ModelOption = typer.Option(
     None,

@@ -26,7 +26,7 @@ def train_exit(
         None, "--data", exists=True, dir_okay=False, show_default=False,
         help='JSONL of past outputs: {"prompt","completion"}, {"messages"}, {"text"} or {"token_ids"}.'),
     store: Optional[Path] = typer.Option(
-        None, "--store", show_default=False,
+        None, "--store", show_default=False, parser=common.store_path,
         help="Train on the outputs a store holds (default when --data is not given: $SUFDEC_STORE, else the user store)."),
     steps: int = typer.Option(450, "--steps", min=1, help="Optimizer steps in all (a re-run resumes up to this; the progress line shows the time a step takes)."),
     lr: float = typer.Option(5e-4, "--lr", min=0.0, help="Peak learning rate (cosine decay), finite."),
@@ -40,7 +40,8 @@ def train_exit(
         help="Target layer the exit layer starts as a copy of (default: the last, whose output the head reads)."),
     out: Optional[Path] = typer.Option(
         None, "--out", file_okay=False, show_default=False,
-        help="Folder for the exit layer (default: the model cache, where generate --spec eesd finds it)."),
+        help="Folder for the exit layer (default: the model cache, where generate --spec eesd finds it; that "
+             "cache is the user's, shared by every clone and checkout: --out or $SUFDEC_CACHE_DIR keeps a run apart)."),
     fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming a saved exit layer."),
     as_json: bool = typer.Option(False, "--json", help="Print the saved metadata as JSON."),
 ) -> None:
@@ -65,6 +66,7 @@ def train_exit(
         from sufdec.engine.stopping import eos_ids_of
 
         spec = model if model is not None else str(common.default_model_dir())
+        _check_layers(spec, layer, init_from)  # before minutes of loading and reading data
         common.say(f"loading {Path(spec).name} ...")
         hf_model, tok = load_model(spec, device="auto", dtype="float32", trust_remote_code=trust_remote_code)
         exit_model.check_supported(hf_model)
@@ -91,14 +93,20 @@ def train_exit(
                               "(index past outputs first, or pass --data)", 2)
         folder = out if out is not None else exit_model.default_folder(common.cache_root(),
                                                                          exit_model.model_fingerprint(hf_model))
+        if out is None:
+            common.say(f"the exit layer goes to {folder}: the user's model cache, shared by every clone and "
+                       "checkout (--out or $SUFDEC_CACHE_DIR keeps a run apart)")
         common.say(f"training the exit layer after layer {n} on {len(seqs)} sequences, {total} tokens")
         settings = TrainSettings(layer=n, steps=steps, lr=lr, draft_vocab=draft_vocab, init_from=init_from)
         eos = next(iter(eos_ids_of(hf_model, tok)), None)  # the separator between packed records
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                       TimeElapsedColumn(), console=common.err_console, transient=True) as bar:
             tasks: dict[str, int] = {}
+            plain = _PlainProgress() if not common.err_console.is_terminal else None
 
             def progress(phase: str, f: dict) -> None:
+                if plain is not None:  # a log file or a pipe: rich draws nothing there
+                    plain.report(phase, f)
                 if phase == "teacher":
                     if phase not in tasks:
                         tasks[phase] = bar.add_task("teacher pass", total=f["total"], info="")
@@ -126,3 +134,49 @@ def train_exit(
         common.console.print(
             f"  held out, {held['positions']} output positions: top-2 {held['top2']:.1%}; a greedy chain of "
             f"1..{len(held['chain'])} tokens accepted whole {chains}", highlight=False)
+
+
+class _PlainProgress:
+    """train-exit's progress as lines, for a standard error that is not a terminal (a log
+    file, a pipe, CI): one line per tenth of a phase, at most one every 10 seconds besides."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[float, int]] = {}
+
+    def report(self, phase: str, f: dict) -> None:
+        import time
+
+        done, total = (f["done"], f["total"]) if phase == "teacher" else (f["step"], f["steps"])
+        now = time.monotonic()
+        seen_at, tenth = self.last.get(phase, (-1e9, -1))
+        now_tenth = 10 * done // max(total, 1)
+        if now_tenth == tenth and now - seen_at < 10.0 and done < total:
+            return
+        self.last[phase] = (now, now_tenth)
+        what = "teacher pass" if phase == "teacher" else "training"
+        extra = "" if phase == "teacher" else f", loss {f['loss']:.3f}, {f['tokens_per_s']:.0f} tokens/s"
+        common.say(f"{what}: {done}/{total}{extra}")
+
+
+def _layer_count(spec: str) -> Optional[int]:
+    """The model's decoder layers, read from its folder's config.json (None: not a folder
+    with one; the check then happens once the model is loaded)."""
+    try:
+        raw = json.loads((Path(spec).expanduser() / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    text = raw.get("text_config") if isinstance(raw, dict) and isinstance(raw.get("text_config"), dict) else raw
+    n = text.get("num_hidden_layers") if isinstance(text, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def _check_layers(spec: str, layer: Optional[int], init_from: Optional[int]) -> None:
+    """--layer and --init-from against the model's layer count, before it loads."""
+    n = _layer_count(spec)
+    if n is None:
+        return
+    if layer is not None and not 1 <= layer < n:
+        raise common.fail(f"--layer must be between 1 and {n - 1} for this {n}-layer model, not {layer}", 2)
+    if init_from is not None and not 0 <= init_from < n:
+        raise common.fail(f"--init-from must be a layer index between 0 and {n - 1} for this {n}-layer model, "
+                          f"not {init_from}", 2)

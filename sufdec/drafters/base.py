@@ -59,6 +59,16 @@ class PrefillingDrafter(Protocol):
         """Feed the context the drafter's state lacks, but its last token."""
 
 
+@runtime_checkable
+class OutcomeDrafter(Protocol):
+    """A drafter that learns from each step's whole outcome (what was verified, how many
+    nodes were accepted, how long drafting and the forward took), not only the tokens:
+    the drafting service hands it the step's one report in place of ``observe``."""
+
+    def feedback(self, outcome: "StepOutcome") -> None:  # noqa: F821 - drafters.control's
+        """The step's outcome; ``outcome.emitted`` extends the context as ``observe`` would."""
+
+
 class NullDrafter:
     """Never speculates: the decode loop then runs plain decoding (``--spec off``)."""
 

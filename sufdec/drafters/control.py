@@ -2,7 +2,8 @@
 
 One ``DraftControl`` per request, made by ``DraftControls.for_request``. The drafting
 service's request (``sufdec.drafters.service.DraftRequest``) talks to it at three points of
-every step and nowhere else (the hybrid drafter also runs one per side, for now):
+every step and nowhere else (the hybrid drafter, given the same step report, runs one per
+source it chooses between):
 
     k = control.limit(max_nodes)             # before drafting: nodes to ask for (0: draft nothing)
     draft = control.size(raw, k, max_depth)  # after drafting: the part worth verifying
@@ -11,7 +12,9 @@ every step and nowhere else (the hybrid drafter also runs one per side, for now)
     control.end()                            # the request is over
 
 A drafter that pays for every token it drafts (a model forward each, ``PacedDrafter``)
-also asks ``control.keep_drafting(depth, q)`` before each further token.
+also asks ``control.keep_drafting(depth, q)`` before each further token. A chooser between
+sources (the hybrid) asks each source's control ``plan(max_nodes)``: the limit with the
+tokens per unit of cost it expects.
 
 Policies (``DraftSettings.sizing``):
 - ``fixed``: verify up to the budget, learn nothing.
@@ -28,16 +31,22 @@ Policies (``DraftSettings.sizing``):
   for its verification and drafting cost.
 
 What outlives a request (the cost curve, the calibrations, the posteriors, the measured
-drafting cost) lives in ``DraftControls``, one per generator. No torch here.
+drafting cost) lives in ``DraftControls``, one per drafting service. The cost curve stays
+current: with ``live=True`` (the decode loop's measured curve) every step's verification
+time refits it (``sufdec.drafters.stepcost``), so a machine that became busy makes drafts
+smaller; an engine whose steps serve many requests sets a ``price`` instead (the least
+calibrated probability a drafted token must have, what verifying it costs in tokens of
+output), and ``cost`` sizing keeps the nodes at or above it. No torch here.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
 from sufdec.drafters.budget import AcceptanceCalibration, CostModel, size_draft, subtree, top_nodes
+from sufdec.drafters.stepcost import StepCost
 from sufdec.suffix.draft import Draft
 from sufdec.suffix.settings import SIZINGS as POLICIES
 
@@ -129,13 +138,19 @@ class DraftControls:
     ("suffix", "eesd"): acceptance calibrations, Beta posteriors, drafting cost (seconds
     per drafted token relative to a one-token verification forward, measured online).
 
-    ``cost``: the verification cost curve, or a callable measuring it on first use.
+    ``cost``: the verification cost curve, or a callable measuring it on first use;
+    ``live``: refit it from every step's verification time (``steps``); ``price``: the
+    engine's price of one verified token in tokens of output (its steps serve many
+    requests), read at every sizing; None: the curve's tokens-per-cost rule.
     """
 
     def __init__(self, cost: CostModel | Callable[[], CostModel] | None = None, *,
-                 discount: float = 0.97, seed: int | None = None, calibrate: bool = True) -> None:
+                 discount: float = 0.97, seed: int | None = None, calibrate: bool = True,
+                 live: bool = False, price: Callable[[], float] | None = None) -> None:
         self._cost = cost if cost is not None else CostModel.flat()
         self.discount, self.calibrate = discount, calibrate
+        self.live, self.price = live, price
+        self.steps = StepCost()          # verification times against drafted tokens (live curve)
         self.calibrations: dict[str, AcceptanceCalibration] = {}
         self.posteriors: dict[str, BetaPosterior] = {}
         self.draft_s_per_token: dict[str, Ema] = {}
@@ -147,14 +162,21 @@ class DraftControls:
     def flat(cls) -> "DraftControls":
         return cls(CostModel.flat())
 
-    def with_cost(self, cost: CostModel | Callable[[], CostModel]) -> None:
-        """Use another cost curve (or its measurement on first use) from now on."""
-        self._cost = cost
+    def with_cost(self, cost: CostModel | Callable[[], CostModel], live: bool = False) -> None:
+        """Use another cost curve (or its measurement on first use) from now on; ``live``:
+        refit it from the steps' verification times once they can tell."""
+        self._cost, self.live = cost, live
 
-    def cost_model(self) -> CostModel:
+    def measured_cost(self) -> CostModel:
+        """The curve given or measured at load."""
         if not isinstance(self._cost, CostModel):
             self._cost = self._cost()
         return self._cost
+
+    def cost_model(self) -> CostModel:
+        """The cost curve in use: the live fit once it can tell (``live``), else the measured one."""
+        base = self.measured_cost()
+        return self.steps.cost_model(base) if self.live else base
 
     def calibration(self, source: str) -> AcceptanceCalibration | None:
         return self.calibrations.setdefault(source, AcceptanceCalibration()) if self.calibrate else None
@@ -174,6 +196,8 @@ class DraftControls:
 
     def observe_times(self, source: str, out: StepOutcome) -> None:
         if out.forward_s > 0:
+            if self.live:
+                self.steps.observe(1, len(out.verified), out.forward_s, len(out.emitted))
             self.forward_s.add(out.forward_s / self.cost_model().cost(1 + len(out.verified)))
         if out.drafted > 0 and out.draft_s > 0:
             self.draft_s_per_token.setdefault(source, Ema()).add(out.draft_s / out.drafted)
@@ -200,12 +224,16 @@ class DraftControl:
     source: str = "suffix"
     context: list[int] = field(default_factory=list)          # tokens emitted so far
     pending: list[tuple[int, Draft, int]] = field(default_factory=list)  # (len(context) then, draft, depth)
-    last_rate: float = 1.0   # expected tokens per unit of cost of the last limit() decision
 
     keep_drafting: Callable[[int, float], bool] | None = None  # None: the drafter's own rule
 
     def limit(self, max_nodes: int) -> int:
-        return max_nodes
+        return self.plan(max_nodes)[0]
+
+    def plan(self, max_nodes: int) -> tuple[int, float]:
+        """(nodes to ask for, expected tokens per unit of cost of drafting them): ``limit``
+        with the rate it expects, for a chooser weighing sources (the hybrid)."""
+        return max_nodes, 1.0
 
     def size(self, draft: Draft, max_nodes: int, max_depth: int | None = None) -> Draft:
         return size_draft(draft, None, max_nodes, max_depth)
@@ -243,7 +271,8 @@ class DraftControl:
 
 
 class CostControl(DraftControl):
-    """``cost``: calibrated probabilities, the node count with the best tokens per cost."""
+    """``cost``: calibrated probabilities, the node count with the best tokens per cost
+    (or, where the engine sets a ``price``, every node whose probability pays it)."""
 
     def size(self, draft: Draft, max_nodes: int, max_depth: int | None = None) -> Draft:
         if len(draft) == 0:
@@ -251,6 +280,10 @@ class CostControl(DraftControl):
         self._remember(draft)
         cal = self.shared.calibration(self.source)
         draft = cal.apply(draft) if cal is not None else draft
+        if self.shared.price is not None:
+            price = self.shared.price()
+            paying = sum(1 for p in draft.probs if p >= price) if price > 0 else len(draft)
+            return size_draft(draft, None, min(max_nodes, paying), max_depth)
         return size_draft(draft, self.shared.cost_model(), max_nodes, max_depth)
 
 
@@ -263,12 +296,10 @@ class BetaTSControl(DraftControl):
         self.theta = 0.0
         self.keep_drafting = lambda depth, q: True  # the length is decided up front
 
-    def limit(self, max_nodes: int) -> int:
+    def plan(self, max_nodes: int) -> tuple[int, float]:
         cap = max_nodes if self.max_len is None else min(max_nodes, self.max_len)
         self.theta = self.shared.posterior(self.source).sample(self.shared.rng)
-        k, self.last_rate = best_length(self.theta, cap, self.shared.cost_model(),
-                                        self.shared.draft_cost(self.source))
-        return k
+        return best_length(self.theta, cap, self.shared.cost_model(), self.shared.draft_cost(self.source))
 
     def size(self, draft: Draft, max_nodes: int, max_depth: int | None = None) -> Draft:
         """The top ``max_nodes`` nodes (the drafted length the draw chose)."""
@@ -295,11 +326,11 @@ class CalibrationTSControl(BetaTSControl):
         self.keep_drafting = self._keep_drafting
         self._chain_p, self._gain, self._cost = 1.0, 1.0, 1.0
 
-    def limit(self, max_nodes: int) -> int:
-        k = super().limit(max_nodes)
+    def plan(self, max_nodes: int) -> tuple[int, float]:
+        k, rate = super().plan(max_nodes)
         self._chain_p, self._gain, self._cost = 1.0, 1.0, 1.0
         cap = max_nodes if self.max_len is None else min(max_nodes, self.max_len)
-        return cap if k or self._token_pays(1, self.theta) else 0
+        return (cap if k or self._token_pays(1, self.theta) else 0), rate
 
     def _acceptance(self, depth: int, q: float) -> float:
         cal = self.shared.calibration(self.source)
@@ -333,20 +364,5 @@ class CalibrationTSControl(BetaTSControl):
         return subtree(draft, top_nodes(draft, max_nodes, max_depth))
 
 
-def accepted_along(draft: Draft, emitted: Sequence[int]) -> int:
-    """How many nodes of ``draft`` a step that emitted ``emitted`` accepted: the longest
-    root path matching ``emitted``, the last emitted token (the bonus) excluded."""
-    node, n = -1, 0
-    children: dict[int, dict[int, int]] = {}
-    for i, (t, p) in enumerate(zip(draft.token_ids, draft.parents)):
-        children.setdefault(p, {}).setdefault(t, i)
-    for t in emitted[:-1]:
-        nxt = children.get(node, {}).get(t)
-        if nxt is None:
-            break
-        node, n = nxt, n + 1
-    return n
-
-
 __all__ = ["POLICIES", "StepOutcome", "BetaPosterior", "StepRate", "DraftControls", "DraftControl", "CostControl",
-           "BetaTSControl", "CalibrationTSControl", "chain_rate", "best_length", "accepted_along"]
+           "BetaTSControl", "CalibrationTSControl", "chain_rate", "best_length"]

@@ -11,7 +11,7 @@ the next step, since the comparison is made every step.
 
 The posterior can stay optimistic where early exit does not pay (it learns from the chains
 the draw chose, and the draw is noisy), so each source's steps are also timed whole
-(drafting, verification, acceptance: ``StepRate``), and once early exit has had ``WARMUP``
+(drafting and verification, from the step's report: ``StepRate``), and once early exit has had ``WARMUP``
 steps, it is weighed only while its steps earn at least as many tokens per second as
 plain ones; while they do not, the step is what the suffix drafter alone would do, and one
 step in ``EXPLORE`` considers early exit anyway, so that a change is noticed. The early-exit
@@ -23,10 +23,12 @@ where the suffix trees cover most steps (text-to-SQL on a known schema: a few un
 steps a request, each a long prompt to prefill) no prefill is paid for a chain or two.
 
 The hybrid sizes its drafts itself; the decode loop verifies them as they come (its own
-control for a hybrid request only passes them through). Both sides learn every step: the
-suffix calibration labels every suffix draft against what followed, verified or not, and
-the early-exit posterior is updated with the acceptance of the chains it drafted.
-No torch here: the early-exit drafter is handed in.
+control for a hybrid request only passes them through). It learns from the drafting
+service's one report per step (``feedback``: what was verified, the accepted count, the
+step's drafting and forward seconds), which it passes on to the control of the source it
+chose; both sides learn every step: the suffix calibration labels every suffix draft
+against what followed, verified or not, and the early-exit posterior is updated with the
+acceptance of the chains it drafted. No torch here: the early-exit drafter is handed in.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import time
 from typing import Optional
 
 from sufdec.drafters.base import Drafter, PacedDrafter, PrefillingDrafter
-from sufdec.drafters.control import DraftControl, DraftControls, StepOutcome, accepted_along
+from sufdec.drafters.control import DraftControl, DraftControls, StepOutcome
 from sufdec.suffix.draft import Draft
 from sufdec.suffix.settings import DraftSettings
 
@@ -61,8 +63,7 @@ class HybridDrafter:
         if isinstance(early, PacedDrafter):
             early.pace(self.early_ctl.keep_drafting)
         self.shared = controls
-        self.last: tuple[str, Draft, float] | None = None   # (source, draft, seconds) of this step
-        self.step_start: float | None = None   # when this step's draft began
+        self.last: tuple[str, Draft, float] | None = None   # (source, draft, its drafting seconds) this step
         self.caught_up = False                 # the early-exit drafter has had this request's prefill
         self.unmatched = 0                     # steps of this request without a suffix draft
         self.choices = {"suffix": 0, "eesd": 0, "none": 0}
@@ -71,7 +72,7 @@ class HybridDrafter:
         self.suffix.begin(prompt_ids)
         if self.early is not None:
             self.early.begin(prompt_ids)
-        self.last, self.step_start, self.caught_up = None, None, False
+        self.last, self.caught_up = None, False
         self.unmatched = 0
 
     def draft(self, max_nodes: int) -> Draft:
@@ -81,8 +82,7 @@ class HybridDrafter:
         suffix_s = time.perf_counter() - t0
         suffix_rate = self.suffix_ctl.expected_rate(sized) if len(sized) else 0.0
         self.unmatched += 0 if len(sized) else 1
-        k = self.early_ctl.limit(max_nodes) if self._early_considered() else 0
-        early_rate = self.early_ctl.last_rate if k > 0 else 0.0
+        k, early_rate = self.early_ctl.plan(max_nodes) if self._early_considered() else (0, 0.0)
         if len(sized) and suffix_rate >= early_rate:
             self.last = ("suffix", sized, suffix_s)
         elif k > 0 and early_rate > 1.0:
@@ -95,7 +95,6 @@ class HybridDrafter:
             self.last = ("suffix", sized, suffix_s)
         else:
             self.last = ("none", Draft(), suffix_s)
-        self.step_start = t0
         self.choices[self.last[0]] += 1
         return self.last[1]
 
@@ -131,20 +130,30 @@ class HybridDrafter:
         f = self.shared.forward_s.value
         return 1.0 / f if f else None
 
-    def observe(self, new_ids: list[int]) -> None:
+    def feedback(self, outcome: StepOutcome) -> None:
+        """The step's report: its whole time to the chosen source's step rate, the verified
+        draft and accepted count to that source's control (the other side sees the tokens)."""
+        new_ids = list(outcome.emitted)
         source, draft, seconds = self.last if self.last is not None else ("none", Draft(), 0.0)
-        if self.last is not None and self.step_start is not None:
-            self.shared.step_rate(source).add(len(new_ids), time.perf_counter() - self.step_start)
-        self.step_start = None
+        if self.last is not None:
+            self.shared.step_rate(source).add(len(new_ids), outcome.draft_s + outcome.forward_s)
         for side, ctl in (("suffix", self.suffix_ctl), ("eesd", self.early_ctl)):
             mine = source == side
-            used = draft if mine else Draft()
-            ctl.feedback(StepOutcome(used, accepted_along(used, new_ids), list(new_ids),
-                                     drafted=len(used), draft_s=seconds if mine else 0.0))
+            ctl.feedback(StepOutcome(outcome.verified if mine else Draft(), outcome.accepted if mine else 0, new_ids,
+                                     drafted=len(draft) if mine else 0, draft_s=seconds if mine else 0.0))
         self.last = None
+        self.observe(new_ids)
+
+    def observe(self, new_ids: list[int]) -> None:
+        """The context grows (both sides follow it)."""
         self.suffix.observe(new_ids)
         if self.early is not None:
             self.early.observe(new_ids)
+
+    def use_tree(self, tree: object) -> None:
+        retarget = getattr(self.suffix, "use_tree", None)
+        if retarget is not None:
+            retarget(tree)
 
     def end(self, output_ids: list[int], finished: bool) -> None:
         self.suffix_ctl.end()

@@ -7,6 +7,7 @@ drafting settings, the draft controls' shared state) and, per request:
     raw, draft = request.propose(max_depth, final)   # each step: the part worth verifying
     request.feedback(StepOutcome(...))               # each step, once: what was verified and kept
     request.finish(output_ids, finished)             # learns the output if it ended by itself
+    service.close()                                  # the engine stops: pending outputs stored
 
 Under it: the drafter registry (``sufdec.drafters.registry``: what each ``spec`` builds),
 the draft controls and their calibrations (``sufdec.drafters.control``), and the one
@@ -21,9 +22,10 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from sufdec.drafters import registry
-from sufdec.drafters.base import Drafter, PacedDrafter, PrefillingDrafter
+from sufdec.drafters.base import Drafter, OutcomeDrafter, PacedDrafter, PrefillingDrafter
 from sufdec.drafters.budget import CostModel, best_chain, cut_below
 from sufdec.drafters.control import DraftControl, DraftControls, StepOutcome
+from sufdec.drafters.learning import BackgroundLearner
 from sufdec.drafters.registry import DrafterKind, Sources
 from sufdec.suffix import DraftSettings, SuffixIndex
 from sufdec.suffix.draft import Draft
@@ -35,9 +37,10 @@ class DraftRequest:
     """One request's drafter and draft control (made by ``DraftService.start``)."""
 
     def __init__(self, kind: DrafterKind, settings: DraftSettings, drafter: Drafter, control: DraftControl,
-                 learn: Learn | None) -> None:
+                 learn: Learn, open_requests: dict | None = None) -> None:
         self.kind, self.settings, self.drafter, self.control = kind, settings, drafter, control
         self._learn = learn
+        self._open = open_requests if open_requests is not None else {}
         self.learned: Any = None   # the stored output's id once ``finish`` learned it
         self.done = False
 
@@ -59,9 +62,12 @@ class DraftRequest:
         return raw, self.control.size(draft, limit, max_depth)
 
     def feedback(self, outcome: StepOutcome) -> None:
-        """The step's one report: the drafter sees the emitted tokens, the control what was
-        verified, accepted and how long drafting and the forward took."""
-        if outcome.emitted:
+        """The step's one report: the drafter sees the emitted tokens (a drafter that learns
+        from outcomes, the whole report), the control what was verified, accepted and how
+        long drafting and the forward took."""
+        if isinstance(self.drafter, OutcomeDrafter):
+            self.drafter.feedback(outcome)
+        elif outcome.emitted:
             self.drafter.observe(list(outcome.emitted))
         if self.kind.drafts:
             self.control.feedback(outcome)
@@ -73,11 +79,19 @@ class DraftRequest:
         if self.done:
             return self.learned
         self.done = True
+        self._open.pop(id(self), None)
         self.control.end()
         self.drafter.end(list(output_ids), finished)
-        if finished and self._learn is not None and output_ids:
+        if finished and output_ids:
             self.learned = self._learn(list(output_ids))
         return self.learned
+
+    def use_tree(self, tree: SuffixIndex | None) -> None:
+        """Draft from ``tree`` from now on (the store reloaded its tree while this request
+        ran), if the drafter can (it has ``use_tree``)."""
+        retarget = getattr(self.drafter, "use_tree", None)
+        if retarget is not None:
+            retarget(tree)
 
     def summary(self) -> dict:
         """What the request did, for reports: the source of each step's draft where the
@@ -100,14 +114,20 @@ class DraftService:
     it on first use (None: the engine that opens it attaches its own, ``use_cost``).
     ``drafter``: one custom drafter for every request, or ``drafter_factory`` one per
     request, instead of the registry's build (the kind still decides control and
-    verification); ``plain=True``: never draft.
+    verification); ``plain=True``: never draft. ``price``: for an engine whose steps serve
+    many requests, what verifying one drafted token costs in tokens of output, fixed (a
+    number) or ``"measured"`` from the steps it reports (``timed_step``; ``prior`` until
+    they can tell); ``cost`` sizing then keeps the nodes whose calibrated probability pays
+    it. ``learn_in_background``: outputs are stored by a background thread (``close`` waits for it), for an engine whose steps must
+    not wait for the disk; a request then cannot say the id its output was stored under.
     """
 
     def __init__(self, settings: DraftSettings | None = None, *, tree: Callable[[], SuffixIndex | None] | None = None,
                  exit_drafter: Callable[[], Drafter] | None = None, learn: Learn | None = None,
                  cost: CostModel | Callable[[], CostModel] | None = None, controls: DraftControls | None = None,
                  drafter: Drafter | None = None, drafter_factory: Callable[[], Drafter] | None = None,
-                 plain: bool = False) -> None:
+                 plain: bool = False, price: float | str | None = None, prior: float = 0.35,
+                 learn_in_background: bool = False, log: Any = None) -> None:
         if drafter is not None and drafter_factory is not None:
             raise ValueError("give either drafter or drafter_factory, not both")
         if drafter is not None and not isinstance(drafter, Drafter):
@@ -116,17 +136,46 @@ class DraftService:
         self.settings = settings if settings is not None else DraftSettings()
         self.controls = controls if controls is not None else DraftControls(cost)
         self._cost_attached = controls is not None or cost is not None
+        if price is not None:
+            self._price(price, prior)
         self.sources = Sources(tree=tree, exit_drafter=exit_drafter, controls=self.controls)
         self.learn = learn
+        self.learner = BackgroundLearner(learn, log) if learn is not None and learn_in_background else None
+        self.store: Any = None                   # the store it drafts from, where it opened one (serving)
+        self._closers: list[Callable[[], Any]] = []
+        self._open: dict[int, DraftRequest] = {}  # requests started and not finished, by id()
+        self._tree_seen: Any = None
         self._drafter, self._factory, self._plain = drafter, drafter_factory, plain
         self._kind(self.settings)  # an unknown spec, or an exit layer missing, is refused at open
 
     # ------------------------------------------------------------------ set-up by the engine
     def use_cost(self, measure: Callable[[], CostModel]) -> None:
-        """The engine's own cost curve (measured on first use), unless one was given at open."""
+        """The engine's own cost curve (measured on first use, then refit from the steps'
+        verification times as they come), unless one was given at open."""
         if not self._cost_attached:
-            self.controls.with_cost(measure)
+            self.controls.with_cost(measure, live=True)
             self._cost_attached = True
+
+    def _price(self, price: float | str, prior: float) -> None:
+        steps = self.controls.steps
+        steps.prior = prior
+        if price == "measured":
+            self.controls.price = lambda: steps.token_cost
+        elif isinstance(price, (int, float)) and not isinstance(price, bool) and 0 <= price <= 1:
+            self.controls.price = lambda: float(price)
+        else:
+            raise ValueError(f'price must be "measured" or a number between 0 and 1, not {price!r}')
+        self._cost_attached = True  # a step serving many requests has no one-request curve
+
+    def token_price(self) -> float | None:
+        """What verifying one drafted token costs now, in tokens of output (None: no price set)."""
+        return self.controls.price() if self.controls.price is not None else None
+
+    def timed_step(self, requests: int, drafted: int, seconds: float, output_tokens: int) -> None:
+        """An engine whose steps serve many requests reports each decode step once: the
+        requests in it, the drafted tokens it verified, its seconds and the tokens it output
+        (what prices a verified token, ``DraftControls.price``)."""
+        self.controls.steps.observe(requests, drafted, seconds, output_tokens)
 
     def speculates(self, settings: DraftSettings | None = None) -> bool:
         """Whether requests with these settings draft at all."""
@@ -157,7 +206,44 @@ class DraftService:
         drafter.begin(list(prompt_ids))
         if isinstance(drafter, PrefillingDrafter):
             drafter.catch_up()  # the drafter's own prefill, before the first step like the target's
-        return DraftRequest(kind, s, drafter, control, self.learn)
+        request = DraftRequest(kind, s, drafter, control, self.learn_output, self._open)
+        self._open[id(request)] = request
+        return request
+
+    def follow_tree(self) -> None:
+        """Running requests draft from the store's newest tree from now on, if it was
+        reloaded since the last call (a serving engine calls this before each step)."""
+        tree = self.sources.global_tree()
+        if tree is not self._tree_seen:
+            self._tree_seen = tree
+            for request in list(self._open.values()):
+                request.use_tree(tree)
+
+    def learn_output(self, output_ids: Sequence[int]) -> Any:
+        """The one learning path: store an output that ended by itself (``finish`` calls
+        it; an engine calls it for a request it never drafted for). Returns the stored id,
+        None for a duplicate, an output queued in the background or a service that does
+        not learn."""
+        if self.learn is None or not output_ids:
+            return None
+        if self.learner is not None:
+            self.learner.submit(list(output_ids))
+            return None
+        return self.learn(list(output_ids))
+
+    def on_close(self, closer: Callable[[], Any]) -> None:
+        """Call ``closer`` when the service closes (after queued outputs are stored)."""
+        self._closers.append(closer)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Store what is queued (background learning), stop its thread, then whatever the
+        service was opened with (``on_close``: a follower, the store)."""
+        if self.learner is not None:
+            self.learner.close(timeout_s)
+            self.learner = None
+        closers, self._closers = self._closers, []
+        for closer in closers:
+            closer()
 
     def _kind(self, settings: DraftSettings) -> DrafterKind:
         """The registry's entry for these settings (``off`` where nothing is drafted); a kind
@@ -175,3 +261,6 @@ class DraftService:
             return self.controls.for_request("fixed", kind.name)
         max_len = kind.max_len(settings) if kind.max_len is not None else None
         return self.controls.for_request(settings.sizing, kind.control, max_len)
+
+
+__all__ = ["DraftService", "DraftRequest", "StepOutcome", "Learn"]

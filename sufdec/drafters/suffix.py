@@ -62,6 +62,14 @@ class SuffixDrafter(ContextDrafter):
         if self._request is not None:
             self._request.extend(new_ids)
 
+    def use_tree(self, tree: SuffixIndex | None) -> None:
+        """Draft from another global tree (the store reloaded it): the context is rematched."""
+        if tree is not self.global_tree:
+            context, prompt_len = self.context, self.prompt_len
+            self.global_tree = tree
+            self.begin(context)
+            self.prompt_len = prompt_len
+
     def end(self, output_ids: list[int], finished: bool) -> None:
         self._cursor = None
         self._request = None

@@ -199,6 +199,45 @@ def find_exit_layer(folder: Path, layer: int | None = None) -> Path | None:
     return found[-1] if found else None
 
 
+def _check_info(info: ExitLayerInfo) -> None:
+    """The saved fields have the types they must have (a hand-edited file, a damaged one)."""
+    for name in ("layer", "init_from", "num_layers"):
+        value = getattr(info, name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f'"{name}" is {value!r}, not a layer number')
+    if not isinstance(info.fingerprint, str) or not isinstance(info.extra, dict):
+        raise TypeError('"fingerprint" or "extra" has the wrong type')
+
+
+def _check_vocab(info: ExitLayerInfo, vocab_size: int, meta: Path, damaged: str) -> None:
+    """The draft vocabulary's ids exist in the model's vocabulary."""
+    vocab = info.extra.get("draft_vocab")
+    if vocab is None:
+        return
+    if not isinstance(vocab, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in vocab):
+        raise ExitLayerError(f"the exit layer's {meta} is damaged (its draft vocabulary is not a list of token ids); "
+                             f"{damaged}")
+    bad = [t for t in vocab if not 0 <= t < vocab_size]
+    if bad:
+        raise ExitLayerError(f"the exit layer's {meta} names token id {bad[0]}, outside this model's vocabulary of "
+                             f"{vocab_size:,}; {damaged}")
+
+
+def _check_state(exit_layer: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Every tensor of the layer, of its shape, floating point and finite."""
+    mine = exit_layer.state_dict()
+    missing, extra = sorted(set(mine) - set(state)), sorted(set(state) - set(mine))
+    if missing or extra:
+        raise ValueError(f"tensors missing {missing[:3]} or unexpected {extra[:3]}")
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(mine[name].shape):
+            raise ValueError(f"{name} has shape {tuple(tensor.shape)}, the model's layer {tuple(mine[name].shape)}")
+        if not tensor.is_floating_point():
+            raise ValueError(f"{name} holds {tensor.dtype}, not floating-point weights")
+        if not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{name} holds non-finite weights (a run that diverged)")
+
+
 def load_exit_layer(model: torch.nn.Module, weights: Path,
                     fingerprint: str | None = None) -> tuple[torch.nn.Module, ExitLayerInfo]:
     """(draft model, info) for ``model`` from a saved exit layer; refuses another model's.
@@ -209,13 +248,26 @@ def load_exit_layer(model: torch.nn.Module, weights: Path,
     meta = weights.with_suffix(".json")
     if not weights.is_file() or not meta.is_file():
         raise ExitLayerError(f"no exit layer at {weights} (expected it and {meta.name} beside it)")
-    info = ExitLayerInfo.from_json(meta.read_text())
+    damaged = f"train it again with `sufdec train-exit --fresh --layer N` (or delete {weights.name} and {meta.name})"
+    try:
+        info = ExitLayerInfo.from_json(meta.read_text(encoding="utf-8"))
+        _check_info(info)
+    except ExitLayerError:
+        raise
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise ExitLayerError(f"the exit layer's {meta} is damaged ({type(exc).__name__}: {exc}); {damaged}") from None
     mine = fingerprint if fingerprint is not None else model_fingerprint(model)
     if info.fingerprint != mine:
         raise ExitLayerError(f"{weights.name} was trained for another model ({info.fingerprint[:12]}, "
                              f"this one is {mine[:12]}): train one for this model with `sufdec train-exit`")
+    _check_vocab(info, _text_config(model).vocab_size, meta, damaged)
     exit_layer = new_exit_layer(model, info.layer, info.init_from)
-    exit_layer.load_state_dict(load_file(str(weights)))
+    try:
+        state = load_file(str(weights))
+        _check_state(exit_layer, state)
+        exit_layer.load_state_dict(state)
+    except Exception as exc:  # noqa: BLE001 - safetensors' own errors, shapes, missing tensors
+        raise ExitLayerError(f"the exit layer {weights} is damaged ({type(exc).__name__}: {exc}); {damaged}") from None
     p = next(model.parameters())
     exit_layer.to(device=p.device, dtype=p.dtype).eval().requires_grad_(False)
     return build_draft_model(model, exit_layer, info.layer), info

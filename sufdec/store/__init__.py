@@ -16,11 +16,13 @@ environments), ``envfiles`` and ``datafile`` (checking the files before LMDB map
 from .config import StoreConfig
 from .env import MapLimits
 from .errors import (
+    EmptyStorePathError,
     ForkedStoreError,
     FormatTooNewError,
     MalformedLineError,
     MigrationRequiredError,
     NotAStoreError,
+    NotEmptyDirectoryError,
     StoreCorruptError,
     StoreError,
     StoreFileDamagedError,
@@ -38,6 +40,8 @@ from .store import Store
 
 __all__ = [
     "AddSummary",
+    "EmptyStorePathError",
+    "NotEmptyDirectoryError",
     "FORMAT_VERSION",
     "ForkedStoreError",
     "FormatTooNewError",

@@ -70,20 +70,23 @@ def compact(path: str | os.PathLike[str], config: StoreConfig | None = None) -> 
     if env_mod.is_open(where):
         raise StoreLockedError(f"the store at {where} is open in this process; close it before compacting")
     what = "compacting"
+    # data.mdb may be a link to a file elsewhere (another disk): the compacted copy is made
+    # beside the file and replaces it, so the link keeps pointing at the store's data
+    data = Path(os.path.realpath(where / DATA_FILE))
     fd = lock_use(where, exclusive=True, wait_s=0.0)
     try:
         users.refuse_if_used(where, what, open_here=False)
         before = disk_bytes(where)
-        for stale in where.glob(TMP_PREFIX + "*"):
+        for stale in data.parent.glob(TMP_PREFIX + "*"):
             shutil.rmtree(stale, ignore_errors=True)
-        tmp = _make_tmp(where)  # before anything is written: a directory we cannot write to changes nothing
+        tmp = _make_tmp(where, data.parent)  # before anything is written: an unwritable directory changes nothing
         try:
             senv, _ = opening.open_env(where, None, cfg, readonly=False, create=False, use_lock=False)
             with Store(senv, cfg, readonly=False) as store:
                 store.checkpoint(force=True)
                 stats = store.stats()
             users.refuse_if_used(where, what, open_here=False)
-            _copy_and_swap(where, tmp, max(cfg.map.initial, (where / DATA_FILE).stat().st_size), what)
+            _copy_and_swap(where, tmp, max(cfg.map.initial, data.stat().st_size), what, data)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     finally:
@@ -98,15 +101,16 @@ def _failed(where: Path, doing: str, exc: OSError, changed: str) -> StoreError:
     return kind(f"cannot compact the store at {where}: {doing} failed: {reason}; {changed}")
 
 
-def _make_tmp(where: Path) -> Path:
-    """The directory inside the store that the compacted copy is written to."""
+def _make_tmp(where: Path, beside: Path) -> Path:
+    """The directory the compacted copy is written to: in the store, or beside the data
+    file a link points at (a rename must stay on one file system)."""
     try:
-        return Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=where))
+        return Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=beside))
     except OSError as exc:
         raise _failed(where, "making its temporary copy beside data.mdb", exc, "the store is unchanged") from None
 
 
-def _copy_and_swap(where: Path, tmp: Path, map_size: int, what: str) -> None:
+def _copy_and_swap(where: Path, tmp: Path, map_size: int, what: str, data: Path) -> None:
     try:
         env = lmdb.open(str(where), map_size=map_size, max_dbs=len(DB_NAMES) + 2, readonly=False, lock=True)
         try:
@@ -122,11 +126,11 @@ def _copy_and_swap(where: Path, tmp: Path, map_size: int, what: str) -> None:
         raise _failed(where, "syncing the compacted copy", exc, kept) from None
     users.refuse_if_used(where, what, open_here=False)  # the last look, just before the rename
     try:
-        os.replace(tmp / DATA_FILE, where / DATA_FILE)
+        os.replace(tmp / DATA_FILE, data)
     except OSError as exc:
         raise _failed(where, "renaming the compacted copy over data.mdb", exc, kept) from None
     try:
-        _fsync(where)
+        _fsync(data.parent)
     except OSError as exc:
         raise _failed(where, "syncing the store directory after the rename", exc,
                       "data.mdb is the compacted copy; it is durable once the file system syncs") from None

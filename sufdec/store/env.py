@@ -32,6 +32,7 @@ from . import envfiles, failures, users
 from .envfiles import DATA_FILE, DB_NAMES, LOCK_FILE, Dbs, FileIds, file_ids
 from .errors import (
     ForkedStoreError,
+    NotEmptyDirectoryError,
     StoreFullError,
     StoreLockedError,
     StoreNotFoundError,
@@ -270,6 +271,26 @@ def store_exists(path: Path) -> bool:
     return (path / DATA_FILE).is_file()
 
 
+# what a store directory may hold before its data file exists (a creation cut short)
+_STORE_FILES = frozenset({DATA_FILE, LOCK_FILE, USE_FILE, "sufdec.acked"})
+
+
+def _refuse_other_files(path: Path) -> None:
+    """A new store goes into a new or empty directory, never among other files (a home
+    directory, a project): refused in one line, as a foreign LMDB is."""
+    try:
+        others = sorted(e.name for e in os.scandir(path) if e.name not in _STORE_FILES
+                        and not e.name.startswith(".compact-"))
+    except (FileNotFoundError, NotADirectoryError):
+        return  # a new directory (or a file there: creating it says so)
+    except OSError:
+        return  # unreadable: creating the store reports the real error
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise NotEmptyDirectoryError(
+            f"{path} holds other files ({shown}) and no sufdec store: give a new or empty directory for the store")
+
+
 def _open_entry(path: Path, limits: MapLimits, readonly: bool, existed: bool, use_fd: int | None) -> _Entry | None:
     """Map the store's files and open its databases (None: read-only and lacking them)."""
     try:
@@ -323,6 +344,7 @@ def acquire(
             if not existed:
                 if readonly or not create:
                     raise StoreNotFoundError(f"no store at {path}")
+                _refuse_other_files(path)
                 try:
                     path.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:

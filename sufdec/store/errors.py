@@ -7,6 +7,14 @@ class StoreError(Exception):
     """Base class of every error the store raises on purpose."""
 
 
+class EmptyStorePathError(StoreError):
+    """A store path was given but empty (``Path("")`` would silently be the current directory)."""
+
+
+class NotEmptyDirectoryError(StoreError):
+    """A store would be created in a directory that holds other files."""
+
+
 class StoreNotFoundError(StoreError):
     """No store exists at the path and creating one was not allowed."""
 

@@ -35,6 +35,17 @@ def free_bytes(path: Path) -> int | None:
     return None
 
 
+def without_storage(path: Path) -> bool:
+    """``path`` is on a file system that stores nothing (/proc, /sys: no blocks at all),
+    where "0 bytes free" means "not a disk", not "full"."""
+    for where in (path, path.parent):
+        try:
+            return os.statvfs(where).f_blocks == 0
+        except OSError:
+            continue
+    return False
+
+
 def _human(n: int | None) -> str:
     if n is None:
         return "an unknown amount"
@@ -45,7 +56,10 @@ def _human(n: int | None) -> str:
     return str(n)
 
 
-def full_disk(path: Path, doing: str) -> StoreFullError:
+def full_disk(path: Path, doing: str) -> StoreError:
+    if without_storage(path):
+        return StoreIOError(f"{path} is on a file system that stores no files (like /proc or /sys), "
+                            "not a disk: put the store in a directory on a disk")
     return StoreFullError(
         f"the file system holding the store at {path} is full ({_human(free_bytes(path))} free): "
         f"{doing}; free some space and run it again")

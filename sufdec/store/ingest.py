@@ -141,7 +141,13 @@ class _Run:
 
     def commit(self) -> None:
         if self.ready:
-            self.added += self.store.add_many(self.ready, auto_checkpoint=False)
+            try:
+                self.added += self.store.add_many(self.ready, auto_checkpoint=False)
+            except StoreError as exc:  # the transactions before the failing one stay: count them
+                partial = getattr(exc, "partial", None)
+                if partial is not None:
+                    self.added += partial
+                raise
             self.ready, self.ready_tokens = [], 0
         self.report()
 

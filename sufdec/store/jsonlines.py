@@ -78,8 +78,8 @@ def _unicode(text: str, where: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise Bad(f"{where} holds a lone surrogate (\\u{ord(text[exc.start]):04x} at character {exc.start}), "
-                   "which is not valid Unicode text") from None
+        raise Bad(f"{where} holds a lone surrogate (\\u{ord(text[exc.start]):04x} at character "
+                  f"{exc.start + 1}), which is not valid Unicode text") from None
     return text
 
 

@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from .errors import EmptyStorePathError
+
 ENV_VAR = "SUFDEC_STORE"
 
 
@@ -23,11 +25,18 @@ def default_store_path() -> Path:
 
 
 def resolve_store_path(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
-    """``explicit`` (with ``~`` expanded) if given and not empty, else ``environ["SUFDEC_STORE"]``
-    if set and not empty, else ``default_store_path()``."""
-    if explicit is not None and str(explicit) != "":
+    """``explicit`` (with ``~`` expanded) if given, else ``environ["SUFDEC_STORE"]`` if set,
+    else ``default_store_path()``. An empty value is an error, not the default: ``Path("")``
+    is the current directory, and an empty variable is more often a mistake than a choice."""
+    if explicit is not None:
+        if isinstance(explicit, str) and explicit.strip() == "":
+            raise EmptyStorePathError("the store path is empty: give a directory, or leave it out for "
+                                      f"${ENV_VAR} or the default store")
         return Path(explicit).expanduser()
     chosen = environ.get(ENV_VAR)
-    if chosen:
+    if chosen is not None:
+        if chosen.strip() == "":
+            raise EmptyStorePathError(f"{ENV_VAR} is set but empty: unset it for the default store, "
+                                      "or give a directory")
         return Path(chosen).expanduser()
     return default_store_path()

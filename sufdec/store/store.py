@@ -210,21 +210,27 @@ class Store:
 
     def add_many(self, records: Iterable[SequenceRecord], *, auto_checkpoint: bool = True) -> AddSummary:
         """Store many outputs, a few thousand per transaction; duplicates (same token
-        ids, stored or earlier in ``records``) are skipped. Empty sequences raise ValueError."""
+        ids, stored or earlier in ``records``) are skipped. Empty sequences raise ValueError.
+        A ``StoreError`` in a later transaction carries what the earlier ones committed
+        (``exc.partial``, an ``AddSummary``): they stay."""
         total = AddSummary()
         batch: list[writes.Prepared] = []
         batch_tokens = 0
         with self._state.lock:
             self._check(write=True)
-            for record in records:
-                prepared = writes.prepare(record.tokens, record.source)
-                batch.append(prepared)
-                batch_tokens += len(prepared.tok)
-                if len(batch) >= self.config.txn_records or batch_tokens >= self.config.txn_tokens:
+            try:
+                for record in records:
+                    prepared = writes.prepare(record.tokens, record.source)
+                    batch.append(prepared)
+                    batch_tokens += len(prepared.tok)
+                    if len(batch) >= self.config.txn_records or batch_tokens >= self.config.txn_tokens:
+                        total += self._commit_summary(batch, auto_checkpoint)
+                        batch, batch_tokens = [], 0
+                if batch:
                     total += self._commit_summary(batch, auto_checkpoint)
-                    batch, batch_tokens = [], 0
-            if batch:
-                total += self._commit_summary(batch, auto_checkpoint)
+            except StoreError as exc:
+                exc.partial = total  # type: ignore[attr-defined]
+                raise
         return total
 
     def _commit_summary(self, batch: list[writes.Prepared], auto_checkpoint: bool) -> AddSummary:

@@ -272,6 +272,8 @@ def test_every_line_level_failure_is_a_skipped_line(tmp_path: Path, word_tokeniz
     reasons = {p["line"]: p["reason"] for p in out["problems"]}
     assert sorted(reasons) == [2, 3, 4, 6]
     assert "surrogate" in reasons[2] and "surrogate" in reasons[4] and "digits" in reasons[3]
+    # counted from 1, as `generate --prompt` counts (issue 20 item 11: index said "character 0")
+    assert "at character 8)" in reasons[2] and "at character 1)" in reasons[4]
     assert "column" in reasons[6] and "at at" not in reasons[6]
 
 
@@ -314,3 +316,44 @@ def test_hand_edited_meta_value_of_the_wrong_type(store: Path, tmp_path: Path, w
     for cmd in (["stats"], ["verify"], ["compact"]):
         res = runner.invoke(app, [*cmd, "--store", str(store)])
         assert res.exit_code == 1 and len(_errors(res)) == 1 and "next_seq_id" in res.output, (cmd, res.output)
+
+
+def test_where_the_store_goes_is_never_a_guess(tmp_path: Path, monkeypatch) -> None:
+    """Issue 20 item 10: an empty --store or $SUFDEC_STORE is an error (it used to mean the
+    default store, or the current directory), and SUFDEC_STORE='~' does not write a store's
+    files among the home directory's."""
+    res = runner.invoke(app, ["stats", "--store", ""])
+    assert res.exit_code == 2 and "is empty" in res.output
+    monkeypatch.setenv("SUFDEC_STORE", "")
+    res = runner.invoke(app, ["stats"])
+    assert res.exit_code == 1 and _errors(res) == [
+        "error: SUFDEC_STORE is set but empty: unset it for the default store, or give a directory"]
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("mine")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("SUFDEC_STORE", "~")
+    src = tmp_path / "a.jsonl"
+    src.write_text(json.dumps(GOOD) + "\n")
+    res = runner.invoke(app, ["index", str(src), "--tokenizer", str(build_word_tokenizer(tmp_path / "tok", SQL_WORDS))])
+    assert res.exit_code == 1 and len(_errors(res)) == 1 and "holds other files (thesis.tex)" in res.output
+    assert [p.name for p in home.iterdir()] == ["thesis.tex"]
+
+
+def test_messages_say_what_is_really_wrong(tmp_path: Path) -> None:
+    """Issue 20 item 11: a store on /proc was "full (0 bytes free)"; a GGUF file of a newer
+    version was "truncated or damaged"."""
+    import struct
+
+    from sufdec import models
+    from sufdec.store import NotEmptyDirectoryError, Store, failures
+
+    if Path("/proc/self").is_dir():
+        with pytest.raises(NotEmptyDirectoryError, match="holds other files"):
+            Store.open("/proc/self")
+        err = failures.full_disk(Path("/proc/self/sufdec"), "x")
+        assert "stores no files (like /proc or /sys)" in str(err) and "full" not in str(err)
+    newer = tmp_path / "newer.gguf"
+    newer.write_bytes(b"GGUF" + struct.pack("<I", 4) + struct.pack("<QQ", 0, 0) + b"\0" * 64)
+    with pytest.raises(models.ModelFileError, match="version 4, newer than the readers support"):
+        models.check_gguf(newer)

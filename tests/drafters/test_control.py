@@ -8,7 +8,7 @@ import pytest
 from sufdec.drafters.budget import CostModel
 from sufdec.drafters.control import (
     BetaPosterior, BetaTSControl, CalibrationTSControl, CostControl, DraftControl, DraftControls,
-    StepOutcome, accepted_along, best_length, chain_rate,
+    StepOutcome, best_length, chain_rate,
 )
 from sufdec.suffix.draft import Draft
 from sufdec.suffix.settings import DraftSettings
@@ -115,15 +115,6 @@ def test_calibration_ts_stops_on_low_calibrated_acceptance():
     shared.draft_s_per_token["eesd"].add(0.04)
     ctl.limit(32)
     assert not ctl.keep_drafting(1, 0.6)
-
-
-def test_accepted_along_a_tree():
-    tree = Draft([1, 2, 3, 4], [-1, -1, 1, 2], [0.5, 0.3, 0.2, 0.1], 1.1, 2)
-    assert accepted_along(tree, [2, 3, 9]) == 2
-    assert accepted_along(tree, [2, 3, 4, 5]) == 3
-    assert accepted_along(tree, [1, 2]) == 1          # the last emitted token is the bonus
-    assert accepted_along(tree, [7]) == 0
-    assert accepted_along(Draft(), [1, 2]) == 0
 
 
 def test_unknown_policy_and_settings():

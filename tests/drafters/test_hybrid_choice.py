@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import sufdec.drafters.hybrid as hybrid_module
-from sufdec.drafters.control import DraftControls
+from sufdec.drafters.control import DraftControls, StepOutcome
 from sufdec.drafters.hybrid import EXPLORE, UNMATCHED, WARMUP, HybridDrafter
 from sufdec.suffix.draft import Draft
 from sufdec.suffix.settings import DraftSettings
@@ -34,6 +34,15 @@ class FakeDrafter:
         self.ended = finished
 
 
+def report(hybrid, draft, emitted, draft_s=0.0, forward_s=0.0):
+    """The drafting service's one report of a step that verified the chain ``draft`` and
+    emitted ``emitted`` (the accepted prefix, then the bonus token)."""
+    accepted = 0
+    while accepted < min(len(draft), len(emitted) - 1) and draft.token_ids[accepted] == emitted[accepted]:
+        accepted += 1
+    hybrid.feedback(StepOutcome(draft, accepted, list(emitted), len(draft), draft_s, forward_s))
+
+
 class FakePaced(FakeDrafter):
     def pace(self, rule):
         self.rule = rule
@@ -47,31 +56,36 @@ def test_hybrid_takes_the_better_draft_or_none(monkeypatch):
     assert early.rule is not None                                 # the early side is paced
     hybrid.begin([5, 6])
     # a strong suffix draft: taken, no early-exit forward paid
-    assert hybrid.draft(32).token_ids == [7, 8, 9] and early.calls == []
-    hybrid.observe([7, 8, 9, 4])
+    d = hybrid.draft(32)
+    assert d.token_ids == [7, 8, 9] and early.calls == []
+    report(hybrid, d, [7, 8, 9, 4])
     assert early.seen == [5, 6, 7, 8, 9, 4]                       # both sides follow the context
     # no suffix match and early exit believed good and cheap: an early-exit chain
     suffix.next = Draft()
     shared.posterior("eesd").a = 80.0
-    assert hybrid.draft(32).token_ids == [1, 2] and len(early.calls) == 1
+    d = hybrid.draft(32)
+    assert d.token_ids == [1, 2] and len(early.calls) == 1
     post_a = shared.posterior("eesd").a
-    hybrid.observe([1, 3])                                        # one accepted, then rejected
+    report(hybrid, d, [1, 3])                                     # one accepted, then rejected
     assert shared.posterior("eesd").a == pytest.approx(1 + 0.97 * (post_a - 1) + 1)
     # a weak suffix draft (one node, right half the time) loses to a strong early-exit chain
     suffix.next = chain([6], [0.5])
-    assert hybrid.draft(32).token_ids == [1, 2] and len(early.calls) == 2
-    hybrid.observe([1, 2, 4])
+    d = hybrid.draft(32)
+    assert d.token_ids == [1, 2] and len(early.calls) == 2
+    report(hybrid, d, [1, 2, 4])
     # a suffix match appears: it takes over at the next step (early exit measured at 30%
     # of a forward per drafted token, the suffix draft at nothing)
     shared.forward_s.value, shared.draft_s_per_token["eesd"].value = 0.05, 0.015
     suffix.next = chain([3, 4, 5], [0.99, 0.98, 0.97])
-    assert hybrid.draft(32).token_ids == [3, 4, 5] and len(early.calls) == 2
-    hybrid.observe([3, 4, 5, 6])
+    d = hybrid.draft(32)
+    assert d.token_ids == [3, 4, 5] and len(early.calls) == 2
+    report(hybrid, d, [3, 4, 5, 6])
     # neither pays (no suffix match, early exit believed useless): nothing is drafted
     suffix.next = Draft()
     shared.posterior("eesd").a, shared.posterior("eesd").b = 1.0, 500.0
-    assert len(hybrid.draft(32)) == 0 and len(early.calls) == 2
-    hybrid.observe([9])
+    d = hybrid.draft(32)
+    assert len(d) == 0 and len(early.calls) == 2
+    report(hybrid, d, [9])
     assert hybrid.choices == {"suffix": 2, "eesd": 2, "none": 1}
     hybrid.end([1], True)
     assert suffix.ended and early.ended
@@ -118,9 +132,11 @@ def run_steps(clock, hybrid, steps, forward_s=0.01):
     drafted chain (chains of one token here)."""
     hybrid.begin([5, 6])
     for _ in range(steps):
+        t0 = clock.now
         d = hybrid.draft(32)
+        draft_s = clock.now - t0
         clock.now += forward_s                      # the verification forward
-        hybrid.observe([1, 2] if len(d) else [2])   # the chain accepted, then the bonus token
+        report(hybrid, d, [1, 2] if len(d) else [2], draft_s, forward_s)  # the chain accepted, then the bonus
     hybrid.end([], True)
 
 
@@ -178,8 +194,7 @@ def test_early_exit_waits_for_unmatched_steps_and_prefills_at_its_first_chain(mo
     shared.posterior("eesd").a = 80.0           # chains believed good
     for i in range(3 * (UNMATCHED - 1)):        # the suffix trees match 2 steps in 3
         suffix.next = chain([7, 8, 9], [0.99, 0.98, 0.97]) if i % 3 else Draft()
-        hybrid.draft(32)
-        hybrid.observe([7, 8, 9, 4] if i % 3 else [2])
+        report(hybrid, hybrid.draft(32), [7, 8, 9, 4] if i % 3 else [2])
     assert early.prefills == 0 and early.calls == []   # one unmatched step short
     hybrid.end([1], True)
     suffix.next = Draft()

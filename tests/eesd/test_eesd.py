@@ -3,6 +3,8 @@ layer tied to its model, and speculation with early-exit drafts equals plain gen
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -177,3 +179,45 @@ def test_held_out_figures_count_chains_and_close_runners_up():
     assert f["chain"][:3] == [0.8, 0.5, 0.0]  # pairs (0,1) and (3,4) of 4; no triple
     # close: positions 0 (0.4 >= 0.3) and 2 (0.45 >= 0.25); the runner-up right at 2 only
     assert f["close"] == 0.4 and f["close_second_right"] == 0.5
+
+
+def _damage(weights, meta, how):
+    import json as _json
+
+    from safetensors.torch import load_file, save_file
+
+    if how == "truncated":
+        weights.write_bytes(weights.read_bytes()[:200])
+    elif how == "zeroed":
+        weights.write_bytes(b"\0" * weights.stat().st_size)
+    elif how == "garbage json":
+        meta.write_text("{not json")
+    elif how == "layer one":
+        meta.write_text(_json.dumps({**_json.loads(meta.read_text()), "layer": "one"}))
+    elif how == "vocab id":
+        data = _json.loads(meta.read_text())
+        data["extra"]["draft_vocab"] = [1, 2, 10**6]
+        meta.write_text(_json.dumps(data))
+    elif how in ("nan", "shape"):
+        state = load_file(str(weights))
+        name = next(iter(state))
+        state[name] = state[name] * float("nan") if how == "nan" else state[name][:1]
+        save_file(state, str(weights))
+
+
+@pytest.mark.parametrize("how, words", [
+    ("truncated", "is damaged"), ("zeroed", "is damaged"), ("garbage json", "is damaged (JSONDecodeError"),
+    ("layer one", "\"layer\" is 'one'"), ("vocab id", "token id 1000000, outside this model's vocabulary"),
+    ("nan", "non-finite weights"), ("shape", "has shape"),
+])
+def test_a_damaged_exit_layer_is_named_not_a_traceback(tmp_path, how, words):
+    """Issue 20 item 3: each used to end in SafetensorError, JSONDecodeError, TypeError or
+    IndexError; each is now one ExitLayerError that names the file and says what to do."""
+    model = tiny_model("llama", seed=1, sharpen=4.0)
+    train_exit_layer(model, _sequences(model, n=6), TrainSettings(layer=1, steps=1, batch=4, chunk=32,
+                                                                  draft_vocab=40, checkpoint_every=0), tmp_path)
+    weights = exit_model.find_exit_layer(tmp_path)
+    _damage(weights, weights.with_suffix(".json"), how)
+    with pytest.raises(exit_model.ExitLayerError, match=re.escape(words)) as err:
+        exit_model.load_exit_layer(model, weights)
+    assert "\n" not in str(err.value) and ("--fresh" in str(err.value) or "vocabulary" in str(err.value))

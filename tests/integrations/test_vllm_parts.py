@@ -1,5 +1,5 @@
 """The vLLM adapter's parts that need no vLLM: its config, the finish rule, per-request
-drafting, the learner thread and how stores are opened. These run in either venv."""
+drafting over the drafting service and how stores are opened. These run in either venv."""
 
 from __future__ import annotations
 
@@ -8,14 +8,12 @@ import json
 import pytest
 
 from sufdec.integrations.vllm.config import ConfigError, IntegrationConfig
+from sufdec.drafters.service import DraftService
 from sufdec.integrations.vllm.drafting import LiveRequests
-from sufdec.integrations.vllm.learning import Learner, ended_output
-from sufdec.integrations.vllm.opening import IncompatibleVllmError, check_vllm_version, open_store
-from sufdec.store import Store, StoreLockedError, TokenizerMismatchError
-from sufdec.store.meta import TokenizerInfo
+from sufdec.integrations.vllm.learning import ended_output
+from sufdec.integrations.vllm.opening import IncompatibleVllmError, check_vllm_version
 from sufdec.suffix import DraftSettings, SuffixIndex
 
-TOK = TokenizerInfo("tok", "f" * 32)
 EOS = 2
 
 
@@ -42,6 +40,10 @@ def test_config_file_overrides(tmp_path):
     ({"stroe": "x"}, "unknown key"),
     ({"draft": {"max_spec_token": 3}}, "unknown draft field"),
     ({"draft": {"spec": "tree"}}, "chains only"),
+    ({"draft": {"spec": "hybrid"}}, "chains only"),
+    ({"draft": {"spec": "nonesuch"}}, "chains only.*chain"),
+    ({"draft": {"sizing": "beta-ts"}}, "sizing must be one of cost, fixed, not 'beta-ts'"),
+    ({"draft": {"sizing": "calibration-ts"}}, "sizing must be one of cost, fixed"),
     ({"token_cost": 2}, "between 0 and 1"),
     ({"token_cost": "cheap"}, '"auto" or a number'),
     ({"token_cost": True}, '"auto" or a number'),
@@ -78,24 +80,6 @@ def test_ended_output_mirrors_vllm_check_stop():
     assert _ended([]) is None
 
 
-def test_learner_appends_in_order_and_survives_errors(tmp_path):
-    got = []
-
-    def append(tokens, source):
-        if tokens == [0]:
-            raise RuntimeError("disk on fire")
-        got.append((tokens, source))
-        return len(got) if tokens != [9] else None
-
-    learner = Learner(append)
-    for toks in ([1, 2], [0], [3], [9]):
-        learner.submit(toks, {"from": "vllm"})
-    assert learner.flush(10)
-    learner.close()
-    assert [t for t, _ in got] == [[1, 2], [3], [9]]
-    assert learner.learned == 2 and learner.duplicates == 1
-
-
 # ---------------------------------------------------------------- drafting per request
 def _index(*seqs):
     index = SuffixIndex()
@@ -104,35 +88,88 @@ def _index(*seqs):
     return index
 
 
+def _live(index, spec="chain", sizing="fixed", **kw):
+    tree = (lambda: index) if index is not None else None
+    return LiveRequests(DraftService(DraftSettings(spec=spec, sizing=sizing), tree=tree, **kw))
+
+
 def test_live_requests_draft_chains_from_the_store_and_forget():
-    index = _index([1, 2, 3, 4, 5, 6, EOS, 9, 9])
-    live = LiveRequests(DraftSettings(spec="chain"), index)
+    live = _live(_index([1, 2, 3, 4, 5, 6, EOS, 9, 9]))
     assert live.draft("a", [7, 1, 2], limit=10, final={EOS}) == [3, 4, 5, 6, EOS]  # cut after EOS
     assert live.draft("a", [7, 1, 2, 3, 4], limit=2) == [5, 6]                   # fed the new tail only
     assert live.draft("a", [7, 1, 2, 3, 4], limit=0) == []
     assert "a" in live and len(live) == 1
-    live.drop("a")
+    live.finish("a", None)
     assert len(live) == 0
-    live.drop("a")  # twice is fine
+    live.finish("a", None)  # twice is fine
 
 
 def test_live_requests_draft_from_the_request_itself():
-    live = LiveRequests(DraftSettings(spec="chain"), None)  # no store at all
+    live = _live(None)  # no store at all
     assert live.draft("r", [5, 6, 7, 8, 5, 6], limit=4) == [7, 8, 5, 6]
 
 
 def test_live_requests_follow_a_reloaded_tree():
-    live = LiveRequests(DraftSettings(spec="chain"), _index([1, 2, 3]))
+    trees = [_index([1, 2, 3])]
+    live = LiveRequests(DraftService(DraftSettings(spec="chain", sizing="fixed"), tree=lambda: trees[-1]))
     assert live.draft("a", [1], limit=5) == [2, 3]
-    live.use_tree(_index([1, 4, 4]))
+    live.service.follow_tree()
+    trees.append(_index([1, 4, 4]))  # the store reloaded its tree
+    assert live.draft("a", [1], limit=5) == [2, 3]
+    live.service.follow_tree()
     assert live.draft("a", [1], limit=5) == [4, 4]
 
 
 def test_live_requests_take_numpy_rows():
     np = pytest.importorskip("numpy")
-    live = LiveRequests(DraftSettings(spec="chain"), _index([1, 2, 3]))
+    live = _live(_index([1, 2, 3]))
     row = np.array([[0, 1, 0, 0]], dtype=np.int32)
     assert live.draft("a", row[0, :2], limit=5) == [2, 3]
+
+
+def test_live_requests_report_each_step_once_and_learn_through_the_service():
+    """The row's new tokens are the last step's outcome: one feedback call with the accepted
+    count; a finished request is learned once (an aborted one not), by the service."""
+    learned, outcomes = [], []
+    live = _live(_index([1, 2, 3, 4, 5, 6]), learn=lambda ids: learned.append(ids) or len(learned))
+    assert live.draft("a", [9, 1, 2], limit=3) == [3, 4, 5]
+    request = live._live["a"].request
+    request.feedback = outcomes.append  # what the service's request is told, step by step
+    live.draft("a", [9, 1, 2, 3, 4, 7], limit=3)          # 3 and 4 accepted, 7 the bonus
+    live.draft("a", [9, 1, 2, 3, 4, 7, 8], limit=3)
+    assert [(o.accepted, o.emitted) for o in outcomes] == [(2, [3, 4, 7]), (0, [8])]
+    assert outcomes[0].verified.token_ids == [3, 4, 5]
+    live.finish("a", [3, 4, 7, 8])
+    live.draft("b", [9, 1], limit=3)
+    live.finish("b", None)                                 # aborted: not learned
+    live.finish("c", [5, 5])                               # never drafted for: learned all the same
+    assert learned == [[3, 4, 7, 8], [5, 5]]
+
+
+def test_live_requests_teach_the_calibration_what_followed():
+    live = _live(_index([1, 2, 3, 4, 5, 6, 7, 8]), sizing="cost", price=0.3)
+    ctx = [0, 1]
+    for _ in range(3):
+        live.draft("a", ctx, limit=10)
+        ctx = ctx + [ctx[-1] + 1]
+    live.finish("a", None)
+    assert sum(map(sum, live.service.controls.calibrations["suffix"].seen)) > 0
+
+
+def test_a_registered_chain_kind_drafts_through_the_adapter():
+    """A drafter added with one file and one registry entry runs through the vLLM
+    adapter's code path (the config accepts it: it drafts chains)."""
+    from sufdec.drafters import registry
+    from tests.drafters import toy_drafter
+
+    registry.register(toy_drafter.KIND)
+    try:
+        cfg = IntegrationConfig.from_dict({"draft": {"spec": "repeat"}}, {"SUFDEC_STORE": "/nonexistent"})
+        live = LiveRequests(DraftService(cfg.draft, price=0.0))
+        assert live.draft("r", [5, 6, 7, 8, 5], limit=3) == [6, 7, 8]
+        assert live._live["r"].request.kind.name == "repeat"
+    finally:
+        registry.unregister("repeat")
 
 
 # ---------------------------------------------------------------- opening
@@ -144,126 +181,7 @@ def test_vllm_versions():
         check_vllm_version("0.11.2")
 
 
-def test_open_store_creates_a_missing_one(tmp_path, caplog):
-    caplog.set_level("INFO", logger="vllm.sufdec")
-    store = open_store(tmp_path / "s", TOK)
-    assert store is not None and not store.readonly and len(store) == 0
-    store.close()
-    assert "created an empty one" in caplog.text
-
-
-def test_open_store_refuses_another_tokenizer(tmp_path):
-    Store.open(tmp_path / "s", TokenizerInfo("other", "0" * 32)).close()
-    with pytest.raises(TokenizerMismatchError):
-        open_store(tmp_path / "s", TOK)
-
-
-def test_open_store_read_only_drafts_without_learning(tmp_path, caplog):
-    Store.open(tmp_path / "s", TOK).close()
-
-    def opener(path, tok, create=True, readonly=False):
-        if not readonly:  # what a store in a read-only directory answers (root ignores chmod)
-            raise StoreLockedError(f"cannot write to the store at {path}: permission denied")
-        return Store.open(path, tok, create=create, readonly=True)
-
-    store = open_store(tmp_path / "s", TOK, open_fn=opener)
-    assert store is not None and store.readonly
-    store.close()
-    assert caplog.text.count("without learning") == 1
-
-
-def test_open_store_unusable_drafts_from_requests_only(tmp_path, caplog):
-    (tmp_path / "file").write_text("not a store")
-    assert open_store(tmp_path / "file", TOK) is None
-    assert "own tokens only" in caplog.text
-
-
-# ---------------------------------------------------------------- sizing
-def test_sizer_cuts_where_a_token_no_longer_pays():
-    from sufdec.integrations.vllm.sizing import ChainSizer
-    from sufdec.suffix.draft import Draft
-
-    chain = Draft.chain([1, 2, 3, 4], [0.9, 0.6, 0.4, 0.2])
-    assert ChainSizer(0.5).cut(chain, 10).token_ids == [1, 2]
-    assert ChainSizer(0.5).cut(chain, 1).token_ids == [1]
-    assert ChainSizer(0.0).cut(chain, 3).token_ids == [1, 2, 3]
-
-
-def test_sizer_learns_that_exact_repeats_hold():
-    from sufdec.integrations.vllm.sizing import ChainSizer
-    from sufdec.suffix.draft import Draft
-
-    # one stored occurrence: count ratios of 1/1.5 per token, 0.3 by the third token
-    chain = Draft.chain([1, 2, 3, 4, 5, 6], [0.67 ** d for d in range(1, 7)])
-    sizer = ChainSizer(0.3)
-    assert len(sizer.cut(chain, 10)) == 3
-    for _ in range(50):  # every time, all of it was generated
-        sizer.record(chain, [1, 2, 3, 4, 5, 6])
-    assert len(sizer.cut(chain, 10)) == 6
-
-
-def test_live_requests_teach_the_sizer_what_followed():
-    from sufdec.integrations.vllm.sizing import ChainSizer
-
-    sizer = ChainSizer(0.3)
-    live = LiveRequests(DraftSettings(spec="chain"), _index([1, 2, 3, 4, 5, 6, 7, 8]), sizer)
-    ctx = [0, 1]
-    for _ in range(3):
-        live.draft("a", ctx, limit=10)
-        ctx = ctx + [ctx[-1] + 1]
-    live.drop("a")
-    assert sum(map(sum, sizer.calibration.seen)) > 0
-
-
-def _steps(cost, shapes, seconds, out_per_step, decode_only=True):
-    """Feed ``cost`` steps of (requests, drafted) shapes taking ``seconds(r, d)`` each."""
-    now = 0.0
-    for r, d in shapes:
-        cost.started(now, r, d, decode_only)
-        now += seconds(r, d)
-        cost.ended(now, out_per_step(r, d))
-        now += 0.5  # idle time between steps does not count
-
-
-def test_step_cost_prices_a_drafted_token_at_what_the_engine_gives_up():
-    from sufdec.integrations.vllm.sizing import StepCost
-
-    a, c, b = 0.04, 0.003, 0.002  # seconds per step, per request, per drafted token
-    step = lambda r, d: a + c * r + b * d  # noqa: E731
-    cost = StepCost(prior=0.35)
-    assert cost.token_cost == 0.35  # nothing measured yet
-    # one request: drafts of 0..5 tokens, 2 tokens out per step
-    _steps(cost, [(1, k % 6) for k in range(40)], step, lambda r, d: 2)
-    assert cost.fit() == pytest.approx((a + c, 0.0, b))  # one request count: a and c are one
-    assert 2 * b / step(1, 5) < cost.token_cost < 2 * b / step(1, 0)
-    # 32 to 8 requests: requests and drafts vary apart; the same token costs more output
-    busy = StepCost(prior=0.35)
-    shapes = [(32 - k % 25, 3 * (k % 7)) for k in range(60)]
-    _steps(busy, shapes, step, lambda r, d: r + d // 2)
-    assert busy.fit() == pytest.approx((a, c, b))
-    assert busy.token_cost > 4 * cost.token_cost
-    # steps with prompt tokens in them are not observed
-    before = busy.steps
-    _steps(busy, [(4, 0)] * 5, lambda r, d: 9.0, lambda r, d: 4, decode_only=False)
-    assert busy.steps == before and busy.fit() == pytest.approx((a, c, b))
-    assert len(busy.history) == busy.steps and busy.history[-1][:2] == shapes[-1]
-
-
-def test_step_cost_waits_until_the_data_can_tell():
-    from sufdec.integrations.vllm.sizing import StepCost
-
-    cost = StepCost(prior=0.2)
-    _steps(cost, [(4, 8)] * 40, lambda r, d: 0.1, lambda r, d: 8)  # always the same draft size
-    assert cost.fit() is None and cost.token_cost == 0.2
-    cost.ended(1e9, 5)  # an end without a start is ignored
-    cost.reset()
-    assert cost.steps == 0 and not cost.history
-    # a GPU far from its compute bound: the step time does not grow with drafted tokens
-    gpu = StepCost(prior=0.2)
-    _steps(gpu, [(1 + k % 3, k % 9) for k in range(30)], lambda r, d: 0.02, lambda r, d: 3)
-    assert gpu.token_cost == pytest.approx(0.0, abs=1e-9)
-
-
+# ---------------------------------------------------------------- the worker
 def test_worker_reads_the_step_shape_from_the_scheduler_output():
     from types import SimpleNamespace
 

@@ -87,7 +87,7 @@ def test_worker_is_the_platforms_own():
 def test_rows_map_to_requests_and_drafts_respect_budgets(proposer):
     p, runner, store = proposer
     p.store.append([10, 11, 12, 13, 14, 15, 16, EOS], source={"from": "test"})
-    p.live.use_tree(p.store.tree)
+    p.service.follow_tree()
     runner.put(0, "a", [5, 10, 11], [12])                    # continues the stored output
     runner.put(1, "b", [7, 7, 7], [])                          # still in prefill: no sampled ids
     runner.put(2, "c", [5, 10, 11], [12, 13], max_tokens=4)    # 2 tokens left: 1 draft token
@@ -104,7 +104,7 @@ def test_finished_requests_are_learned_once_and_aborted_ones_not(proposer):
     for req_id in ("done", "aborted"):
         p.request_finished(req_id, runner.requests.pop(req_id))
     assert len(p.live) == 0
-    p.learner.flush()
+    p.service.learner.flush()
     with Store.open(store, readonly=True) as s:
         got = [(x.tokens, x.source["from"], x.source["model"]) for x in s.iter_sequences()]
     assert got == [([20, 21, EOS], "vllm", "tiny")]
@@ -115,3 +115,27 @@ def test_close_learns_what_ended_in_the_last_step(tmp_path, word_tokenizer_dir):
     p.close({"last": _state([1], [40, EOS]), "running": _state([1], [41, 42])})
     with Store.open(tmp_path / "s", readonly=True) as s:
         assert [x.tokens for x in s.iter_sequences()] == [[40, EOS]]
+
+
+def test_a_registered_chain_kind_runs_through_the_proposer(tmp_path, word_tokenizer_dir):
+    """A drafter added with one file and one registry entry drafts through vLLM's own
+    call into the proposer; a setting the adapter cannot honour is refused in one line."""
+    from sufdec.drafters import registry
+    from sufdec.integrations.vllm.config import ConfigError
+    from tests.drafters import toy_drafter
+
+    registry.register(toy_drafter.KIND)
+    try:
+        cfg = IntegrationConfig.from_dict({"draft": {"spec": "repeat"}, "refresh_s": 0, "token_cost": 0},
+                                          {"SUFDEC_STORE": str(tmp_path / "s")})
+        p = Proposer(_vllm_config(word_tokenizer_dir / "tokenizer.json"), cfg)
+        runner = FakeRunner()
+        p.bind(runner)
+        runner.put(0, "a", [5, 6, 7, 8, 5], [6])
+        assert p.propose([[6]], runner.lens, runner.rows) == [[7, 8, 5, 6]]
+        assert p.live._live["a"].request.kind.name == "repeat"
+        p.close()
+    finally:
+        registry.unregister("repeat")
+    with pytest.raises(ConfigError, match="sizing must be one of cost, fixed"):
+        IntegrationConfig.from_dict({"draft": {"sizing": "beta-ts"}}, {})

@@ -29,6 +29,15 @@ def _modules() -> dict[str, Path]:
     return out
 
 
+def _from_module(package: str, node: ast.ImportFrom) -> str:
+    """The module a ``from ... import`` reads, relative imports resolved against ``package``."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def _imports(name: str, path: Path, known: set[str]) -> set[str]:
     """The sufdec modules ``name`` imports (the deepest known module of each import)."""
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
@@ -38,12 +47,7 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
+            mod = _from_module(package, node)
             targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in known else mod for a in node.names]
         for t in targets:
             while t and t not in known:
@@ -142,3 +146,51 @@ def test_the_readme_lists_the_layers_in_their_order():
               if line.startswith("      ") and not line.startswith("       ")]
     expected = [name for names in LAYERS for name in names if name != "__main__"]
     assert listed == expected, listed
+
+
+def _defined(path: Path) -> set[str]:
+    """Names a module defines or imports at its top level (what ``from it import name`` finds)."""
+    names: set[str] = set()
+    tree = ast.parse(path.read_text())
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.If, ast.Try)):  # names defined in either branch
+            for sub in ast.walk(node):
+                if isinstance(sub, (ast.FunctionDef, ast.ClassDef)):
+                    names.add(sub.name)
+                elif isinstance(sub, ast.Assign):
+                    names.update(n.id for t in sub.targets for n in ast.walk(t) if isinstance(n, ast.Name))
+                elif isinstance(sub, (ast.Import, ast.ImportFrom)):
+                    names.update((a.asname or a.name).split(".")[0] for a in sub.names)
+        if any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in [node]):
+            names.add("*")  # a module __getattr__ makes names on demand
+    return names
+
+
+def test_every_name_imported_from_sufdec_exists():
+    """``from sufdec.x import name`` anywhere (lazy imports in functions included) names
+    something ``sufdec.x`` defines, imports or has as a submodule: a moved function is
+    caught here, not when a rarely used command first runs."""
+    mods = _modules()
+    bad = []
+    for name, path in sorted(mods.items()):
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            target = _from_module(package, node)
+            if target not in mods:
+                continue
+            defined = _defined(mods[target])
+            for alias in node.names:
+                if alias.name == "*" or "*" in defined:
+                    continue
+                if alias.name not in defined and f"{target}.{alias.name}" not in mods:
+                    bad.append(f"{name}: from {target} import {alias.name}")
+    assert not bad, "names imported that do not exist: " + "; ".join(bad)

@@ -93,3 +93,29 @@ def test_impossible_meta_values_are_refused_at_open(store_dir: Path, key: str, v
     for readonly in (True, False):
         with pytest.raises(StoreCorruptError, match=f"metadata is damaged: its meta value '{key}'"):
             Store.open(store_dir, TOK, readonly=readonly)
+
+
+def test_compact_keeps_a_linked_data_file_where_the_link_points(tmp_path: Path) -> None:
+    """Issue 20 item 9: data.mdb a link to a file on another disk: compact used to put a
+    regular file in its place on the store's disk and leave a stale full copy behind the
+    link. The link stays; the file it points at is the one compacted."""
+    from sufdec.store.evict import Budget as _Budget
+    from sufdec.store.verify import verify
+
+    store, elsewhere = tmp_path / "store", tmp_path / "big-disk"
+    elsewhere.mkdir()
+    with Store.open(store, TOK) as st:
+        for i in range(300):
+            st.append([1, 2, 3, i % 250, i // 250] + [7] * 200)
+        st.checkpoint()
+        st.evict(_Budget(max_tokens=5_000))
+        kept = [s.tokens for s in st.iter_sequences()]
+    os.replace(store / "data.mdb", elsewhere / "data.mdb")
+    os.symlink(elsewhere / "data.mdb", store / "data.mdb")
+    size = (elsewhere / "data.mdb").stat().st_size
+    compact_mod.compact(store)
+    assert (store / "data.mdb").is_symlink() and os.readlink(store / "data.mdb") == str(elsewhere / "data.mdb")
+    assert (elsewhere / "data.mdb").stat().st_size < size
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["data.mdb"]   # no copy left behind
+    with Store.open(store, TOK) as st:
+        assert [s.tokens for s in st.iter_sequences()] == kept and verify(st) == []

@@ -228,3 +228,27 @@ def test_a_tokenizer_failure_is_a_skipped_line(tmp_path: Path) -> None:
         assert [p.line for p in summary.problems] == [2, 3]
         assert "TypeError" in summary.problems[0].reason
         assert stored(store) == [ids("fine one"), ids("fine two")]
+
+
+def test_the_count_after_a_write_error_is_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 20 item 6: when a later transaction of one batch fails (a full disk, a file
+    size limit), the earlier ones stay, and the figure the user reads counts them."""
+    from sufdec.store import StoreFullError
+
+    turns = [{"role": "assistant", "content": f"answer number {i}"} for i in range(10)]
+    src = write_jsonl(tmp_path / "in.jsonl", [{"messages": turns}])   # one line, ten outputs
+    commits = []
+    real = Store._commit
+
+    def failing(self, batch, auto_checkpoint=True):
+        commits.append(len(batch))
+        if len(commits) == 3:
+            raise StoreFullError("the disk is full")
+        return real(self, batch, auto_checkpoint)
+
+    monkeypatch.setattr(Store, "_commit", failing)
+    with Store.open(tmp_path / "s", TOK, config=StoreConfig(txn_records=3)) as store:
+        with pytest.raises(StoreFullError) as err:
+            run(store, src)
+        assert len(store) == 6 == sum(commits[:2])
+        assert "6 records of this run were committed before that and are kept" in str(err.value)

@@ -21,6 +21,8 @@ from sufdec.store import (
     StoreError,
     StoreNotFoundError,
     StoreReadOnlyError,
+    EmptyStorePathError,
+    NotEmptyDirectoryError,
     TokenizerInfo,
     TokenizerMismatchError,
     default_store_path,
@@ -54,10 +56,29 @@ def test_resolve_store_path(tmp_path: Path) -> None:
     assert resolve_store_path(tmp_path / "x", env) == tmp_path / "x"
     assert resolve_store_path("~/x", {}) == Path.home() / "x"
     assert resolve_store_path(None, env) == tmp_path / "from-env"
-    assert resolve_store_path("", env) == tmp_path / "from-env"
-    assert resolve_store_path(None, {"SUFDEC_STORE": ""}) == default_store_path()
     assert resolve_store_path(None, {}) == default_store_path()
+    # an empty value is a mistake, not the default (nor the current directory)
+    for explicit, environ in (("", env), (" ", {}), (None, {"SUFDEC_STORE": ""})):
+        with pytest.raises(EmptyStorePathError, match="empty"):
+            resolve_store_path(explicit, environ)
     assert default_store_path().parts[-2:] == ("sufdec", "store")
+
+
+def test_a_new_store_is_never_made_among_other_files(tmp_path: Path) -> None:
+    """SUFDEC_STORE='~' (or a project folder) must not scatter a store's files among the
+    user's: a directory that holds other files and no store is refused, untouched."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("mine")
+    (home / ".bashrc").write_text("mine")
+    with pytest.raises(NotEmptyDirectoryError, match=r"holds other files \(\.bashrc, notes\.txt\)"):
+        Store.open(home, TOK)
+    assert sorted(p.name for p in home.iterdir()) == [".bashrc", "notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    Store.open(empty, TOK).close()              # an empty directory takes a store
+    Store.open(empty, TOK).close()              # and opens it again
+    Store.open(tmp_path / "new" / "deep", TOK).close()
 
 
 def test_store_ignores_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

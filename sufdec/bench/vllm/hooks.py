@@ -57,11 +57,11 @@ class BenchHooks:
     def bench_token_cost(self) -> dict:
         """sufdec's current token cost and, when measured, its fit of the step time."""
         drafter = self._bench_drafter()
-        if getattr(drafter, "sufdec_worker_protocol", 0) != 1 or drafter.live.sizer is None:
+        if getattr(drafter, "sufdec_worker_protocol", 0) != 1 or drafter.service.token_price() is None:
             return {}
-        step = drafter.step_cost
-        if step is None:
-            return {"token_cost": drafter.live.sizer.token_cost, "measured": False}
+        if drafter.config.token_cost != "auto":
+            return {"token_cost": drafter.token_cost(), "measured": False}
+        step = drafter.service.controls.steps
         fit = step.fit()
         return {"token_cost": step.token_cost, "measured": True, "steps": step.steps,
                 "step_s": fit[0] if fit else None, "request_s": fit[1] if fit else None,
@@ -82,22 +82,19 @@ class BenchHooks:
 
 
 def _reset_sufdec(proposer: Any) -> dict:
-    from sufdec.drafters.budget import AcceptanceCalibration
-
     learned = 0
-    if proposer.learner is not None:
-        proposer.learner.flush(60.0)
-        learned = proposer.learner.learned
+    service = proposer.service
+    if service.learner is not None:
+        service.learner.flush(60.0)
+        learned = service.learner.learned
     removed = 0
     store = proposer.store
     if store is not None:
         ids = [s.seq_id for s in store.iter_sequences() if (s.source or {}).get("from") == "vllm"]
         removed = sum(bool(store.remove(i)) for i in ids)
-        proposer.live.use_tree(store.tree)
-    if proposer.live.sizer is not None:
-        proposer.live.sizer.calibration = AcceptanceCalibration()
-    if proposer.step_cost is not None:
-        proposer.step_cost.reset()
+        proposer.service.follow_tree()
+    service.controls.calibrations.clear()
+    service.controls.steps.reset()
     return {"learned_total": learned, "removed": removed,
             "store_outputs": len(store.tree) if store is not None else 0}
 

@@ -104,12 +104,12 @@ def corpus_file(settings: Settings, workload: str, vllm_version: str) -> Path:
 
 def build_store(path: Path, model: str, outputs: list[list[int]]) -> dict:
     """A fresh store at ``path`` holding ``outputs``, as ``sufdec index --model`` makes it."""
-    from sufdec.integrations.vllm.opening import served_tokenizer
+    from sufdec.drafters.serving import store_identity
     from sufdec.store import SequenceRecord, Store
 
     if path.exists():
         shutil.rmtree(path)
-    with Store.open(path, served_tokenizer(model), create=True) as store:
+    with Store.open(path, store_identity(model), create=True) as store:
         summary = store.add_many(SequenceRecord(list(t), {"from": "bench", "n": i}) for i, t in enumerate(outputs) if t)
         store.checkpoint(force=True)
         return {"outputs": summary.added, "duplicates": summary.duplicates, "tokens": summary.tokens_added}

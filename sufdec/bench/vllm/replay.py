@@ -8,9 +8,8 @@ chain is accepted up to its first wrong token, and the step yields those tokens 
 (vLLM's bonus token). Finished outputs are learned before the next request, as in a cell.
 Proposers: vLLM's ``suffix`` driven as vLLM drives it (``SuffixDecodingCache``: prompt
 tree + global tree, depth 24, spec factor 1.0, min probability 0.1), warm (the corpus) and
-cold; sufdec's per-request drafting (``LiveRequests``) on a tree of the corpus, with the
-vLLM integration's cost sizing at several token costs, optionally capped at ``factor x``
-the match length (arctic's rule). Prints tokens per request-step, accepted and drafted
+cold; sufdec's vLLM adapter (``LiveRequests`` over a drafting service) on a tree of the
+corpus, with its cost sizing at several fixed token costs. Prints tokens per request-step, accepted and drafted
 tokens: what the drafts are worth, without the time a verification costs.
 """
 
@@ -19,25 +18,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
+from sufdec.drafters.service import DraftService
 from sufdec.integrations.vllm.config import default_draft
 from sufdec.integrations.vllm.drafting import LiveRequests
-from sufdec.integrations.vllm.sizing import ChainSizer
 from sufdec.suffix import SuffixIndex
 
 EOS = 2  # the default model's <|im_end|>
-
-
-class CappedSizer(ChainSizer):
-    """Cost sizing, and never more than ``factor`` x the draft's match length."""
-
-    def __init__(self, token_cost: float, factor: float) -> None:
-        super().__init__(token_cost)
-        self.factor = factor
-
-    def cut(self, chain: Any, limit: int) -> Any:
-        return super().cut(chain, min(limit, int(self.factor * chain.match_len)))
 
 
 def _replay(prompts: list[list[int]], outs: list[list[int]], propose: Callable[[int, list[int], int], list[int]],
@@ -87,20 +75,20 @@ def arctic(prompts: list[list[int]], outs: list[list[int]], corpus: Optional[lis
     return _replay(prompts, outs, propose, finish)
 
 
-def sufdec(prompts: list[list[int]], outs: list[list[int]], corpus: Optional[list], sizer: Optional[ChainSizer],
+def sufdec(prompts: list[list[int]], outs: list[list[int]], corpus: Optional[list], token_cost: float,
            k: int = 16, max_tokens: int = 128) -> dict:
     index = SuffixIndex(max_depth=64)
     known: dict[tuple, int] = {}
     for n, (_, o) in enumerate(corpus or ()):
         known.setdefault(tuple(o), n)
     index.add_many((n, list(t)) for t, n in sorted(known.items(), key=lambda kv: kv[1]))
-    live = LiveRequests(default_draft(), index, sizer)
+    live = LiveRequests(DraftService(default_draft(), tree=lambda: index, price=token_cost))
 
     def propose(i: int, context: list[int], pos: int) -> list[int]:
         return live.draft(f"e{i}", context, min(k, max_tokens - pos - 1), {EOS})
 
     def finish(i: int, out: list[int]) -> None:
-        live.drop(f"e{i}")
+        live.finish(f"e{i}", None)  # learned below, as the store learns it
         if tuple(out) not in known:  # learned, as the store learns it (once)
             known[tuple(out)] = 10**6 + i
             index.add(10**6 + i, out)
@@ -117,11 +105,8 @@ def main(out_dir: str, workload: str) -> None:
     rows = [("vLLM suffix, warm (a)", arctic(prompts, outs, corpus)),
             ("vLLM suffix, cold (b)", arctic(prompts, outs, None))]
     for cost in (0.35, 0.1, 0.0):
-        rows.append((f"sufdec, token_cost {cost}", sufdec(prompts, outs, corpus, ChainSizer(cost))))
-    for cost in (0.35, 0.1, 0.0):
-        capped = sufdec(prompts, outs, corpus, CappedSizer(cost, 1.0))
-        rows.append((f"sufdec, token_cost {cost}, <= match length", capped))
-    rows.append(("sufdec, empty store, token_cost 0.35", sufdec(prompts, outs, None, ChainSizer(0.35))))
+        rows.append((f"sufdec, token_cost {cost}", sufdec(prompts, outs, corpus, cost)))
+    rows.append(("sufdec, empty store, token_cost 0.35", sufdec(prompts, outs, None, 0.35)))
     for name, r in rows:
         print(f"{workload} | {name} | {r['tokens_per_step']:.2f} | {r['accepted']} | {r['drafted']} "
               f"| {r['accepted'] / max(r['drafted'], 1):.0%} |", flush=True)

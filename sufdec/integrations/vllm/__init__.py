@@ -4,12 +4,15 @@
       --speculative-config '{"method": "custom_class", "num_speculative_tokens": 8,
                              "model": "sufdec.integrations.vllm.Proposer"}'
 
-Modules: ``config`` (the one settings object, read from ``SUFDEC_STORE`` and
-``SUFDEC_VLLM_CONFIG``), ``opening`` (version, tokenizer and store checks), ``drafting``
-(per-request state while a request runs), ``learning`` (which finished outputs are
-learned, appended off the hot path), ``proposer`` (vLLM's ``custom_class`` interface),
-``worker`` (the worker subclass that tells the proposer which request each row is and when
-requests finish). vLLM itself is imported only when vLLM builds these classes.
+A thin adapter over sufdec's drafting service (``sufdec.drafters.service``, opened for a
+serving engine by ``sufdec.drafters.serving``: the store, its follower, background
+learning, the measured price of a verified token). Modules: ``config`` (the one settings
+object, read from ``SUFDEC_STORE`` and ``SUFDEC_VLLM_CONFIG``; what the adapter cannot
+honour is refused), ``opening`` (the vLLM version check), ``drafting`` (batch rows to the
+service's requests), ``learning`` (which finished outputs count), ``proposer`` (vLLM's
+``custom_class`` interface), ``worker`` (the worker subclass that tells the proposer which
+request each row is, when requests finish and when a step starts). vLLM itself is
+imported only when vLLM builds these classes.
 """
 
 from typing import Any

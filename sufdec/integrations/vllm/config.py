@@ -11,7 +11,8 @@ inherits, read once when the proposer is built:
     {"store": "/srv/sufdec-store",     # overrides SUFDEC_STORE
      "learn": true,                    # append finished outputs to the store
      "preset": "merged",               # DraftSettings.preset name
-     "draft": {"max_spec_tokens": 32}, # DraftSettings fields over the preset
+     "draft": {"max_spec_tokens": 32}, # DraftSettings fields over the preset (spec: a chain
+                                       # kind of the registry; sizing: "cost" or "fixed")
      "token_cost": "auto",             # sizing "cost": verify a token if P(accepted) >= this;
                                        # "auto": measured on the engine, per step (see sizing)
      "refresh_s": 1.0}                 # how often to pick up other processes' outputs
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sufdec.drafters import registry
 from sufdec.store import resolve_store_path
 from sufdec.suffix import DraftSettings
 
@@ -43,6 +45,8 @@ class ConfigError(ValueError):
 
 AUTO = "auto"
 AUTO_PRIOR = 0.35  # the token cost "auto" uses before it has measured enough steps
+SIZINGS = ("cost", "fixed")  # what a batch step can honour: the Thompson-sampling policies size
+# one request's drafts by its own forward's cost, which a step shared by many requests does not have
 
 # vLLM verifies chains.
 _VLLM_DEFAULTS = {"spec": "chain"}
@@ -57,12 +61,13 @@ def default_draft() -> DraftSettings:
 class IntegrationConfig:
     """Where the store is, whether finished outputs are learned, how drafts are grown.
 
-    ``draft.spec`` is always ``"chain"`` (vLLM verifies a single path per request): the
-    best path of the draft, at most ``min(draft.max_spec_tokens, num_speculative_tokens)``
-    long. ``draft.sizing="cost"`` (the default) then cuts it before the first token whose
+    ``draft.spec`` is a registry kind that drafts chains (vLLM verifies a single path per
+    request), ``"chain"`` by default: the best path of the draft, at most
+    ``min(draft.max_spec_tokens, num_speculative_tokens)`` long. ``draft.sizing="cost"``
+    (the default) then cuts it before the first token whose
     calibrated probability of being accepted is below ``token_cost``, what verifying one
     more token costs in tokens of output: ``"auto"`` (the default) measures it on the
-    engine step by step (``sizing.StepCost``; ``AUTO_PRIOR`` until it can tell), a number
+    engine step by step (``sufdec.drafters.stepcost``; ``AUTO_PRIOR`` until it can tell), a number
     fixes it; ``"fixed"`` sizing verifies the chain whole.
     ``refresh_s``: the least time between two looks for outputs other processes stored.
     """
@@ -97,8 +102,7 @@ class IntegrationConfig:
             draft = preset.replace(**{**_VLLM_DEFAULTS, **draft_fields})
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{CONFIG_ENV}: {exc}") from exc
-        if draft.spec != "chain":
-            raise ConfigError(f"{CONFIG_ENV}: vLLM verifies chains only (draft.spec must be 'chain')")
+        _check_honoured(draft)
         token_cost = _token_cost(raw.get("token_cost", AUTO))
         refresh_s = float(raw.get("refresh_s", 1.0))
         if refresh_s < 0:
@@ -110,6 +114,22 @@ class IntegrationConfig:
             token_cost=token_cost,
             refresh_s=refresh_s,
         )
+
+
+def _check_honoured(draft: DraftSettings) -> None:
+    """Refuse, in one line, a setting the vLLM adapter cannot honour."""
+    chains = [k for k in registry.names() if registry.kind_of(k).chain]
+    kind = registry.kind_of(draft.spec) if draft.spec in registry.names() else None
+    if kind is None or not kind.chain:
+        raise ConfigError(f"{CONFIG_ENV}: vLLM verifies chains only: draft.spec must be one of "
+                          f"{', '.join(chains)}, not {draft.spec!r}")
+    if kind.exit_layer == "needs":
+        raise ConfigError(f"{CONFIG_ENV}: draft.spec {draft.spec!r} needs an exit layer, which the vLLM "
+                          "adapter does not load")
+    if draft.sizing not in SIZINGS:
+        raise ConfigError(f"{CONFIG_ENV}: inside vLLM draft.sizing must be one of {', '.join(SIZINGS)}, not "
+                          f"{draft.sizing!r} (a step serves many requests; the Thompson-sampling policies "
+                          "size one request's drafts by its own forward)")
 
 
 def _token_cost(value: Any) -> float | str:

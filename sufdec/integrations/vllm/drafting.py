@@ -1,17 +1,13 @@
-"""Per-request drafting state inside vLLM, kept only while a request runs.
+"""Batch rows to drafting-service requests, kept only while vLLM holds the request.
 
 vLLM hands the proposer batch rows; the worker tells us which request each row is. A
-request's state is a ``SuffixDrafter`` (the global tree's incremental matcher plus the
-request's own prompt-and-output tree, as ``sufdec generate`` drafts) and how many of the
-row's tokens it has seen. It is created the first time the request's row is drafted for,
-fed only the row's new tokens at each step, and dropped when the worker reports the
-request finished or aborted, so nothing here outlives the requests vLLM holds.
-
-Drafts are chains (vLLM verifies one path per request): the most probable path of the
-merged draft, cut after an EOS or stop token, to the step's budget and, with a
-``ChainSizer``, where the calibrated probability no longer pays for verifying a token.
-Each drafted chain is kept until the tokens that followed it are known, then taught to
-the sizer's calibration.
+running request is one ``DraftRequest`` of the drafting service (``sufdec.drafters``:
+the registry's chain drafter over the store's tree and the request's own tokens, its
+draft control, learning), plus how many of the row's tokens it has seen and the chain it
+proposed last. At each step the row's new tokens are the previous step's outcome: the
+service's feedback gets them with the accepted count (the chain's tokens that came out).
+The request is finished (learned if it ended by itself) when the worker reports vLLM is
+done with it, so nothing here outlives the requests vLLM holds.
 """
 
 from __future__ import annotations
@@ -19,30 +15,25 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sufdec.drafters.budget import cut_below
-from sufdec.drafters.suffix import SuffixDrafter
-from sufdec.integrations.vllm.sizing import ChainSizer
-from sufdec.suffix import DraftSettings, SuffixIndex
+from sufdec.drafters.service import DraftRequest, DraftService, StepOutcome
 from sufdec.suffix.draft import Draft
 
 
 @dataclass
 class LiveRequest:
-    """One running request's drafting state."""
+    """One running request: its drafting-service request and what it has seen."""
 
-    drafter: SuffixDrafter
-    seen: int                 # tokens of the request (prompt + output) fed to the drafter
+    request: DraftRequest
+    seen: int                 # tokens of the request (prompt + output) fed to its drafter
     final: frozenset[int]     # tokens that end the request: nothing is drafted past them
-    pending: list[tuple[int, Draft]] = field(default_factory=list)  # (context length, chain)
+    proposed: Draft = field(default_factory=Draft)  # the chain proposed at the last step
 
 
 class LiveRequests:
-    """The drafting state of every running request, keyed by vLLM's request id."""
+    """Every running request's drafting state, keyed by vLLM's request id."""
 
-    def __init__(self, settings: DraftSettings, tree: SuffixIndex | None, sizer: ChainSizer | None = None) -> None:
-        self.settings = settings.replace(spec="chain")
-        self.sizer = sizer
-        self._tree = tree
+    def __init__(self, service: DraftService) -> None:
+        self.service = service
         self._live: dict[str, LiveRequest] = {}
 
     def __len__(self) -> int:
@@ -56,51 +47,39 @@ class LiveRequests:
         and output so far; only the part not seen before is read)."""
         live = self._live.get(req_id)
         if live is None or len(tokens) < live.seen:  # new (or, defensively, rewound)
-            drafter = SuffixDrafter(self._tree, self.settings, chain=True)
-            drafter.begin(_ints(tokens))
-            live = self._live[req_id] = LiveRequest(drafter, len(tokens), frozenset(final))
+            if live is not None:
+                live.request.finish([], finished=False)
+            request = self.service.start(_ints(tokens))
+            live = self._live[req_id] = LiveRequest(request, len(tokens), frozenset(final))
         elif len(tokens) > live.seen:
-            live.drafter.observe(_ints(tokens[live.seen:]))
+            new = _ints(tokens[live.seen:])
             live.seen = len(tokens)
-            self._label(live, final=False)
+            live.request.feedback(StepOutcome(live.proposed, _accepted(live.proposed, new), new))
+            live.proposed = Draft()
         if limit <= 0:
             return []
-        chain = cut_below(live.drafter.draft(self.settings.max_spec_tokens), live.final)
-        if self.sizer is None:
-            return chain.token_ids[:limit]
-        if len(chain):
-            live.pending.append((live.seen, chain))
-        return self.sizer.cut(chain, limit).token_ids
+        live.proposed = live.request.propose(limit, live.final)[1]
+        return live.proposed.token_ids
 
-    def _label(self, live: LiveRequest, final: bool) -> None:
-        """Teach the sizer every pending chain whose continuation is now known (all at the end)."""
-        if self.sizer is None or not live.pending:
-            return
-        context, keep = live.drafter.context, []
-        for pos, chain in live.pending:
-            if final or pos + len(chain) <= len(context):
-                self.sizer.record(chain, context[pos:pos + len(chain)])
-            else:
-                keep.append((pos, chain))
-        live.pending = keep
-
-    def drop(self, req_id: str) -> None:
-        """Forget a request (finished, aborted or preempted for good)."""
+    def finish(self, req_id: str, output: list[int] | None) -> None:
+        """vLLM is done with ``req_id``: ``output`` is what the user received if the request
+        ended by itself (learned once, by the service), None if it was aborted."""
         live = self._live.pop(req_id, None)
         if live is not None:
-            self._label(live, final=True)
-            live.drafter.end([], finished=False)
+            live.request.finish(output or [], finished=output is not None)
+        elif output:  # never drafted for (a one-token output): learned all the same
+            self.service.learn_output(output)
 
-    def use_tree(self, tree: SuffixIndex | None) -> None:
-        """Draft from another global tree object (the store reloaded its tree): every live
-        request rematches its context on it."""
-        if tree is self._tree:
-            return
-        self._tree = tree
-        for live in self._live.values():
-            context = live.drafter.context
-            live.drafter.global_tree = tree
-            live.drafter.begin(context)
+
+def _accepted(chain: Draft, emitted: list[int]) -> int:
+    """How many of ``chain``'s tokens the step accepted: its common prefix with what came
+    out, the last token (vLLM's bonus) excluded."""
+    n = 0
+    for drafted, came in zip(chain.token_ids, emitted[:-1]):
+        if drafted != came:
+            break
+        n += 1
+    return n
 
 
 def _ints(tokens: Sequence[int]) -> list[int]:

@@ -1,4 +1,4 @@
-"""The proposer vLLM loads by name: drafts from a sufdec store, one chain per batch row.
+"""The proposer vLLM loads by name: a thin adapter over sufdec's drafting service.
 
     speculative_config={"method": "custom_class",
                         "model": "sufdec.integrations.vllm.Proposer",
@@ -12,6 +12,9 @@ runner inherits): batch rows, no request ids. The worker class
 ``input_batch.req_ids[row]`` names each row's request, and tells it which requests
 finished before the runner forgets them; so the proposer refuses to start without it.
 
+What it adds to the service (``sufdec.drafters.service``) is only what vLLM forces: rows to
+requests, each request's limits read from vLLM's records, the step timing that prices a
+verified token (``DraftControls.price``), which finished outputs count (``learning``).
 Everything here runs in the worker process; the store is opened here, after vLLM started
 its processes (an LMDB environment must not cross a fork).
 """
@@ -21,15 +24,14 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import threading
 import time
 from typing import Any
 
+from sufdec.drafters.serving import open_serving, store_identity
 from sufdec.integrations.vllm.config import AUTO, AUTO_PRIOR, IntegrationConfig
 from sufdec.integrations.vllm.drafting import LiveRequests
-from sufdec.integrations.vllm.learning import Learner, ended_output
-from sufdec.integrations.vllm.opening import check_vllm_version, open_store, served_tokenizer
-from sufdec.integrations.vllm.sizing import ChainSizer, StepCost
+from sufdec.integrations.vllm.learning import ended_output
+from sufdec.integrations.vllm.opening import check_vllm_version
 
 log = logging.getLogger("vllm.sufdec")
 
@@ -41,7 +43,7 @@ class MissingWorkerError(RuntimeError):
 
 
 class Proposer:
-    """Drafts chains from the store's tree and each request's own tree; learns finished outputs."""
+    """vLLM's drafter: one drafting-service request per running request, a chain per row."""
 
     sufdec_worker_protocol = 1  # what the worker calls: bind, step_started, request_finished, close
 
@@ -54,28 +56,29 @@ class Proposer:
         self.num_speculative_tokens = int(vllm_config.speculative_config.num_speculative_tokens)
         model_config = vllm_config.model_config
         self.max_model_len = int(model_config.max_model_len)
-        self.source = {"from": "vllm", "model": str(model_config.served_model_name or model_config.model)}
-        self.store = open_store(self.config.store, served_tokenizer(model_config.tokenizer))
-        sizer = None
-        self.step_cost: StepCost | None = None  # the measured token cost ("auto")
-        if self.config.draft.sizing == "cost":
-            if self.config.token_cost == AUTO:
-                self.step_cost = StepCost(AUTO_PRIOR)
-                sizer = ChainSizer(AUTO_PRIOR)
-            else:
-                sizer = ChainSizer(float(self.config.token_cost))
-        self.live = LiveRequests(self.config.draft, self.store.tree if self.store is not None else None, sizer)
-        self.learner: Learner | None = None
-        if self.store is not None and (self.config.learn and not self.store.readonly) and _first_tp_rank():
-            self.learner = Learner(self.store.append)
-        self._refresher = _Refresher(self.store, self.config.refresh_s) if self.store is not None else None
+        self.service = open_serving(
+            self.config.store, store_identity(model_config.tokenizer), self.config.draft,
+            learn=self.config.learn and _first_tp_rank(), refresh_s=self.config.refresh_s, log=log,
+            source={"from": "vllm", "model": str(model_config.served_model_name or model_config.model)},
+            price="measured" if self.config.token_cost == AUTO else self.config.token_cost, prior=AUTO_PRIOR)
+        self.live = LiveRequests(self.service)
         self._runner: Any = None
+        self._step: tuple[float, int, int] | None = None  # (start, requests, drafted) of a decode step
+        store = self.service.store
         log.info("sufdec: drafting from %s (%s), up to %d tokens per step (%s), %s",
-                 self.config.store if self.store is not None else "no store",
-                 f"{len(self.store.tree)} outputs" if self.store is not None else "-",
+                 self.config.store if store is not None else "no store",
+                 f"{len(store.tree)} outputs" if store is not None else "-",
                  min(self.num_speculative_tokens, self.config.draft.max_spec_tokens),
-                 f"token cost {self.config.token_cost}" if sizer is not None else "fixed sizing",
-                 "learning finished outputs" if self.learner is not None else "not learning")
+                 f"token cost {self.config.token_cost}" if self.config.draft.sizing == "cost" else "fixed sizing",
+                 "learning finished outputs" if self.service.learn is not None else "not learning")
+
+    @property
+    def store(self) -> Any:
+        return self.service.store
+
+    def token_cost(self) -> float:
+        """What verifying one drafted token costs now, in tokens of output."""
+        return self.service.token_price() or 0.0
 
     # ------------------------------------------------------------------ vLLM's interface
     def load_model(self, *args: Any, **kwargs: Any) -> None:
@@ -88,10 +91,7 @@ class Proposer:
         if runner is None:
             raise MissingWorkerError(f"sufdec's proposer was never bound to a model runner: start vLLM "
                                      f"with --worker-cls {WORKER}")
-        if self.store is not None:
-            self.live.use_tree(self.store.tree)  # a refresh may have reloaded the tree
-        if self.step_cost is not None and self.live.sizer is not None:
-            self.live.sizer.token_cost = self.step_cost.token_cost
+        self.service.follow_tree()  # a refresh may have reloaded the store's tree
         req_ids = runner.input_batch.req_ids
         requests = runner.requests
         drafts: list[list[int]] = []
@@ -108,8 +108,10 @@ class Proposer:
                 limit = min(limit, params.max_tokens - len(state.output_token_ids) - 1)
             final = _final_tokens(params) if req_id not in self.live else ()
             drafts.append(self.live.draft(req_id, token_ids_cpu[row, :n], limit, final))
-        if self.step_cost is not None:
-            self.step_cost.ended(time.perf_counter(), sum(len(s) for s in sampled_token_ids))
+        if self._step is not None:
+            begun, r, d = self._step
+            self._step = None
+            self.service.timed_step(r, d, time.perf_counter() - begun, sum(len(s) for s in sampled_token_ids))
         return drafts
 
     # ------------------------------------------------------------------ the worker's calls
@@ -123,35 +125,21 @@ class Proposer:
 
     def step_started(self, requests: int, drafted: int, decode_only: bool) -> None:
         """A step begins with ``requests`` requests and ``drafted`` drafted tokens to verify;
-        ``decode_only``: no prompt tokens in it (the worker calls this first)."""
-        if self.step_cost is not None:
-            self.step_cost.started(time.perf_counter(), requests, drafted, decode_only)
+        ``decode_only``: no prompt tokens in it (only such steps price a drafted token)."""
+        self._step = (time.perf_counter(), requests, drafted) if decode_only and requests > 0 else None
 
     def request_finished(self, req_id: str, state: Any) -> None:
-        """vLLM is done with ``req_id`` (``state``: the runner's record of it, or None).
-        Learn its output if it ended by itself; aborted requests teach nothing."""
-        self.live.drop(req_id)
-        if self.learner is None or state is None:
-            return
-        output = self._ended(state)
-        if output:
-            self.learner.submit(output, self.source)
+        """vLLM is done with ``req_id`` (``state``: the runner's record of it, or None): the
+        service learns its output if it ended by itself; aborted requests teach nothing."""
+        self.live.finish(req_id, self._ended(state) if state is not None else None)
 
     def close(self, still_held: dict[str, Any] | None = None) -> None:
         """Learn requests that ended but whose end vLLM had not reported yet (it reports
         them one step later), wait for pending appends, close the store."""
-        if self.learner is not None:
-            for state in (still_held or {}).values():
-                output = self._ended(state)
-                if output:
-                    self.learner.submit(output, self.source)
-            self.learner.close()
-            self.learner = None
-        if self._refresher is not None:
-            self._refresher.stop()
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+        for req_id, state in (still_held or {}).items():
+            self.live.finish(req_id, self._ended(state))
+        self.service.close()
+        self.service.store = None
 
     def _ended(self, state: Any) -> list[int] | None:
         params = state.sampling_params
@@ -165,35 +153,6 @@ class Proposer:
             num_prompt_tokens=state.num_prompt_tokens,
             max_model_len=self.max_model_len,
         )
-
-
-class _Refresher:
-    """Picks up other processes' outputs every ``period_s`` seconds, off the hot path."""
-
-    def __init__(self, store: Any, period_s: float) -> None:
-        self._store = store
-        self._period = period_s
-        self._stop = threading.Event()
-        self._thread = None
-        if period_s > 0:
-            self._thread = threading.Thread(target=self._run, name="sufdec-refresh", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._period):
-            try:
-                self._store.refresh()
-            except Exception as exc:  # the store closed under us, or a transient error
-                if self._stop.is_set():
-                    return
-                log.warning("sufdec: could not refresh the store (%s: %s); drafting from what it had",
-                            type(exc).__name__, exc)
-                return
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
 
 
 def _final_tokens(params: Any) -> frozenset[int]:
