@@ -22,9 +22,11 @@ $(VENV)/.ok: pyproject.toml CMakeLists.txt $(wildcard sufdec/_core/*.cpp sufdec/
 
 setup: $(VENV)/.ok
 
-# The whole suite, slow tests included (the real default model, kill loops), then the
-# engine tests again on the oldest transformers we support: ~6 min on 2 cores.
+# The linter (ruff, settings in pyproject.toml), then the whole suite, slow tests included
+# (the real default model, kill loops), then the engine tests again on the oldest
+# transformers we support, then the vLLM adapter's tests in vLLM's own venv: ~20 min on 2 cores.
 test: setup
+	$(VENV)/bin/ruff check sufdec tests scripts
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 	$(MAKE) test-compat
 	$(MAKE) test-vllm

@@ -43,9 +43,10 @@ def _bench_cache(model, model_dir: str, workload: str, max_new: int, root: Path)
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
     from sufdec.bench.corpus import digest, read_corpus_cache
     from sufdec.models import default_cache_root
-    import os
 
     root = default_cache_root(os.environ)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -23,8 +23,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from sufdec.bench.corpus import (build_index, build_store, corpus_cache_file, default_corpus_cache, model_identity,
-                                 model_outputs, reference_outputs)
+from sufdec.bench.corpus import (
+    build_index,
+    build_store,
+    corpus_cache_file,
+    default_corpus_cache,
+    model_identity,
+    model_outputs,
+    reference_outputs,
+)
 from sufdec.bench.report import RESULT_VERSION, git_commit, machine_info, summarize, write_results
 from sufdec.bench.runners import MethodRunner, Run
 from sufdec.bench.settings import BenchSettings, Progress, Say, method_draft
@@ -184,9 +191,8 @@ def _exit_drafter(loaded: Loaded, settings: BenchSettings, cache_root: Path, say
     bases = {m.split(":")[0] for m in settings.methods}
     if "eesd" not in bases and "hybrid" not in bases:
         return None
-    from sufdec.session import exit_drafter_factory
-
     from sufdec.eesd.exit_model import ExitLayerError
+    from sufdec.session import exit_drafter_factory
 
     path = Path(settings.exit_layer) if settings.exit_layer else None
     try:

@@ -6,7 +6,7 @@ imports torch and transformers; so do the layers above it that run models (the s
 the generation benchmark), and nothing below it (``suffix``, ``store``, ``drafters``).
 """
 
-from sufdec.engine.accept import AcceptResult, Acceptor, SamplingParams
+from sufdec.engine.accept import Acceptor, AcceptResult, SamplingParams
 from sufdec.engine.config import GenerationConfig, ResolvedGeneration, resolve_generation
 from sufdec.engine.generator import (
     GenerationResult,

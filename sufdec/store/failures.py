@@ -17,7 +17,7 @@ from pathlib import Path
 
 import lmdb
 
-from .errors import StoreFileDamagedError, StoreError, StoreFullError, StoreIOError, StoreLockedError
+from .errors import StoreError, StoreFileDamagedError, StoreFullError, StoreIOError, StoreLockedError
 
 NEARLY_FULL = 16 << 20  # an I/O error with less free space than this is taken for a full disk
 _DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.PanicError,

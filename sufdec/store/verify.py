@@ -28,7 +28,6 @@ from .errors import StoreCorruptError, StoreFileDamagedError
 from .store import Store
 from .treestate import TreeState, build_from_sequences
 
-
 Progress = Callable[[str, int, int], None]
 """``on_progress(phase, done, total)``: phase is "records" or "rebuild"."""
 

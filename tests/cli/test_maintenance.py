@@ -9,8 +9,7 @@ import lmdb
 from typer.testing import CliRunner
 
 from sufdec.cli.app import app
-from sufdec.store import Store
-from sufdec.store import codec
+from sufdec.store import Store, codec
 
 runner = CliRunner()
 WORDS = "SELECT name FROM singer WHERE age > 30 AND country = 'France' ORDER BY DESC LIMIT 1".split()

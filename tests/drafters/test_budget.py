@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from sufdec.drafters.budget import (
-    AcceptanceCalibration, CostModel, best_chain, best_size, cut_below, size_draft, subtree, top_nodes,
+    AcceptanceCalibration,
+    CostModel,
+    best_chain,
+    best_size,
+    cut_below,
+    size_draft,
+    subtree,
+    top_nodes,
 )
 from sufdec.suffix.draft import Draft
 

@@ -7,8 +7,15 @@ import pytest
 
 from sufdec.drafters.budget import CostModel
 from sufdec.drafters.control import (
-    BetaPosterior, BetaTSControl, CalibrationTSControl, CostControl, DraftControl, DraftControls,
-    StepOutcome, best_length, chain_rate,
+    BetaPosterior,
+    BetaTSControl,
+    CalibrationTSControl,
+    CostControl,
+    DraftControl,
+    DraftControls,
+    StepOutcome,
+    best_length,
+    chain_rate,
 )
 from sufdec.suffix.draft import Draft
 from sufdec.suffix.settings import DraftSettings

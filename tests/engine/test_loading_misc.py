@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import io
 from contextlib import redirect_stdout
-from types import SimpleNamespace
 
 import pytest
 import torch
 from transformers import Gemma2Config, LlamaConfig, TextStreamer
 
-from sufdec.drafters.control import DraftControls
 from sufdec.drafters.base import NullDrafter
 from sufdec.drafters.budget import CostModel
-from sufdec.suffix import DraftSettings
+from sufdec.drafters.control import DraftControls
 from sufdec.engine import GenerationConfig, SpeculativeGenerator, resolve_generation
 from sufdec.engine.calibrate import cost_model_for, measure_cost_model
 from sufdec.engine.loading import ModelLoadError, resolve_attn, resolve_dtype, split_spec
+from sufdec.suffix import DraftSettings
 
 from .helpers import OracleDrafter, char_tokenizer, plain_greedy, random_prompts, tiny_model
 

@@ -18,7 +18,6 @@ penalty computed without the path, or over the row's children, changes the joint
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from transformers import (
@@ -28,8 +27,8 @@ from transformers import (
     TopKLogitsWarper,
 )
 
-from sufdec.drafters.control import DraftControls
 from sufdec.drafters.base import ContextDrafter
+from sufdec.drafters.control import DraftControls
 from sufdec.engine import GenerationConfig, SpeculativeGenerator, layout_tree
 from sufdec.suffix import DraftSettings
 from sufdec.suffix.draft import Draft

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from sufdec.integrations.vllm.config import ConfigError, IntegrationConfig
 from sufdec.drafters.service import DraftService
+from sufdec.integrations.vllm.config import ConfigError, IntegrationConfig
 from sufdec.integrations.vllm.drafting import LiveRequests
 from sufdec.integrations.vllm.learning import ended_output
 from sufdec.integrations.vllm.opening import IncompatibleVllmError, check_vllm_version

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sufdec.store import Store
-from sufdec.store import _tree
-from sufdec.store import codec
+from sufdec.store import Store, _tree, codec
 from sufdec.store.verify import verify
 
 from .crash_child import CONFIG

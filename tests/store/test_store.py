@@ -9,11 +9,11 @@ import pytest
 
 from sufdec.store import (
     AddSummary,
-    ForkedStoreError,
+    EmptyStorePathError,
     FormatTooNewError,
-    MapLimits,
     MigrationRequiredError,
     NotAStoreError,
+    NotEmptyDirectoryError,
     SequenceRecord,
     Store,
     StoreConfig,
@@ -21,15 +21,16 @@ from sufdec.store import (
     StoreError,
     StoreNotFoundError,
     StoreReadOnlyError,
-    EmptyStorePathError,
-    NotEmptyDirectoryError,
     TokenizerInfo,
     TokenizerMismatchError,
+    _tree,
+    codec,
     default_store_path,
+    migrations,
     resolve_store_path,
 )
-from sufdec.store import codec, env as env_mod, meta as meta_mod, migrations
-from sufdec.store import _tree
+from sufdec.store import env as env_mod
+from sufdec.store import meta as meta_mod
 from sufdec.store.verify import repair, verify
 
 from .helpers import TOK

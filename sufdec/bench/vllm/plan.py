@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sufdec.bench.corpus import digest, read_corpus_cache as read_corpus
+from sufdec.bench.corpus import digest
+from sufdec.bench.corpus import read_corpus_cache as read_corpus
 
 METHODS = ("plain", "ngram", "suffix", "sufdec")
 REPO = Path(__file__).resolve().parents[3]
