@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from sufdec.jsonl import read_objects
 from sufdec.session import GenerationSession, SessionConfig
 from sufdec.suffix import DraftSettings
 
@@ -23,8 +24,8 @@ METHODS = {"off": DraftSettings(spec="off"), "tree": DraftSettings(spec="tree")}
 
 
 def main(prompts_path: str, out_dir: str, max_new_tokens: str = "128") -> int:
-    requests = [json.loads(line) for line in Path(prompts_path).read_text(encoding="utf-8").splitlines()
-                if line.strip()]
+    requests = [rec for _, rec in read_objects(Path(prompts_path), lambda r: "prompt" in r or "messages" in r,
+                                               'an object with "prompt" or "messages"')]
     out = Path(out_dir)
     from transformers.utils import logging as hf_logging
 

@@ -68,15 +68,23 @@ class StepCost:
         self.steps += 1
         self.history.append((r, d, t, int(output_tokens)))
 
-    def fit(self) -> tuple[float, float, float] | None:
-        """(a, c, b): seconds per step, per request and per drafted token; None while the
-        data cannot tell what a drafted token costs."""
+    def _moments(self) -> tuple[float, ...] | None:
+        """(weight, means of R, D, T, (co)variances RR, DD, RD, RT, DT) of the weighted
+        steps; None before ``min_steps``."""
         w, sr, sd, st, srr, sdd, srd, srt, sdt, _ = self._s
         if self.steps < self.min_steps or w <= 0:
             return None
         mr, md, mt = sr / w, sd / w, st / w
-        v_rr, v_dd, v_rd = srr / w - mr * mr, sdd / w - md * md, srd / w - mr * md
-        v_rt, v_dt = srt / w - mr * mt, sdt / w - md * mt
+        return (w, mr, md, mt, srr / w - mr * mr, sdd / w - md * md, srd / w - mr * md,
+                srt / w - mr * mt, sdt / w - md * mt)
+
+    def fit(self) -> tuple[float, float, float] | None:
+        """(a, c, b): seconds per step, per request and per drafted token; None while the
+        data cannot tell what a drafted token costs."""
+        moments = self._moments()
+        if moments is None:
+            return None
+        _, mr, md, mt, v_rr, v_dd, v_rd, v_rt, v_dt = moments
         if v_dd <= 1e-6 * max(1.0, md * md):
             return None  # the draft sizes hardly varied
         det = v_rr * v_dd - v_rd * v_rd
@@ -107,11 +115,11 @@ class StepCost:
     def _fit_curve(self, base: CostModel) -> CostModel:
         """``base`` with its excess over one forward scaled by what the steps measure now:
         ``seconds = a + b d`` fitted with ``b`` drawn towards ``base``'s own slope."""
-        w, _, sd, st, _, sdd, _, _, sdt, _ = self._s
-        if self.steps < self.min_steps or w <= 0:
+        moments = self._moments()
+        if moments is None:
             return base
-        md, mt = sd / w, st / w
-        s_dd, s_dt = sdd - w * md * md, sdt - w * md * mt  # weighted spread of draft sizes, covariance
+        w, _, md, mt, _, v_dd, _, _, v_dt = moments
+        s_dd, s_dt = w * v_dd, w * v_dt                     # weighted spread of draft sizes, covariance
         slope = _slope(base)                                # base's cost of a drafted token, in forwards
         one = mt / (1.0 + slope * md)                       # a forward over the root alone, if base were right
         lam = self.prior_weight

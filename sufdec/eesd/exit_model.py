@@ -223,7 +223,7 @@ def _check_vocab(info: ExitLayerInfo, vocab_size: int, meta: Path, damaged: str)
                              f"{vocab_size:,}; {damaged}")
 
 
-def _check_state(exit_layer: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+def check_state(exit_layer: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Every tensor of the layer, of its shape, floating point and finite."""
     mine = exit_layer.state_dict()
     missing, extra = sorted(set(mine) - set(state)), sorted(set(state) - set(mine))
@@ -264,7 +264,7 @@ def load_exit_layer(model: torch.nn.Module, weights: Path,
     exit_layer = new_exit_layer(model, info.layer, info.init_from)
     try:
         state = load_file(str(weights))
-        _check_state(exit_layer, state)
+        check_state(exit_layer, state)
         exit_layer.load_state_dict(state)
     except Exception as exc:  # noqa: BLE001 - safetensors' own errors, shapes, missing tensors
         raise ExitLayerError(f"the exit layer {weights} is damaged ({type(exc).__name__}: {exc}); {damaged}") from None

@@ -36,6 +36,7 @@ from sufdec.eesd.exit_model import (
     ExitLayerError,
     ExitLayerInfo,
     build_draft_model,
+    check_state,
     exit_paths,
     model_fingerprint,
     new_exit_layer,
@@ -230,13 +231,12 @@ def _resumed(exit_layer: torch.nn.Module, info: ExitLayerInfo, weights: Path, me
         old = ExitLayerInfo.from_json(meta.read_text())
         if old.fingerprint != info.fingerprint or old.init_from != info.init_from:
             return info
-        exit_layer.load_state_dict(load_file(str(weights)))
+        state = load_file(str(weights))
+        check_state(exit_layer, state)  # every tensor, of its shape, floating point, finite
+        exit_layer.load_state_dict(state)
     except Exception as exc:  # safetensors, json and torch raise many kinds; one line for all
         raise ExitLayerError(f"the saved exit layer {weights} is damaged ({type(exc).__name__}: "
                              f"{str(exc)[:200]}); start over with --fresh") from None
-    if not _finite(exit_layer):
-        raise ExitLayerError(f"the saved exit layer {weights} holds non-finite weights (a run that diverged); "
-                             "start over with --fresh")
     return old
 
 

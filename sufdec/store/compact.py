@@ -136,7 +136,7 @@ def _copy_and_swap(where: Path, tmp: Path, map_size: int, what: str, data: Path)
                       "data.mdb is the compacted copy; it is durable once the file system syncs") from None
 
 
-STORE_FILES = (DATA_FILE, "lock.mdb", "sufdec.lock", "sufdec.acked")
+STORE_FILES = env_mod.STORE_FILES
 
 
 def remove_empty_store(path: str | os.PathLike[str], *, created: Path | None = None) -> bool:

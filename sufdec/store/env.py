@@ -41,7 +41,7 @@ from .errors import (
 from .resizelock import ResizeLock
 from .users import USE_FILE, lock_use
 
-__all__ = ["DATA_FILE", "DB_NAMES", "LOCK_FILE", "USE_FILE", "Dbs", "MapLimits", "StoreEnv", "acquire", "lock_use"]
+__all__ = ["DATA_FILE", "DB_NAMES", "LOCK_FILE", "STORE_FILES", "USE_FILE", "Dbs", "MapLimits", "StoreEnv", "acquire", "lock_use"]
 
 T = TypeVar("T")
 
@@ -271,15 +271,15 @@ def store_exists(path: Path) -> bool:
     return (path / DATA_FILE).is_file()
 
 
-# what a store directory may hold before its data file exists (a creation cut short)
-_STORE_FILES = frozenset({DATA_FILE, LOCK_FILE, USE_FILE, "sufdec.acked"})
+# the files of a store directory (what it may hold before its data file exists: a creation cut short)
+STORE_FILES = (DATA_FILE, LOCK_FILE, USE_FILE, "sufdec.acked")
 
 
 def _refuse_other_files(path: Path) -> None:
     """A new store goes into a new or empty directory, never among other files (a home
     directory, a project): refused in one line, as a foreign LMDB is."""
     try:
-        others = sorted(e.name for e in os.scandir(path) if e.name not in _STORE_FILES
+        others = sorted(e.name for e in os.scandir(path) if e.name not in STORE_FILES
                         and not e.name.startswith(".compact-"))
     except (FileNotFoundError, NotADirectoryError):
         return  # a new directory (or a file there: creating it says so)

@@ -24,26 +24,27 @@ _DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.
            lmdb.PageFullError, lmdb.IncompatibleError, lmdb.BadDbiError)
 
 
-def free_bytes(path: Path) -> int | None:
-    """Bytes an unprivileged user may still write on the file system holding ``path``."""
+def _statvfs(path: Path) -> os.statvfs_result | None:
+    """The file system holding ``path`` (or its parent, for a path not made yet)."""
     for where in (path, path.parent):
         try:
-            st = os.statvfs(where)
+            return os.statvfs(where)
         except OSError:
             continue
-        return st.f_bavail * st.f_frsize
     return None
+
+
+def free_bytes(path: Path) -> int | None:
+    """Bytes an unprivileged user may still write on the file system holding ``path``."""
+    st = _statvfs(path)
+    return st.f_bavail * st.f_frsize if st is not None else None
 
 
 def without_storage(path: Path) -> bool:
     """``path`` is on a file system that stores nothing (/proc, /sys: no blocks at all),
     where "0 bytes free" means "not a disk", not "full"."""
-    for where in (path, path.parent):
-        try:
-            return os.statvfs(where).f_blocks == 0
-        except OSError:
-            continue
-    return False
+    st = _statvfs(path)
+    return st is not None and st.f_blocks == 0
 
 
 def _human(n: int | None) -> str:
