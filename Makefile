@@ -22,11 +22,12 @@ $(VENV)/.ok: pyproject.toml CMakeLists.txt $(wildcard sufdec/_core/*.cpp sufdec/
 
 setup: $(VENV)/.ok
 
-# The linter (ruff, settings in pyproject.toml), then the whole suite, slow tests included
+# The linter and the formatter's check (ruff, settings in pyproject.toml), then the whole suite, slow tests included
 # (the real default model, kill loops), then the engine tests again on the oldest
 # transformers we support, then the vLLM adapter's tests in vLLM's own venv: ~20 min on 2 cores.
 test: setup
 	$(VENV)/bin/ruff check sufdec tests scripts
+	$(VENV)/bin/ruff format --check sufdec tests scripts
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 	$(MAKE) test-compat
 	$(MAKE) test-vllm

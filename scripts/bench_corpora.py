@@ -38,8 +38,14 @@ def _train_items(model_dir: str, workload: str, train: int, eval_n: int, max_new
 def _bench_cache(model, model_dir: str, workload: str, max_new: int, root: Path) -> Path:
     from sufdec.bench.corpus import corpus_cache_file, default_corpus_cache, model_identity
 
-    return corpus_cache_file(default_corpus_cache(root), model_name=model_identity(model, model_dir),
-                             workload=workload, max_new_tokens=max_new, dtype="float32", device_type="cpu")
+    return corpus_cache_file(
+        default_corpus_cache(root),
+        model_name=model_identity(model, model_dir),
+        workload=workload,
+        max_new_tokens=max_new,
+        dtype="float32",
+        device_type="cpu",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

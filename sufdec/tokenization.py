@@ -25,9 +25,7 @@ class TokenizerLoadError(RuntimeError):
 def fingerprint(tok: Tokenizer) -> str:
     """A stable hash of the vocabulary and the special tokens (hex, 16 bytes)."""
     vocab = sorted(tok.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1])
-    special = sorted(
-        (i, t.content) for i, t in tok.get_added_tokens_decoder().items() if t.special
-    )
+    special = sorted((i, t.content) for i, t in tok.get_added_tokens_decoder().items() if t.special)
     payload = json.dumps({"vocab": vocab, "special": special}, ensure_ascii=False)
     return hashlib.blake2b(payload.encode("utf-8"), digest_size=16).hexdigest()
 
@@ -75,8 +73,10 @@ def remote_code_refused(spec: str | Path, exc: BaseException) -> str | None:
     (an ``auto_map`` in its config), or None when ``exc`` is about something else."""
     if "trust_remote_code" not in str(exc):
         return None
-    return (f"{spec} ships its own Python code (auto_map in its config) and sufdec runs a model's code only "
-            "when asked: read that code, then pass --trust-remote-code (trust_remote_code=True in Python)")
+    return (
+        f"{spec} ships its own Python code (auto_map in its config) and sufdec runs a model's code only "
+        "when asked: read that code, then pass --trust-remote-code (trust_remote_code=True in Python)"
+    )
 
 
 def load_tokenizer(spec: str | Path, *, gguf_file: str | None = None, trust_remote_code: bool = False) -> TextTokenizer:

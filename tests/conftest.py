@@ -49,12 +49,22 @@ def build_tiny_model(folder: Path, words: list[str] = SQL_WORDS, seed: int = 0, 
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     build_word_tokenizer(folder / "tok", words)
-    tok = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tok" / "tokenizer.json"),
-                                  eos_token="<eos>", unk_token="<unk>", pad_token="<eos>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_file=str(folder / "tok" / "tokenizer.json"), eos_token="<eos>", unk_token="<unk>", pad_token="<eos>"
+    )
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
-                         eos_token_id=tok.eos_token_id, bos_token_id=None, pad_token_id=tok.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_positions,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+        pad_token_id=tok.pad_token_id,
+    )
     model = LlamaForCausalLM(config)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)

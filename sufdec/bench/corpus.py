@@ -37,8 +37,9 @@ def model_identity(model: Any, spec: str) -> str:
     return f"{Path(spec).name}:{hashlib.sha256(cfg.encode()).hexdigest()[:12]}"
 
 
-def corpus_cache_file(folder: Path, *, model_name: str, workload: str, max_new_tokens: int, dtype: str,
-                      device_type: str) -> Path:
+def corpus_cache_file(
+    folder: Path, *, model_name: str, workload: str, max_new_tokens: int, dtype: str, device_type: str
+) -> Path:
     """The cache file of one corpus. Outputs on another device can differ in the last bits:
     a GPU gets its own entry (CPU keys are those of earlier releases)."""
     where = [] if device_type == "cpu" else [device_type]
@@ -59,8 +60,16 @@ def read_corpus_cache(cache_file: Path) -> dict[str, list[int]]:
     return known
 
 
-def model_outputs(model: Any, tokenizer: Any, items: Sequence[Item], *, cache_file: Path, max_new_tokens: int,
-                  batch_size: int, progress: Progress = None) -> list[list[int]]:
+def model_outputs(
+    model: Any,
+    tokenizer: Any,
+    items: Sequence[Item],
+    *,
+    cache_file: Path,
+    max_new_tokens: int,
+    batch_size: int,
+    progress: Progress = None,
+) -> list[list[int]]:
     """The model's greedy outputs (EOS excluded) for ``items``, from the cache where present.
 
     The cache is a JSONL file of ``{"prompt": digest of the prompt ids, "tokens": [...]}``;
@@ -75,9 +84,15 @@ def model_outputs(model: Any, tokenizer: Any, items: Sequence[Item], *, cache_fi
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         advance = progress("corpus: plain greedy", len(missing)) if progress else None
         for start in range(0, len(missing), batch_size * 4):  # save as we go: a killed run keeps its work
-            chunk = missing[start:start + batch_size * 4]
-            outs = generate_plain_batched(model, tokenizer, [items[i].prompt_ids for i in chunk],
-                                          max_new_tokens=max_new_tokens, batch_size=batch_size, on_batch=advance)
+            chunk = missing[start : start + batch_size * 4]
+            outs = generate_plain_batched(
+                model,
+                tokenizer,
+                [items[i].prompt_ids for i in chunk],
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                on_batch=advance,
+            )
             with open(cache_file, "a", encoding="utf-8") as f:
                 for i, toks in zip(chunk, outs):
                     known[keys[i]] = toks

@@ -62,6 +62,7 @@ def fetch(name: str, cache_root: Path) -> Path:
 
 # ---------------------------------------------------------------- Spider (text-to-SQL)
 
+
 def create_table_text(schema: dict) -> str:
     """CREATE TABLE statements for one Spider schema (tables.json entry)."""
     tables = schema["table_names_original"]
@@ -114,6 +115,7 @@ def load_spider(wheel: Path, db_ids: list[str] | None = None) -> list[Example]:
 
 # ---------------------------------------------------------------- HumanEval (code)
 
+
 def load_humaneval(wheel: Path) -> list[Example]:
     """HumanEval: complete the function; the reference is prompt + canonical solution."""
     out = []
@@ -130,6 +132,7 @@ def load_humaneval(wheel: Path) -> list[Example]:
 
 
 # ---------------------------------------------------------------- ShareGPT (chat)
+
 
 def _sharegpt_records(wheel: Path) -> Iterator[dict]:
     """Whole conversations; the file is cut off mid-record, so decode one at a time."""

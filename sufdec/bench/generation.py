@@ -57,8 +57,14 @@ class Loaded:
     skipped: int
 
 
-def load_for(settings: BenchSettings, *, cache_root: Path, corpus_cache: Optional[Path] = None,
-             progress: Progress = None, say: Say = _quiet) -> Loaded:
+def load_for(
+    settings: BenchSettings,
+    *,
+    cache_root: Path,
+    corpus_cache: Optional[Path] = None,
+    progress: Progress = None,
+    say: Say = _quiet,
+) -> Loaded:
     """Load the model, split the workload and build (or read back) the train corpus.
 
     Public workloads are fetched under ``cache_root``; generated corpora are cached in
@@ -71,8 +77,9 @@ def load_for(settings: BenchSettings, *, cache_root: Path, corpus_cache: Optiona
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     say(f"loading {Path(settings.model).name} ({settings.dtype}, {settings.device}) ...")
-    model, tok = load_model(settings.model, device=settings.device, dtype=settings.dtype,
-                            trust_remote_code=settings.trust_remote_code)
+    model, tok = load_model(
+        settings.model, device=settings.device, dtype=settings.dtype, trust_remote_code=settings.trust_remote_code
+    )
     device = next(model.parameters()).device
     examples = load_workload(settings.workload, settings.train, settings.eval, cache_root=cache_root)
     context = getattr(model.config, "max_position_embeddings", None)
@@ -84,12 +91,23 @@ def load_for(settings: BenchSettings, *, cache_root: Path, corpus_cache: Optiona
     if settings.corpus == "reference":
         corpus = reference_outputs(tok, train)
     else:
-        cache = corpus_cache_file(corpus_cache or default_corpus_cache(cache_root), model_name=name,
-                                  workload=settings.workload, max_new_tokens=settings.max_new_tokens,
-                                  dtype=settings.dtype, device_type=device.type)
-        corpus = model_outputs(model, tok, train, cache_file=cache, max_new_tokens=settings.max_new_tokens,
-                               batch_size=settings.batch_size * (1 if device.type == "cpu" else 8),
-                               progress=progress)
+        cache = corpus_cache_file(
+            corpus_cache or default_corpus_cache(cache_root),
+            model_name=name,
+            workload=settings.workload,
+            max_new_tokens=settings.max_new_tokens,
+            dtype=settings.dtype,
+            device_type=device.type,
+        )
+        corpus = model_outputs(
+            model,
+            tok,
+            train,
+            cache_file=cache,
+            max_new_tokens=settings.max_new_tokens,
+            batch_size=settings.batch_size * (1 if device.type == "cpu" else 8),
+            progress=progress,
+        )
     return Loaded(model, tok, name, train, held, corpus, skipped)
 
 
@@ -106,27 +124,40 @@ def _sizing_report(runners: dict[str, MethodRunner]) -> dict:
     sized = {m: r.generator for m, r in runners.items() if r.sized_by_cost}
     costs = next((g.cost_model() for g in sized.values()), None)
     return {
-        "acceptance_calibration": {m: {src: cal.table() for src, cal in g.controls.calibrations.items()}
-                                   for m, g in sized.items()},
-        "posteriors": {m: {src: [round(p.a, 2), round(p.b, 2)] for src, p in g.controls.posteriors.items()}
-                       for m, g in sized.items() if g.controls.posteriors},
-        "draft_cost": {m: {src: round(g.controls.draft_cost(src), 4) for src in g.controls.draft_s_per_token}
-                       for m, g in sized.items()},
+        "acceptance_calibration": {
+            m: {src: cal.table() for src, cal in g.controls.calibrations.items()} for m, g in sized.items()
+        },
+        "posteriors": {
+            m: {src: [round(p.a, 2), round(p.b, 2)] for src, p in g.controls.posteriors.items()}
+            for m, g in sized.items()
+            if g.controls.posteriors
+        },
+        "draft_cost": {
+            m: {src: round(g.controls.draft_cost(src), 4) for src in g.controls.draft_s_per_token}
+            for m, g in sized.items()
+        },
         "cost_model": None if costs is None else {"ks": list(costs.ks), "costs": [round(c, 3) for c in costs.costs]},
     }
 
 
-def evaluate(loaded: Loaded, settings: BenchSettings, trees: dict[str, Callable[[], Any]],
-             on_output: Optional[Callable[[list[int]], None]] = None, progress: Progress = None,
-             exit_drafter: Optional[Callable[[], Any]] = None) -> dict:
+def evaluate(
+    loaded: Loaded,
+    settings: BenchSettings,
+    trees: dict[str, Callable[[], Any]],
+    on_output: Optional[Callable[[list[int]], None]] = None,
+    progress: Progress = None,
+    exit_drafter: Optional[Callable[[], Any]] = None,
+) -> dict:
     """Decode every held-out prompt with every method, interleaved; per-method summaries.
 
     ``trees`` maps a method name to the function giving its global tree (suffix methods).
     ``on_output`` gets each prompt's (vanilla) output once all methods have run on it: the
     online protocol appends it to the store there, so no method drafts from its own answer.
     """
-    runners = {m: MethodRunner(m, loaded.model, loaded.tokenizer, settings, trees.get(m, lambda: None),
-                               exit_drafter) for m in settings.methods}
+    runners = {
+        m: MethodRunner(m, loaded.model, loaded.tokenizer, settings, trees.get(m, lambda: None), exit_drafter)
+        for m in settings.methods
+    }
     names = list(runners)
     if settings.warmup:
         _warm_up(runners, loaded.held_out[0].prompt_ids, progress)
@@ -135,13 +166,16 @@ def evaluate(loaded: Loaded, settings: BenchSettings, trees: dict[str, Callable[
     loads = [os.getloadavg()[0]]
     adv = progress("evaluating", len(loaded.held_out)) if progress else None
     for i, item in enumerate(loaded.held_out):
-        order = names[i % len(names):] + names[:i % len(names)]  # rotate: no method always goes first
+        order = names[i % len(names) :] + names[: i % len(names)]  # rotate: no method always goes first
         row = {"id": item.example.id, "prompt_tokens": len(item.prompt_ids), "order": order, "methods": {}}
         for m in order:
             run = runners[m].run(item.prompt_ids)
             runs[m].append(run)
-            row["methods"][m] = {"new_tokens": len(run.tokens), "elapsed_s": round(run.elapsed_s, 5),
-                                 "steps": run.steps}
+            row["methods"][m] = {
+                "new_tokens": len(run.tokens),
+                "elapsed_s": round(run.elapsed_s, 5),
+                "steps": run.steps,
+            }
         prompts.append(row)
         if on_output is not None:
             on_output(runs["vanilla"][-1].tokens)
@@ -150,10 +184,12 @@ def evaluate(loaded: Loaded, settings: BenchSettings, trees: dict[str, Callable[
         if adv:
             adv(1)
     loads.append(os.getloadavg()[0])
-    return {"methods": {m: summarize(m, runs[m], runs["vanilla"]) for m in names},
-            **_sizing_report(runners),
-            "prompts": prompts,
-            "load_avg_1m": {"min": min(loads), "max": max(loads), "mean": round(statistics.mean(loads), 2)}}
+    return {
+        "methods": {m: summarize(m, runs[m], runs["vanilla"]) for m in names},
+        **_sizing_report(runners),
+        "prompts": prompts,
+        "load_avg_1m": {"min": min(loads), "max": max(loads), "mean": round(statistics.mean(loads), 2)},
+    }
 
 
 def _header(settings: BenchSettings, loaded: Loaded) -> dict:
@@ -172,8 +208,11 @@ def _header(settings: BenchSettings, loaded: Loaded) -> dict:
         "train": len(loaded.train),
         "eval": len(loaded.held_out),
         "skipped_long_prompts": loaded.skipped,
-        "corpus": {"source": settings.corpus, "records": len(loaded.corpus),
-                   "tokens": sum(len(c) for c in loaded.corpus)},
+        "corpus": {
+            "source": settings.corpus,
+            "records": len(loaded.corpus),
+            "tokens": sum(len(c) for c in loaded.corpus),
+        },
     }
 
 
@@ -204,9 +243,16 @@ def _exit_drafter(loaded: Loaded, settings: BenchSettings, cache_root: Path, say
         return None
 
 
-def run_bench(settings: BenchSettings, out: Optional[Path] = None, *, cache_root: Path,
-              corpus_cache: Optional[Path] = None, progress: Progress = None, say: Say = _quiet,
-              plots: bool = True) -> dict:
+def run_bench(
+    settings: BenchSettings,
+    out: Optional[Path] = None,
+    *,
+    cache_root: Path,
+    corpus_cache: Optional[Path] = None,
+    progress: Progress = None,
+    say: Say = _quiet,
+    plots: bool = True,
+) -> dict:
     """The whole benchmark; writes results.json, plots and the store under ``out`` when given."""
     loaded = load_for(settings, cache_root=cache_root, corpus_cache=corpus_cache, progress=progress, say=say)
     with tempfile.TemporaryDirectory(prefix="sufdec-bench-") as tmp:
@@ -214,20 +260,38 @@ def run_bench(settings: BenchSettings, out: Optional[Path] = None, *, cache_root
         store = build_store(store_path, loaded.tokenizer, loaded.model_name.split(":")[0], loaded.corpus)
         try:
             learn = (lambda toks: store.append(toks, source={"from": "bench-online"})) if settings.online else None
-            say(f"store: {len(store)} outputs; {len(loaded.held_out)} held-out prompts x "
-                f"{len(settings.methods)} methods")
+            say(
+                f"store: {len(store)} outputs; {len(loaded.held_out)} held-out prompts x "
+                f"{len(settings.methods)} methods"
+            )
             trees = {m: (lambda: store.tree) for m in settings.methods}
             result = _header(settings, loaded)
-            result.update(evaluate(loaded, settings, trees, on_output=learn, progress=progress,
-                                   exit_drafter=_exit_drafter(loaded, settings, cache_root, say)))
+            result.update(
+                evaluate(
+                    loaded,
+                    settings,
+                    trees,
+                    on_output=learn,
+                    progress=progress,
+                    exit_drafter=_exit_drafter(loaded, settings, cache_root, say),
+                )
+            )
         finally:
             store.close()
     return _finish(result, out, plots)
 
 
-def run_scaling(settings: BenchSettings, sizes: Sequence[int], out: Optional[Path] = None, *, cache_root: Path,
-                corpus_cache: Optional[Path] = None, progress: Progress = None, say: Say = _quiet,
-                plots: bool = True) -> dict:
+def run_scaling(
+    settings: BenchSettings,
+    sizes: Sequence[int],
+    out: Optional[Path] = None,
+    *,
+    cache_root: Path,
+    corpus_cache: Optional[Path] = None,
+    progress: Progress = None,
+    say: Say = _quiet,
+    plots: bool = True,
+) -> dict:
     """tau, speedup and drafting time of ``suffix-tree`` for growing corpora, interleaved.
 
     Each size k drafts from an in-memory tree over the first k train outputs; all sizes and
@@ -239,15 +303,18 @@ def run_scaling(settings: BenchSettings, sizes: Sequence[int], out: Optional[Pat
     trees = {}
     for k in sizes:
         index = build_index(loaded.corpus[:k])
-        trees[f"suffix-tree@{k}"] = (lambda index=index: index)
+        trees[f"suffix-tree@{k}"] = lambda index=index: index
     settings = replace(settings, methods=("vanilla", *trees))
     result = _header(settings, loaded)
     result["sizes"] = sizes
     say(f"scaling: corpus sizes {sizes}; {len(loaded.held_out)} held-out prompts")
     result.update(evaluate(loaded, settings, trees, progress=progress))
     result["scaling"] = [
-        {"corpus": k, "tokens": sum(len(t) for t in loaded.corpus[:k]),
-         **{f: result["methods"][f"suffix-tree@{k}"][f] for f in SCALING_FIELDS}}
+        {
+            "corpus": k,
+            "tokens": sum(len(t) for t in loaded.corpus[:k]),
+            **{f: result["methods"][f"suffix-tree@{k}"][f] for f in SCALING_FIELDS},
+        }
         for k in sizes
     ]
     return _finish(result, out, plots)

@@ -79,8 +79,7 @@ def tau_vs_corpus(result: dict, path: Path) -> Path:
     ax.set_xlabel("train outputs in the tree")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax2 = ax.twinx()
-    ax2.plot(xs, [r["draft_ms_per_step"] for r in rows], color="grey", ls=":", marker="^",
-             label="drafting ms/step")
+    ax2.plot(xs, [r["draft_ms_per_step"] for r in rows], color="grey", ls=":", marker="^", label="drafting ms/step")
     ax2.set_ylabel("drafting ms per step")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()

@@ -57,8 +57,9 @@ class ReplayConfig:
     def drafter(self, global_tree: SuffixIndex | None) -> SuffixDrafter:
         """The engine's own drafter over the trees this configuration uses."""
         settings = self.draft if self.trees != "global" else self.draft.replace(use_request_tree=False)
-        return SuffixDrafter(global_tree if self.trees != "request" else None, settings,
-                             chain=registry.kind_of(settings.spec).chain)
+        return SuffixDrafter(
+            global_tree if self.trees != "request" else None, settings, chain=registry.kind_of(settings.spec).chain
+        )
 
 
 @dataclass

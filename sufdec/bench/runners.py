@@ -24,8 +24,8 @@ class Run:
 
     tokens: list[int]
     elapsed_s: float
-    steps: int                       # decode steps (HF methods: forward calls, prefill included)
-    prefill_s: float = 0.0           # HF methods: the first forward (prompt -> first token); ours: prompt[:-1]
+    steps: int  # decode steps (HF methods: forward calls, prefill included)
+    prefill_s: float = 0.0  # HF methods: the first forward (prompt -> first token); ours: prompt[:-1]
     drafted: int = 0
     verified: int = 0
     accepted_nodes: int = 0
@@ -54,8 +54,9 @@ class _CountForwards:
         self._h.remove()
 
 
-def hf_generate(model: Any, prompt_ids: list[int], max_new_tokens: int, pld_tokens: Optional[int],
-                pad_id: int) -> tuple[list[int], float, int, float]:
+def hf_generate(
+    model: Any, prompt_ids: list[int], max_new_tokens: int, pld_tokens: Optional[int], pad_id: int
+) -> tuple[list[int], float, int, float]:
     """(new tokens, seconds, forward calls, seconds to the end of the first forward) of
     transformers' own greedy generate()."""
     import torch
@@ -66,12 +67,18 @@ def hf_generate(model: Any, prompt_ids: list[int], max_new_tokens: int, pld_toke
     try:
         t0 = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                 max_new_tokens=max_new_tokens, pad_token_id=pad_id, **extra)
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad_id,
+                **extra,
+            )
         elapsed = time.perf_counter() - t0
     finally:
         counter.close()
-    return out[0, len(prompt_ids):].tolist(), elapsed, counter.n, max(counter.first_end - t0, 0.0)
+    return out[0, len(prompt_ids) :].tolist(), elapsed, counter.n, max(counter.first_end - t0, 0.0)
 
 
 class MethodRunner:
@@ -81,8 +88,15 @@ class MethodRunner:
     online protocol) is seen as it is at each prompt's start.
     """
 
-    def __init__(self, name: str, model: Any, tokenizer: Any, settings: BenchSettings,
-                 tree_of: Callable[[], Any], exit_drafter: Optional[Callable[[], Any]] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        model: Any,
+        tokenizer: Any,
+        settings: BenchSettings,
+        tree_of: Callable[[], Any],
+        exit_drafter: Optional[Callable[[], Any]] = None,
+    ) -> None:
         self.name, self.model, self.settings = name, model, settings
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.draft = method_draft(name, settings.draft)  # None: a transformers method
@@ -106,8 +120,7 @@ class MethodRunner:
         if self.generator is None:
             s = self.settings
             pld = s.pld_tokens if self.name == "pld" else None
-            toks, elapsed, forwards, prefill = hf_generate(self.model, prompt_ids, s.max_new_tokens, pld,
-                                                           self.pad_id)
+            toks, elapsed, forwards, prefill = hf_generate(self.model, prompt_ids, s.max_new_tokens, pld, self.pad_id)
             return Run(toks, elapsed, forwards, prefill_s=prefill, forward_s=elapsed)
         res = self.generator.generate(prompt_ids, self.config)
         run = Run(list(res.token_ids), res.elapsed_s, res.steps, prefill_s=res.prefill_s)

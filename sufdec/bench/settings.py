@@ -56,23 +56,23 @@ class BenchSettings:
     theirs from it (see :func:`method_draft`), so budget and sizing are set once here.
     """
 
-    workload: str                       # spider | humaneval | sharegpt | path to a JSONL file
+    workload: str  # spider | humaneval | sharegpt | path to a JSONL file
     model: str
     train: int = 256
     eval: int = 32
     methods: tuple[str, ...] = DEFAULT_METHODS
     max_new_tokens: int = 256
-    corpus: str = "model"               # model: the model's own greedy outputs; reference: the dataset's
+    corpus: str = "model"  # model: the model's own greedy outputs; reference: the dataset's
     dtype: str = "float32"
-    device: str = "cpu"                 # cpu | cuda | auto (cuda when there is one)
-    online: bool = False                # add each finished held-out output to the store
+    device: str = "cpu"  # cpu | cuda | auto (cuda when there is one)
+    online: bool = False  # add each finished held-out output to the store
     draft: DraftSettings = field(default_factory=DraftSettings)
     pld_tokens: int = 10
-    max_prompt_tokens: int = 2048       # longer prompts are skipped (CPU prefill cost)
-    batch_size: int = 8                 # corpus generation batch on CPU (x8 on a GPU)
-    warmup: bool = True                 # one untimed run of every method first
-    exit_layer: Optional[str] = None    # eesd: the exit layer's weights file (None: the newest trained)
-    trust_remote_code: bool = False     # run Python code the model folder ships (an auto_map in its config)
+    max_prompt_tokens: int = 2048  # longer prompts are skipped (CPU prefill cost)
+    batch_size: int = 8  # corpus generation batch on CPU (x8 on a GPU)
+    warmup: bool = True  # one untimed run of every method first
+    exit_layer: Optional[str] = None  # eesd: the exit layer's weights file (None: the newest trained)
+    trust_remote_code: bool = False  # run Python code the model folder ships (an auto_map in its config)
 
     def __post_init__(self) -> None:
         methods = tuple(dict.fromkeys(self.methods))

@@ -2,8 +2,9 @@
 
 ``run_tree_bench`` builds a tree over most of a corpus, then replays held-out sequences
 the way a decoder does: an incremental matcher is fed one token per step and asked for a
-draft after each; then drafts the same steps from scratch (no matcher). ``synthetic_corpus`` makes a corpus of Zipfian tokens with repeated
-phrases when no real one is at hand.
+draft after each; then drafts the same steps from scratch (no matcher).
+``synthetic_corpus`` makes a corpus of Zipfian tokens with repeated phrases when no real
+one is at hand.
 """
 
 from __future__ import annotations
@@ -109,69 +110,15 @@ def run_tree_bench(
     train, evals = list(corpus[:-n_eval]), list(corpus[-n_eval:])
     arrays = [np.asarray(s, dtype=np.int32) for s in train]
     n_train_tokens = int(sum(len(a) for a in arrays))
-
-    rss0 = _rss_bytes()
-    tree = SuffixTree(max_depth)
-    c0, t0 = time.process_time(), time.perf_counter()
-    for i, a in enumerate(arrays):
-        tree.append(i, a)
-    insert_s = time.perf_counter() - t0
-    insert_cpu_s = time.process_time() - c0
-    rss1 = _rss_bytes()
-
-    mem = tree.memory_bytes()
-    t0 = time.perf_counter()
-    blob = tree.serialize()
-    serialize_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    loaded = SuffixTree.load(blob)
-    load_s = time.perf_counter() - t0
-    assert loaded.num_tokens == tree.num_tokens
-    del loaded
-
-    times_ns: list[int] = []
-    drafted = 0
-    match_lens = 0
-    single = draft.core  # the global tree alone, built once (cheaper than keywords per call)
-    clock = time.perf_counter_ns
-    config = draft.core if both_trees else None
-    contexts: list = []  # the same steps' contexts, drafted from scratch afterwards
-    req_ns = 0
-    spec_cpu0 = time.process_time()
-    for seq in evals:
-        m = tree.matcher()
-        req = SuffixTree(max_depth) if config is not None else None
-        arr = np.asarray(seq, dtype=np.int32)
-        for pos, tok in enumerate(seq):
-            if len(times_ns) >= max_queries:
-                break
-            contexts.append(arr[max(0, pos + 1 - max_depth):pos + 1])
-            step = [int(tok)]
-            if req is not None:
-                t0 = clock()
-                req.append(0, step)
-                req_ns += clock() - t0
-                t0 = clock()
-                m.feed(step)
-                d = speculate_both(m, req, 0, config)
-            else:
-                t0 = clock()
-                m.feed(step)
-                d = m.speculate(single)
-            times_ns.append(clock() - t0)
-            drafted += len(d)
-            match_lens += d.match_len
-        if len(times_ns) >= max_queries:
-            break
-    # CPU time of the drafting loop (with the request-tree updates taken out by their
-    # share of the wall time; both run in this one thread)
-    spec_cpu_s = time.process_time() - spec_cpu0
-    if req_ns:
-        wall = sum(times_ns) + req_ns
-        spec_cpu_s *= sum(times_ns) / wall
-    us = np.asarray(times_ns, dtype=np.float64) / 1e3
-    n_calls = len(us)
-    scratch = _time_scratch(tree, contexts, single)
+    tree, built = _time_build(arrays, max_depth)
+    mem = built["memory_bytes"]
+    rss0, rss1 = built.pop("rss")
+    d = _time_drafts(tree, evals, max_depth, max_queries, draft, both_trees)
+    us = np.asarray(d["times_ns"], dtype=np.float64) / 1e3
+    n_calls, drafted, spec_cpu_s = len(us), d["drafted"], d["cpu_s"]
+    req_ns, match_lens = d["req_ns"], d["match_lens"]
+    scratch = _time_scratch(tree, d["contexts"], draft.core)
+    insert_s, insert_cpu_s = built["insert_s"], built["insert_cpu_s"]
     return {
         "corpus_sequences": len(corpus),
         "corpus_tokens": int(sum(len(s) for s in corpus)),
@@ -201,7 +148,89 @@ def run_tree_bench(
         "memory_bytes_per_token": mem / max(1, n_train_tokens),
         # growth of the process's resident memory over the inserts (None off Linux)
         "rss_growth_bytes_per_token": (rss1 - rss0) / max(1, n_train_tokens) if rss0 and rss1 else None,
+        "serialized_bytes": built["serialized_bytes"],
+        "serialize_s": built["serialize_s"],
+        "load_s": built["load_s"],
+    }
+
+
+def _time_build(arrays: list, max_depth: int) -> tuple[SuffixTree, dict]:
+    """Insert every sequence into a fresh tree, then serialize and reload it, timing each."""
+    rss0 = _rss_bytes()
+    tree = SuffixTree(max_depth)
+    c0, t0 = time.process_time(), time.perf_counter()
+    for i, a in enumerate(arrays):
+        tree.append(i, a)
+    insert_s = time.perf_counter() - t0
+    insert_cpu_s = time.process_time() - c0
+    rss1 = _rss_bytes()
+    mem = tree.memory_bytes()
+    t0 = time.perf_counter()
+    blob = tree.serialize()
+    serialize_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    loaded = SuffixTree.load(blob)
+    load_s = time.perf_counter() - t0
+    assert loaded.num_tokens == tree.num_tokens
+    return tree, {
+        "insert_s": insert_s,
+        "insert_cpu_s": insert_cpu_s,
+        "rss": (rss0, rss1),
+        "memory_bytes": mem,
         "serialized_bytes": len(blob),
         "serialize_s": serialize_s,
         "load_s": load_s,
+    }
+
+
+def _time_drafts(
+    tree: SuffixTree, evals: list, max_depth: int, max_queries: int, draft: DraftSettings, both_trees: bool
+) -> dict:
+    """Replay ``evals`` one token a step through a fresh matcher each, timing each step's draft."""
+    times_ns: list[int] = []
+    drafted = 0
+    match_lens = 0
+    single = draft.core  # the global tree alone, built once (cheaper than keywords per call)
+    clock = time.perf_counter_ns
+    config = draft.core if both_trees else None
+    contexts: list = []  # the same steps' contexts, drafted from scratch afterwards
+    req_ns = 0
+    spec_cpu0 = time.process_time()
+    for seq in evals:
+        m = tree.matcher()
+        req = SuffixTree(max_depth) if config is not None else None
+        arr = np.asarray(seq, dtype=np.int32)
+        for pos, tok in enumerate(seq):
+            if len(times_ns) >= max_queries:
+                break
+            contexts.append(arr[max(0, pos + 1 - max_depth) : pos + 1])
+            step = [int(tok)]
+            if req is not None:
+                t0 = clock()
+                req.append(0, step)
+                req_ns += clock() - t0
+                t0 = clock()
+                m.feed(step)
+                d = speculate_both(m, req, 0, config)
+            else:
+                t0 = clock()
+                m.feed(step)
+                d = m.speculate(single)
+            times_ns.append(clock() - t0)
+            drafted += len(d)
+            match_lens += d.match_len
+        if len(times_ns) >= max_queries:
+            break
+    # CPU time of the drafting loop (with the request-tree updates taken out by their
+    # share of the wall time; both run in this one thread)
+    spec_cpu_s = time.process_time() - spec_cpu0
+    if req_ns:
+        spec_cpu_s *= sum(times_ns) / (sum(times_ns) + req_ns)
+    return {
+        "times_ns": times_ns,
+        "drafted": drafted,
+        "match_lens": match_lens,
+        "contexts": contexts,
+        "req_ns": req_ns,
+        "cpu_s": spec_cpu_s,
     }

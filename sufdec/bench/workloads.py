@@ -73,8 +73,9 @@ class Item:
     prompt_ids: list[int]
 
 
-def prepare_items(tokenizer: Any, examples: Sequence[Example], max_prompt: int, context: Optional[int],
-                  max_new: int) -> tuple[list[Item], int]:
+def prepare_items(
+    tokenizer: Any, examples: Sequence[Example], max_prompt: int, context: Optional[int], max_new: int
+) -> tuple[list[Item], int]:
     """Tokenized examples, dropping those whose prompt is too long; (items, skipped)."""
     from sufdec.prompts import encode_prompt
 

@@ -11,8 +11,10 @@ from rich.table import Table
 
 from sufdec.cli import common
 
-app = typer.Typer(help="Benchmarks: generation speed (bench --workload ...), corpus scaling (scaling), "
-                       "core and store speed (tree), model-free drafting quality (replay).")
+app = typer.Typer(
+    help="Benchmarks: generation speed (bench --workload ...), corpus scaling (scaling), "
+    "core and store speed (tree), model-free drafting quality (replay)."
+)
 
 
 def _tokenized_replies(limit_tokens: int, say=common.say) -> list[list[int]]:
@@ -24,7 +26,7 @@ def _tokenized_replies(limit_tokens: int, say=common.say) -> list[list[int]]:
     out, total = [], 0
     pairs = datasets.load_sharegpt_replies(datasets.fetch("sharegpt", common.cache_root()), limit=40000)
     for start in range(0, len(pairs), 1000):
-        for ids in tok.encode_batch([r for _, r in pairs[start:start + 1000]]):
+        for ids in tok.encode_batch([r for _, r in pairs[start : start + 1000]]):
             if ids:
                 out.append(ids)
                 total += len(ids)
@@ -81,8 +83,9 @@ def tree(
         _print_table(f"bench tree: {name}", res)
 
 
-def _replay_configs(modes: str, budgets: str, trees: str, chain_too: bool, factor: Optional[float],
-                    min_token_prob: Optional[float]) -> list:
+def _replay_configs(
+    modes: str, budgets: str, trees: str, chain_too: bool, factor: Optional[float], min_token_prob: Optional[float]
+) -> list:
     """Every combination of the replay options, each a ReplayConfig over a preset (exit 2 on bad values)."""
     from sufdec.bench.replay import TREES, ReplayConfig
     from sufdec.suffix import PRESETS, DraftSettings
@@ -96,10 +99,18 @@ def _replay_configs(modes: str, budgets: str, trees: str, chain_too: bool, facto
     try:
         budget_list = [int(b) for b in budgets.split(",") if b.strip()]
         return [
-            ReplayConfig(DraftSettings.preset(m, spec=spec, max_spec_tokens=b, max_spec_factor=factor,
-                                              min_token_prob=min_token_prob), trees=t, online=online)
-            for m in mode_list for b in budget_list for t in tree_list
-            for spec in (("tree", "chain") if chain_too else ("tree",)) for online in (False, True)
+            ReplayConfig(
+                DraftSettings.preset(
+                    m, spec=spec, max_spec_tokens=b, max_spec_factor=factor, min_token_prob=min_token_prob
+                ),
+                trees=t,
+                online=online,
+            )
+            for m in mode_list
+            for b in budget_list
+            for t in tree_list
+            for spec in (("tree", "chain") if chain_too else ("tree",))
+            for online in (False, True)
         ]
     except ValueError as exc:
         raise common.fail(f"bad replay options: {exc}", 2) from None
@@ -110,16 +121,24 @@ def replay(
     corpus: str = typer.Option("spider", "--corpus", help="spider, humaneval or sharegpt (reference outputs)."),
     budgets: str = typer.Option("32,128", "--budgets", help="Comma-separated draft budgets (nodes)."),
     trees: str = typer.Option("both", "--trees", help="global, request, both, or a comma list."),
-    chain_too: bool = typer.Option(False, "--chain/--no-chain",
-                                   help="Also replay chain drafts (each draft's most probable path)."),
-    modes: str = typer.Option("paper,merged", "--modes",
-                              help="Drafting presets: paper (published algorithm), merged (sufdec's default), "
-                                   "or both as a comma list."),
-    factor: Optional[float] = typer.Option(None, "--spec-factor", show_default=False,
-                                           help="Budget factor alpha (budget <= alpha * match length). "
-                                                "Default: the preset's (4 for paper, 1000 for merged)."),
-    min_token_prob: Optional[float] = typer.Option(None, "--min-token-prob", show_default=False,
-                                                   help="Default: the preset's (0.1 for paper, 0 for merged)."),
+    chain_too: bool = typer.Option(
+        False, "--chain/--no-chain", help="Also replay chain drafts (each draft's most probable path)."
+    ),
+    modes: str = typer.Option(
+        "paper,merged",
+        "--modes",
+        help="Drafting presets: paper (published algorithm), merged (sufdec's default), or both as a comma list.",
+    ),
+    factor: Optional[float] = typer.Option(
+        None,
+        "--spec-factor",
+        show_default=False,
+        help="Budget factor alpha (budget <= alpha * match length). "
+        "Default: the preset's (4 for paper, 1000 for merged).",
+    ),
+    min_token_prob: Optional[float] = typer.Option(
+        None, "--min-token-prob", show_default=False, help="Default: the preset's (0.1 for paper, 0 for merged)."
+    ),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N records."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -154,14 +173,20 @@ def replay(
     if as_json:
         print(json.dumps({"corpus": corpus, "train": len(train), "held_out": len(held), "results": rows}))
         return
-    table = Table("mode/trees/spec/budget/protocol", "tau", "acceptance", "µs/step",
-                  title=f"replay {corpus}: {len(train)} train, {len(held)} held out")
+    table = Table(
+        "mode/trees/spec/budget/protocol",
+        "tau",
+        "acceptance",
+        "µs/step",
+        title=f"replay {corpus}: {len(train)} train, {len(held)} held out",
+    )
     for r in rows:
         table.add_row(r["label"], f"{r['tau']:.3f}", f"{r['acceptance_rate']:.3f}", f"{r['speculate_us_per_step']:.1f}")
     common.console.print(table)
 
 
 # ---------------------------------------------------------------- generation benchmark
+
 
 def _methods(text: str) -> tuple[str, ...]:
     from sufdec.bench.settings import METHODS, is_method
@@ -177,8 +202,15 @@ def _progress():
     """A rich progress display on stderr, and the ``progress(label, total) -> advance`` hook."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=common.err_console, transient=True, disable=not common.err_console.is_terminal)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=common.err_console,
+        transient=True,
+        disable=not common.err_console.is_terminal,
+    )
 
     def hook(label: str, total: int):
         task = bar.add_task(label, total=total)
@@ -193,27 +225,72 @@ def _f(v, nd: int = 2) -> str:
 
 def render_results(result: dict) -> None:
     """The per-method table of one run."""
-    title = (f"{result['workload']}: {result['model']} {result['dtype']}, {result['protocol']}, "
-             f"corpus {result['corpus']['source']} ({result['train']} outputs), {result['eval']} held-out prompts")
-    table = Table("method", "tok/s", "ms/tok", "tau", "accept", "draft ms", "bookkeep ms", "speedup (med)",
-                  "speedup (total)", "speedup (decode)", "mismatches", title=title)
+    title = (
+        f"{result['workload']}: {result['model']} {result['dtype']}, {result['protocol']}, "
+        f"corpus {result['corpus']['source']} ({result['train']} outputs), {result['eval']} held-out prompts"
+    )
+    table = Table(
+        "method",
+        "tok/s",
+        "ms/tok",
+        "tau",
+        "accept",
+        "draft ms",
+        "bookkeep ms",
+        "speedup (med)",
+        "speedup (total)",
+        "speedup (decode)",
+        "mismatches",
+        title=title,
+    )
     for name, s in result["methods"].items():
         mm = s["mismatches"]
-        mm_text = "0" if not mm else f"[red]{mm}[/] (first: prompt {s['first_mismatch']['prompt']}, " \
-                                     f"pos {s['first_mismatch']['position']})"
-        table.add_row(name, _f(s["tokens_per_s"], 1), _f(s["ms_per_token"]), _f(s["tau"]),
-                      _f(s["acceptance_rate"]), _f(s["draft_ms_per_step"], 3), _f(s["bookkeeping_ms_per_step"], 3),
-                      _f(s["speedup_median"]), _f(s["speedup_total"]), _f(s.get("speedup_decode")), mm_text)
+        mm_text = (
+            "0"
+            if not mm
+            else f"[red]{mm}[/] (first: prompt {s['first_mismatch']['prompt']}, pos {s['first_mismatch']['position']})"
+        )
+        table.add_row(
+            name,
+            _f(s["tokens_per_s"], 1),
+            _f(s["ms_per_token"]),
+            _f(s["tau"]),
+            _f(s["acceptance_rate"]),
+            _f(s["draft_ms_per_step"], 3),
+            _f(s["bookkeeping_ms_per_step"], 3),
+            _f(s["speedup_median"]),
+            _f(s["speedup_total"]),
+            _f(s.get("speedup_decode")),
+            mm_text,
+        )
     common.console.print(table)
     if result.get("cost_model"):
         cm = result["cost_model"]
-        common.say("forward cost by tokens verified: " + ", ".join(f"k={k}: {c:.2f}" for k, c in zip(cm["ks"], cm["costs"])))
+        common.say(
+            "forward cost by tokens verified: " + ", ".join(f"k={k}: {c:.2f}" for k, c in zip(cm["ks"], cm["costs"]))
+        )
     load = result.get("load_avg_1m", {})
     common.say(f"load average (1 min) during the run: {load.get('min')} - {load.get('max')}; commit {result['commit']}")
 
 
-def _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, dtype, online, max_spec_tokens,
-              sizing, max_prompt_tokens, device, exit_layer=None, exit_branch=0.0, trust_remote_code=False):
+def _settings(
+    workload,
+    model,
+    train,
+    eval_n,
+    methods,
+    max_new_tokens,
+    corpus,
+    dtype,
+    online,
+    max_spec_tokens,
+    sizing,
+    max_prompt_tokens,
+    device,
+    exit_layer=None,
+    exit_branch=0.0,
+    trust_remote_code=False,
+):
     """The run's BenchSettings from the options (exit 2 on a bad value); the default model is
     pulled here when --model is not given, so call it inside ``common.clean_errors()``."""
     from sufdec.bench.settings import CORPORA, BenchSettings
@@ -230,10 +307,22 @@ def _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, d
         raise common.fail("--device must be cpu, cuda or auto", 2)
     draft = DraftSettings.preset("merged", max_spec_tokens=max_spec_tokens, sizing=sizing, exit_branch=exit_branch)
     model = model if model is not None else str(common.default_model_dir())
-    return BenchSettings(workload=workload, model=model, train=train, eval=eval_n, methods=method_names,
-                         max_new_tokens=max_new_tokens, corpus=corpus, dtype=dtype, device=device, online=online,
-                         draft=draft, max_prompt_tokens=max_prompt_tokens,
-                         exit_layer=str(exit_layer) if exit_layer is not None else None, trust_remote_code=trust_remote_code)
+    return BenchSettings(
+        workload=workload,
+        model=model,
+        train=train,
+        eval=eval_n,
+        methods=method_names,
+        max_new_tokens=max_new_tokens,
+        corpus=corpus,
+        dtype=dtype,
+        device=device,
+        online=online,
+        draft=draft,
+        max_prompt_tokens=max_prompt_tokens,
+        exit_layer=str(exit_layer) if exit_layer is not None else None,
+        trust_remote_code=trust_remote_code,
+    )
 
 
 def _corpus_cache(corpus_cache: Optional[Path]) -> Path:
@@ -242,20 +331,40 @@ def _corpus_cache(corpus_cache: Optional[Path]) -> Path:
     return corpus_cache if corpus_cache is not None else default_corpus_cache(common.cache_root())
 
 
-WorkloadOption = typer.Option(None, "--workload", "-w", show_default=False,
-                              help="spider, humaneval, sharegpt, or FILE.jsonl with one {\"prompt\", \"reference\"} a line.")
+WorkloadOption = typer.Option(
+    None,
+    "--workload",
+    "-w",
+    show_default=False,
+    help='spider, humaneval, sharegpt, or FILE.jsonl with one {"prompt", "reference"} a line.',
+)
 TrainOption = typer.Option(256, "--train", min=0, help="Train outputs in the store (at most; split 80/20 by index).")
 EvalOption = typer.Option(32, "--eval", min=1, help="Held-out prompts to decode (at most).")
 MaxNewOption = typer.Option(256, "--max-new-tokens", "-n", min=1)
-CorpusOption = typer.Option("model", "--corpus", help="model: the model's own greedy outputs for the train split "
-                            "(generated once, cached); reference: the dataset's reference outputs.")
+CorpusOption = typer.Option(
+    "model",
+    "--corpus",
+    help="model: the model's own greedy outputs for the train split "
+    "(generated once, cached); reference: the dataset's reference outputs.",
+)
 DtypeOption = typer.Option("float32", "--dtype", help="float32 or bfloat16.")
 DeviceOption = typer.Option("cpu", "--device", help="cpu, cuda, or auto (cuda when there is one).")
 OutOption = typer.Option(None, "--out", help="Write results.json, PNG plots and the store here.", show_default=False)
-CacheOption = typer.Option(None, "--corpus-cache", show_default=False,
-                           help="Where generated corpora are cached. Default: the sufdec cache dir (bench/corpora).")
+CacheOption = typer.Option(
+    None,
+    "--corpus-cache",
+    show_default=False,
+    help="Where generated corpora are cached. Default: the sufdec cache dir (bench/corpora).",
+)
 SpecTokensOption = typer.Option(32, "--max-spec-tokens", min=1, help="Draft budget (nodes) of the suffix methods.")
-SizingOption = typer.Option("cost", "--sizing", help="Draft control of sufdec's methods: cost, fixed, beta-ts or calibration-ts (a method written METHOD:SIZING, e.g. eesd:beta-ts, overrides it).")
+SizingOption = typer.Option(
+    "cost",
+    "--sizing",
+    help=(
+        "Draft control of sufdec's methods: cost, fixed, beta-ts or calibration-ts (a method written "
+        "METHOD:SIZING, e.g. eesd:beta-ts, overrides it)."
+    ),
+)
 MaxPromptOption = typer.Option(2048, "--max-prompt-tokens", min=1, help="Skip longer prompts.")
 
 
@@ -267,25 +376,46 @@ def bench(
     trust_remote_code: bool = common.TrustRemoteCodeOption,
     train: int = TrainOption,
     eval_n: int = EvalOption,
-    methods: str = typer.Option("vanilla,pld,suffix-chain,suffix-tree", "--methods",
-                                help="Comma list of vanilla, pld, suffix-chain, suffix-tree, suffix-paper, "
-                                     "eesd (needs `sufdec train-exit`), hybrid, sufdec-off; METHOD:SIZING runs a method with another "
-                                     "--sizing (e.g. eesd:beta-ts)."),
+    methods: str = typer.Option(
+        "vanilla,pld,suffix-chain,suffix-tree",
+        "--methods",
+        help="Comma list of vanilla, pld, suffix-chain, suffix-tree, suffix-paper, "
+        "eesd (needs `sufdec train-exit`), hybrid, sufdec-off; METHOD:SIZING runs a method with another "
+        "--sizing (e.g. eesd:beta-ts).",
+    ),
     max_new_tokens: int = MaxNewOption,
     corpus: str = CorpusOption,
     dtype: str = DtypeOption,
     device: str = DeviceOption,
-    online: bool = typer.Option(False, "--online/--frozen", help="Add each finished held-out output to the store "
-                                "(after every method has run on it), or keep the store at the train split."),
+    online: bool = typer.Option(
+        False,
+        "--online/--frozen",
+        help="Add each finished held-out output to the store "
+        "(after every method has run on it), or keep the store at the train split.",
+    ),
     max_spec_tokens: int = SpecTokensOption,
     sizing: str = SizingOption,
     max_prompt_tokens: int = MaxPromptOption,
     out: Optional[Path] = OutOption,
     corpus_cache: Optional[Path] = CacheOption,
-    exit_layer: Optional[Path] = typer.Option(None, "--exit-layer", exists=True, dir_okay=False, show_default=False,
-                                              help="eesd: the exit layer's .safetensors (default: the newest trained)."),
-    exit_branch: float = typer.Option(0.0, "--exit-branch", min=0.0, max=1.0,
-                                      help="eesd, hybrid: add the runner-up as a sibling where its probability is at least this share of the top's (0: chains)."),
+    exit_layer: Optional[Path] = typer.Option(
+        None,
+        "--exit-layer",
+        exists=True,
+        dir_okay=False,
+        show_default=False,
+        help="eesd: the exit layer's .safetensors (default: the newest trained).",
+    ),
+    exit_branch: float = typer.Option(
+        0.0,
+        "--exit-branch",
+        min=0.0,
+        max=1.0,
+        help=(
+            "eesd, hybrid: add the runner-up as a sibling where its probability is at least this share of "
+            "the top's (0: chains)."
+        ),
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print results.json's object instead of the table."),
 ) -> None:
     """Generation speed end to end: plain generate(), prompt lookup and suffix drafting, interleaved.
@@ -305,16 +435,40 @@ def bench(
     from sufdec.bench.report import plots_available
 
     if out is not None and not plots_available():  # say it before the long work, not after
-        common.say('matplotlib is not installed: results.json will be written without plots '
-                   '(pip install "sufdec[bench]", then `sufdec bench plot`)')
+        common.say(
+            "matplotlib is not installed: results.json will be written without plots "
+            '(pip install "sufdec[bench]", then `sufdec bench plot`)'
+        )
     bar, hook = _progress()
     with common.clean_errors():
         try:
-            settings = _settings(workload, model, train, eval_n, methods, max_new_tokens, corpus, dtype, online,
-                                 max_spec_tokens, sizing, max_prompt_tokens, device, exit_layer, exit_branch, trust_remote_code)
+            settings = _settings(
+                workload,
+                model,
+                train,
+                eval_n,
+                methods,
+                max_new_tokens,
+                corpus,
+                dtype,
+                online,
+                max_spec_tokens,
+                sizing,
+                max_prompt_tokens,
+                device,
+                exit_layer,
+                exit_branch,
+                trust_remote_code,
+            )
             with bar:
-                result = run_bench(settings, out, cache_root=common.cache_root(),
-                                   corpus_cache=_corpus_cache(corpus_cache), progress=hook, say=common.say)
+                result = run_bench(
+                    settings,
+                    out,
+                    cache_root=common.cache_root(),
+                    corpus_cache=_corpus_cache(corpus_cache),
+                    progress=hook,
+                    say=common.say,
+                )
         except ValueError as exc:
             raise common.fail(str(exc)) from None
     if as_json:
@@ -361,23 +515,61 @@ def scaling(
     bar, hook = _progress()
     with common.clean_errors():
         try:
-            settings = _settings(workload, model, max(ks), eval_n, "vanilla", max_new_tokens, corpus, dtype, False,
-                                 max_spec_tokens, sizing, max_prompt_tokens, device, None, 0.0, trust_remote_code)
+            settings = _settings(
+                workload,
+                model,
+                max(ks),
+                eval_n,
+                "vanilla",
+                max_new_tokens,
+                corpus,
+                dtype,
+                False,
+                max_spec_tokens,
+                sizing,
+                max_prompt_tokens,
+                device,
+                None,
+                0.0,
+                trust_remote_code,
+            )
             with bar:
-                result = run_scaling(settings, ks, out, cache_root=common.cache_root(),
-                                     corpus_cache=_corpus_cache(corpus_cache), progress=hook, say=common.say)
+                result = run_scaling(
+                    settings,
+                    ks,
+                    out,
+                    cache_root=common.cache_root(),
+                    corpus_cache=_corpus_cache(corpus_cache),
+                    progress=hook,
+                    say=common.say,
+                )
         except ValueError as exc:
             raise common.fail(str(exc)) from None
     if as_json:
         print(json.dumps(result))
         return
-    table = Table("train outputs", "tokens", "tau", "accept", "draft ms/step", "speedup (med)", "speedup (total)",
-                  "mismatches", title=f"scaling {result['workload']}: {result['model']} {result['dtype']}, "
-                                      f"{result['eval']} held-out prompts")
+    table = Table(
+        "train outputs",
+        "tokens",
+        "tau",
+        "accept",
+        "draft ms/step",
+        "speedup (med)",
+        "speedup (total)",
+        "mismatches",
+        title=f"scaling {result['workload']}: {result['model']} {result['dtype']}, {result['eval']} held-out prompts",
+    )
     for r in result["scaling"]:
-        table.add_row(str(r["corpus"]), f"{r['tokens']:,}", _f(r["tau"]), _f(r["acceptance_rate"]),
-                      _f(r["draft_ms_per_step"], 3), _f(r["speedup_median"]), _f(r["speedup_total"]),
-                      str(r["mismatches"]))
+        table.add_row(
+            str(r["corpus"]),
+            f"{r['tokens']:,}",
+            _f(r["tau"]),
+            _f(r["acceptance_rate"]),
+            _f(r["draft_ms_per_step"], 3),
+            _f(r["speedup_median"]),
+            _f(r["speedup_total"]),
+            str(r["mismatches"]),
+        )
     common.console.print(table)
 
 

@@ -28,8 +28,15 @@ def shown(name: Union[str, Path]) -> str:
     return os.fsencode(str(name)).decode("utf-8", "backslashreplace")
 
 
-def in_range(value: Optional[Number], flag: str, *, low: Optional[Number] = None, high: Optional[Number] = None,
-             low_open: bool = False, note: str = "") -> None:
+def in_range(
+    value: Optional[Number],
+    flag: str,
+    *,
+    low: Optional[Number] = None,
+    high: Optional[Number] = None,
+    low_open: bool = False,
+    note: str = "",
+) -> None:
     """Refuse ``value`` (None passes) outside [low, high], or (low, high] with ``low_open``;
     a float must also be finite (``nan`` passes every comparison)."""
     if value is None:
@@ -61,8 +68,11 @@ def text(value: Optional[str], flag: str) -> None:
     if bad is None:
         return
     ch = ord(bad.group())
-    what = (f"byte 0x{ch - 0xDC00:02x}, which is not UTF-8," if 0xDC80 <= ch <= 0xDCFF
-            else f"a lone surrogate (\\u{ch:04x}),")
+    what = (
+        f"byte 0x{ch - 0xDC00:02x}, which is not UTF-8,"
+        if 0xDC80 <= ch <= 0xDCFF
+        else f"a lone surrogate (\\u{ch:04x}),"
+    )
     raise fail(f"{flag} holds {what} at character {bad.start() + 1}; give it as UTF-8 text", 2)
 
 
@@ -97,8 +107,11 @@ def device(spec: str) -> None:
     except (RuntimeError, ValueError, TypeError):
         raise fail(f"--device {spec!r} is not a device: use auto, cpu, cuda, cuda:N or mps", 2) from None
     if dev.type not in GENERATING_DEVICES:
-        raise fail(f"--device {spec}: sufdec generates on cpu, cuda (cuda:N) or mps, not on {dev.type} "
-                   "devices; use --device auto", 2)
+        raise fail(
+            f"--device {spec}: sufdec generates on cpu, cuda (cuda:N) or mps, not on {dev.type} "
+            "devices; use --device auto",
+            2,
+        )
     if dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():

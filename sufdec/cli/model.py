@@ -18,8 +18,11 @@ app = typer.Typer(help="Fetch, list and locate models in sufdec's cache.", no_ar
 @app.command("pull")
 def pull(
     gguf: Optional[Path] = typer.Option(
-        None, "--gguf", help="Use this local copy of the default model's GGUF file instead of downloading.",
-        exists=True, dir_okay=False,
+        None,
+        "--gguf",
+        help="Use this local copy of the default model's GGUF file instead of downloading.",
+        exists=True,
+        dir_okay=False,
     ),
 ) -> None:
     """Fetch the default model (SmolLM2-135M-Instruct) into the cache.

@@ -71,7 +71,10 @@ def _render_summary(info: dict) -> None:
         ("tokens", f"{info['tokens']:,}"),
         ("nodes", f"{info['nodes']:,}"),
         ("max depth", str(info["max_depth"])),
-        ("tree memory", f"{_human(info['memory_bytes'])} ({info['memory_bytes'] / max(info['tokens'], 1):.0f} B/token)"),
+        (
+            "tree memory",
+            f"{_human(info['memory_bytes'])} ({info['memory_bytes'] / max(info['tokens'], 1):.0f} B/token)",
+        ),
         ("disk", _human(info["disk_bytes"])),
         ("map", f"{_human(info['map_used_bytes'])} used of {_human(info['map_size'])}"),
         ("tokenizer", f"{info['tokenizer']} ({info['tokenizer_fingerprint']})"),
@@ -138,15 +141,19 @@ def stats(
     store: Optional[Path] = common.StoreOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     prefix: Optional[str] = typer.Option(
-        None, "--prefix", help="Draw the continuation tree under this text.", show_default=False),
+        None, "--prefix", help="Draw the continuation tree under this text.", show_default=False
+    ),
     top: int = typer.Option(0, "--top", help="List the N >= 0 most frequent continuations (of --prefix if given)."),
     depth: int = typer.Option(4, "--depth", help="Levels drawn under --prefix, >= 1."),
     width: int = typer.Option(3, "--width", help="Children drawn per node under --prefix, >= 1."),
     model: Optional[str] = common.ModelOption,
-    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer for --prefix/--top (default: the model's).", show_default=False),
+    tokenizer: Optional[str] = typer.Option(
+        None, "--tokenizer", help="Tokenizer for --prefix/--top (default: the model's).", show_default=False
+    ),
     trust_remote_code: bool = common.TrustRemoteCodeOption,
-    sources: bool = typer.Option(False, "--sources", help="Records and tokens by writer (index, generate, vllm, ...); "
-                                 "reads every record."),
+    sources: bool = typer.Option(
+        False, "--sources", help="Records and tokens by writer (index, generate, vllm, ...); reads every record."
+    ),
 ) -> None:
     """Show what the store holds: sequences, tokens, nodes, depth histogram, memory, disk, tokenizer."""
     checks.text(prefix, "--prefix")
@@ -163,13 +170,16 @@ def stats(
                 if info["tokenizer_fingerprint"] and tok.fingerprint != info["tokenizer_fingerprint"]:
                     raise common.fail(
                         f"the store was built with tokenizer {info['tokenizer']}, not {tok.name}; "
-                        "pass the same --model or --tokenizer")
+                        "pass the same --model or --tokenizer"
+                    )
                 prefix_ids = tok.encode(prefix) if prefix else []
                 if len(prefix_ids) > info["max_depth"]:
                     raise common.fail(
                         f"--prefix is {len(prefix_ids)} tokens, longer than the tree's depth limit of "
                         f"{info['max_depth']}: the tree only holds contexts of up to {info['max_depth']} tokens, "
-                        "so it cannot count this one; use the prefix's last tokens", 2)
+                        "so it cannot count this one; use the prefix's last tokens",
+                        2,
+                    )
             if sources:
                 from sufdec.store.reads import count_sources
 
@@ -190,7 +200,9 @@ def stats(
                 common.console.print()
                 _render_prefix(tree, tok, prefix_ids, prefix, depth, width)
             if top:
-                table = Table("count", "next token", title=f"most frequent continuations{' of ' + repr(prefix) if prefix else ''}")
+                table = Table(
+                    "count", "next token", title=f"most frequent continuations{' of ' + repr(prefix) if prefix else ''}"
+                )
                 for row in info["top"]:
                     table.add_row(f"{row['count']:,}", repr(row["text"]))
                 common.console.print(table)

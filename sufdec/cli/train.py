@@ -20,28 +20,63 @@ def train_exit(
     model: Optional[str] = common.ModelOption,
     trust_remote_code: bool = common.TrustRemoteCodeOption,
     layer: Optional[int] = typer.Option(
-        None, "--layer", "-l", min=1, show_default=False,
-        help="N: the exit layer reads the output of the first N layers (default: an eighth of them, 4 of 30 for the default model)."),
+        None,
+        "--layer",
+        "-l",
+        min=1,
+        show_default=False,
+        help=(
+            "N: the exit layer reads the output of the first N layers (default: an eighth of them, 4 of 30 "
+            "for the default model)."
+        ),
+    ),
     data: Optional[Path] = typer.Option(
-        None, "--data", exists=True, dir_okay=False, show_default=False,
-        help='JSONL of past outputs: {"prompt","completion"}, {"messages"}, {"text"} or {"token_ids"}.'),
+        None,
+        "--data",
+        exists=True,
+        dir_okay=False,
+        show_default=False,
+        help='JSONL of past outputs: {"prompt","completion"}, {"messages"}, {"text"} or {"token_ids"}.',
+    ),
     store: Optional[Path] = typer.Option(
-        None, "--store", show_default=False, parser=common.store_path,
-        help="Train on the outputs a store holds (default when --data is not given: $SUFDEC_STORE, else the user store)."),
-    steps: int = typer.Option(450, "--steps", min=1, help="Optimizer steps in all (a re-run resumes up to this; the progress line shows the time a step takes)."),
+        None,
+        "--store",
+        show_default=False,
+        parser=common.store_path,
+        help=(
+            "Train on the outputs a store holds (default when --data is not given: $SUFDEC_STORE, else the user store)."
+        ),
+    ),
+    steps: int = typer.Option(
+        450,
+        "--steps",
+        min=1,
+        help="Optimizer steps in all (a re-run resumes up to this; the progress line shows the time a step takes).",
+    ),
     lr: float = typer.Option(5e-4, "--lr", min=0.0, help="Peak learning rate (cosine decay), finite."),
     max_tokens: int = typer.Option(60000, "--max-tokens", min=256, help="Most training tokens read."),
     draft_vocab: int = typer.Option(
-        8192, "--draft-vocab", min=0,
+        8192,
+        "--draft-vocab",
+        min=0,
         help="Draft with the N most frequent tokens of the data only (0: the whole vocabulary). "
-             "Verification always uses the full head."),
+        "Verification always uses the full head.",
+    ),
     init_from: Optional[int] = typer.Option(
-        None, "--init-from", min=0, show_default=False,
-        help="Target layer the exit layer starts as a copy of (default: the last, whose output the head reads)."),
+        None,
+        "--init-from",
+        min=0,
+        show_default=False,
+        help="Target layer the exit layer starts as a copy of (default: the last, whose output the head reads).",
+    ),
     out: Optional[Path] = typer.Option(
-        None, "--out", file_okay=False, show_default=False,
+        None,
+        "--out",
+        file_okay=False,
+        show_default=False,
         help="Folder for the exit layer (default: the model cache, where generate --spec eesd finds it; that "
-             "cache is the user's, shared by every clone and checkout: --out or $SUFDEC_CACHE_DIR keeps a run apart)."),
+        "cache is the user's, shared by every clone and checkout: --out or $SUFDEC_CACHE_DIR keeps a run apart).",
+    ),
     fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming a saved exit layer."),
     as_json: bool = typer.Option(False, "--json", help="Print the saved metadata as JSON."),
 ) -> None:
@@ -60,7 +95,6 @@ def train_exit(
 
     with common.clean_errors():
         from sufdec.eesd import exit_model
-        from sufdec.eesd.data import sequences_from_jsonl, sequences_from_store
         from sufdec.eesd.train import TrainSettings, train_exit_layer
         from sufdec.engine.loading import load_model
         from sufdec.engine.stopping import eos_ids_of
@@ -71,69 +105,115 @@ def train_exit(
         hf_model, tok = load_model(spec, device="auto", dtype="float32", trust_remote_code=trust_remote_code)
         exit_model.check_supported(hf_model)
         n = layer if layer is not None else exit_model.default_layer(hf_model)
-        if data is not None:
-            bad: list[tuple[int, str]] = []
-            seqs = sequences_from_jsonl(data, tok, max_tokens, skipped=lambda n, why, _long: bad.append((n, why)))
-            for n, why in bad[:10]:
-                common.say(f"{data}:{n}: skipped: {why}")
-            if len(bad) > 10:
-                common.say(f"... and {len(bad) - 10} more lines skipped")
-            source = str(data)
-        else:
-            from sufdec.store import Store
-            from sufdec.tokenization import tokenizer_info
-
-            path = common.resolve_store(store)
-            with Store.open(path, tokenizer_info(tok, Path(spec).stem), readonly=True, create=False) as st:
-                seqs = sequences_from_store(st, max_tokens)
-            source = str(path)
+        seqs, source = _training_data(data, store, tok, spec, max_tokens)
         total = sum(len(ids) for ids, _ in seqs)
         if total < 256:
-            raise common.fail(f"{source} holds {total} tokens: train-exit needs at least 256 "
-                              "(index past outputs first, or pass --data)", 2)
-        folder = out if out is not None else exit_model.default_folder(common.cache_root(),
-                                                                         exit_model.model_fingerprint(hf_model))
+            raise common.fail(
+                f"{source} holds {total} tokens: train-exit needs at least 256 "
+                "(index past outputs first, or pass --data)",
+                2,
+            )
+        folder = (
+            out
+            if out is not None
+            else exit_model.default_folder(common.cache_root(), exit_model.model_fingerprint(hf_model))
+        )
         if out is None:
-            common.say(f"the exit layer goes to {folder}: the user's model cache, shared by every clone and "
-                       "checkout (--out or $SUFDEC_CACHE_DIR keeps a run apart)")
+            common.say(
+                f"the exit layer goes to {folder}: the user's model cache, shared by every clone and "
+                "checkout (--out or $SUFDEC_CACHE_DIR keeps a run apart)"
+            )
         common.say(f"training the exit layer after layer {n} on {len(seqs)} sequences, {total} tokens")
         settings = TrainSettings(layer=n, steps=steps, lr=lr, draft_vocab=draft_vocab, init_from=init_from)
         eos = next(iter(eos_ids_of(hf_model, tok)), None)  # the separator between packed records
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                      TimeElapsedColumn(), console=common.err_console, transient=True) as bar:
-            tasks: dict[str, int] = {}
-            plain = _PlainProgress() if not common.err_console.is_terminal else None
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=common.err_console,
+            transient=True,
+        ) as bar:
+            progress = _progress_to(bar)
+            info = train_exit_layer(
+                hf_model,
+                seqs,
+                settings,
+                folder,
+                eos=eos,
+                model_name=Path(spec).name,
+                progress=progress,
+                resume=not fresh,
+            )
+    _print_result(info, exit_model.exit_paths(folder, n)[0], as_json)
 
-            def progress(phase: str, f: dict) -> None:
-                if plain is not None:  # a log file or a pipe: rich draws nothing there
-                    plain.report(phase, f)
-                if phase == "teacher":
-                    if phase not in tasks:
-                        tasks[phase] = bar.add_task("teacher pass", total=f["total"], info="")
-                    bar.update(tasks[phase], completed=f["done"])
-                else:
-                    if phase not in tasks:
-                        tasks[phase] = bar.add_task("training", total=f["steps"], info="")
-                    bar.update(tasks[phase], completed=f["step"],
-                               info=f"loss {f['loss']:.3f}, {f['tokens_per_s']:.0f} tokens/s")
 
-            info = train_exit_layer(hf_model, seqs, settings, folder, eos=eos, model_name=Path(spec).name,
-                                    progress=progress, resume=not fresh)
+def _training_data(data: Optional[Path], store: Optional[Path], tok, spec: str, max_tokens: int) -> tuple[list, str]:
+    """The training sequences from --data (bad lines reported, up to 10) or from a store,
+    with the source's name."""
+    from sufdec.eesd.data import sequences_from_jsonl, sequences_from_store
+
+    if data is not None:
+        bad: list[tuple[int, str]] = []
+        seqs = sequences_from_jsonl(data, tok, max_tokens, skipped=lambda n, why, _long: bad.append((n, why)))
+        for n, why in bad[:10]:
+            common.say(f"{data}:{n}: skipped: {why}")
+        if len(bad) > 10:
+            common.say(f"... and {len(bad) - 10} more lines skipped")
+        return seqs, str(data)
+    from sufdec.store import Store
+    from sufdec.tokenization import tokenizer_info
+
+    path = common.resolve_store(store)
+    with Store.open(path, tokenizer_info(tok, Path(spec).stem), readonly=True, create=False) as st:
+        return sequences_from_store(st, max_tokens), str(path)
+
+
+def _progress_to(bar):
+    """train_exit_layer's progress callback: rich bars on a terminal, plain lines otherwise."""
+    tasks: dict[str, int] = {}
+    plain = _PlainProgress() if not common.err_console.is_terminal else None
+
+    def progress(phase: str, f: dict) -> None:
+        if plain is not None:  # a log file or a pipe: rich draws nothing there
+            plain.report(phase, f)
+        if phase == "teacher":
+            if phase not in tasks:
+                tasks[phase] = bar.add_task("teacher pass", total=f["total"], info="")
+            bar.update(tasks[phase], completed=f["done"])
+        else:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task("training", total=f["steps"], info="")
+            bar.update(
+                tasks[phase],
+                completed=f["step"],
+                info=f"loss {f['loss']:.3f}, {f['tokens_per_s']:.0f} tokens/s",
+            )
+
+    return progress
+
+
+def _print_result(info, path: Path, as_json: bool) -> None:
+    """The saved layer's figures, as JSON or as lines."""
     if as_json:
         meta = json.loads(info.to_json())
         meta["extra"].pop("draft_vocab", None)
-        print(json.dumps({"path": str(exit_model.exit_paths(folder, n)[0]), **meta}))
+        print(json.dumps({"path": str(path), **meta}))
         return
     common.console.print(
-        f"[green]saved[/] {exit_model.exit_paths(folder, n)[0]}: layer {info.layer} of {info.num_layers}, "
+        f"[green]saved[/] {path}: layer {info.layer} of {info.num_layers}, "
         f"{info.steps} steps, loss {info.final_loss:.3f}, held-out acceptance {_share(info.held_out_acceptance)}, "
-        f"{info.train_seconds:.0f} s", highlight=False)
+        f"{info.train_seconds:.0f} s",
+        highlight=False,
+    )
     held = info.extra.get("held_out") or {}
     if held.get("chain"):
         chains = " / ".join(f"{x:.0%}" if x is not None else "-" for x in held["chain"])
         common.console.print(
             f"  held out, {held['positions']} output positions: top-2 {held['top2']:.1%}; a greedy chain of "
-            f"1..{len(held['chain'])} tokens accepted whole {chains}", highlight=False)
+            f"1..{len(held['chain'])} tokens accepted whole {chains}",
+            highlight=False,
+        )
 
 
 class _PlainProgress:
@@ -178,5 +258,6 @@ def _check_layers(spec: str, layer: Optional[int], init_from: Optional[int]) -> 
     if layer is not None and not 1 <= layer < n:
         raise common.fail(f"--layer must be between 1 and {n - 1} for this {n}-layer model, not {layer}", 2)
     if init_from is not None and not 0 <= init_from < n:
-        raise common.fail(f"--init-from must be a layer index between 0 and {n - 1} for this {n}-layer model, "
-                          f"not {init_from}", 2)
+        raise common.fail(
+            f"--init-from must be a layer index between 0 and {n - 1} for this {n}-layer model, not {init_from}", 2
+        )

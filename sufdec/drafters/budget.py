@@ -204,7 +204,7 @@ class AcceptanceCalibration:
         self.prior_weight, self.max_count = prior_weight, max_count
         self.right = [[0.0] * nq for _ in range(nd)]
         self.seen = [[0.0] * nq for _ in range(nd)]
-        self.qsum = [[0.0] * nq for _ in range(nd)]   # sum of the drafter's q, for the prior
+        self.qsum = [[0.0] * nq for _ in range(nd)]  # sum of the drafter's q, for the prior
         self._map: list[list[float | None]] | None = None
 
     def _qbin(self, q: float) -> int:
@@ -305,6 +305,13 @@ class AcceptanceCalibration:
             for i, (lo, hi) in enumerate(zip(self.Q_EDGES, self.Q_EDGES[1:])):
                 n = self.seen[b][i]
                 if n:
-                    out.append({"depth": [lo_d, hi_d], "q": [lo, hi], "seen": round(n, 1),
-                                "observed": round(self.right[b][i] / n, 4), "factor": round(m[b][i], 4)})
+                    out.append(
+                        {
+                            "depth": [lo_d, hi_d],
+                            "q": [lo, hi],
+                            "seen": round(n, 1),
+                            "observed": round(self.right[b][i] / n, 4),
+                            "factor": round(m[b][i], 4),
+                        }
+                    )
         return out

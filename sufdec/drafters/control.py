@@ -55,12 +55,12 @@ from sufdec.suffix.settings import SIZINGS as POLICIES
 class StepOutcome:
     """What one step did with its draft (the feedback call's one argument)."""
 
-    verified: Draft              # the nodes that went into the verification forward
-    accepted: int                # how many of them were accepted (the bonus token is not one)
-    emitted: list[int]           # tokens the step appended to the request
-    drafted: int = 0             # nodes the drafter produced (before sizing)
-    draft_s: float = 0.0         # seconds spent drafting
-    forward_s: float = 0.0       # seconds of the verification forward
+    verified: Draft  # the nodes that went into the verification forward
+    accepted: int  # how many of them were accepted (the bonus token is not one)
+    emitted: list[int]  # tokens the step appended to the request
+    drafted: int = 0  # nodes the drafter produced (before sizing)
+    draft_s: float = 0.0  # seconds spent drafting
+    forward_s: float = 0.0  # seconds of the verification forward
 
 
 class BetaPosterior:
@@ -119,7 +119,7 @@ def chain_rate(theta: float, k: int, cost: CostModel, draft_cost: float) -> floa
     """Expected tokens per unit of cost of a k-token chain whose tokens are each accepted
     with probability ``theta`` given their parent: (1 + theta + ... + theta^k) over the
     verification cost of 1 + k tokens plus k drafting costs."""
-    expected = sum(theta ** i for i in range(k + 1))
+    expected = sum(theta**i for i in range(k + 1))
     return expected / (cost.cost(1 + k) + k * draft_cost)
 
 
@@ -144,17 +144,24 @@ class DraftControls:
     requests), read at every sizing; None: the curve's tokens-per-cost rule.
     """
 
-    def __init__(self, cost: CostModel | Callable[[], CostModel] | None = None, *,
-                 discount: float = 0.97, seed: int | None = None, calibrate: bool = True,
-                 live: bool = False, price: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        cost: CostModel | Callable[[], CostModel] | None = None,
+        *,
+        discount: float = 0.97,
+        seed: int | None = None,
+        calibrate: bool = True,
+        live: bool = False,
+        price: Callable[[], float] | None = None,
+    ) -> None:
         self._cost = cost if cost is not None else CostModel.flat()
         self.discount, self.calibrate = discount, calibrate
         self.live, self.price = live, price
-        self.steps = StepCost()          # verification times against drafted tokens (live curve)
+        self.steps = StepCost()  # verification times against drafted tokens (live curve)
         self.calibrations: dict[str, AcceptanceCalibration] = {}
         self.posteriors: dict[str, BetaPosterior] = {}
         self.draft_s_per_token: dict[str, Ema] = {}
-        self.forward_s = Ema()           # seconds of a one-token-equivalent verification forward
+        self.forward_s = Ema()  # seconds of a one-token-equivalent verification forward
         self.step_rates: dict[str, StepRate] = {}  # per source a hybrid chose ("none": no draft)
         self.rng = random.Random(seed)
 
@@ -222,7 +229,7 @@ class DraftControl:
 
     shared: DraftControls
     source: str = "suffix"
-    context: list[int] = field(default_factory=list)          # tokens emitted so far
+    context: list[int] = field(default_factory=list)  # tokens emitted so far
     pending: list[tuple[int, Draft, int]] = field(default_factory=list)  # (len(context) then, draft, depth)
 
     keep_drafting: Callable[[int, float], bool] | None = None  # None: the drafter's own rule
@@ -258,7 +265,7 @@ class DraftControl:
         known, keep = len(self.context), []
         for pos, draft, depth in self.pending:
             if final or pos + depth <= known:
-                cal.record(draft, self.context[pos:pos + depth])
+                cal.record(draft, self.context[pos : pos + depth])
             else:
                 keep.append((pos, draft, depth))
         self.pending = keep
@@ -364,5 +371,16 @@ class CalibrationTSControl(BetaTSControl):
         return subtree(draft, top_nodes(draft, max_nodes, max_depth))
 
 
-__all__ = ["POLICIES", "StepOutcome", "BetaPosterior", "StepRate", "DraftControls", "DraftControl", "CostControl",
-           "BetaTSControl", "CalibrationTSControl", "chain_rate", "best_length"]
+__all__ = [
+    "POLICIES",
+    "StepOutcome",
+    "BetaPosterior",
+    "StepRate",
+    "DraftControls",
+    "DraftControl",
+    "CostControl",
+    "BetaTSControl",
+    "CalibrationTSControl",
+    "chain_rate",
+    "best_length",
+]

@@ -41,7 +41,7 @@ from sufdec.drafters.control import DraftControl, DraftControls, StepOutcome
 from sufdec.suffix.draft import Draft
 from sufdec.suffix.settings import DraftSettings
 
-WARMUP = 8    # early-exit steps timed before their throughput can refuse a chain
+WARMUP = 8  # early-exit steps timed before their throughput can refuse a chain
 EXPLORE = 32  # while refused, one step in this many weighs early exit anyway
 UNMATCHED = 8  # steps without a suffix draft in a request before its first chain (and prefill)
 
@@ -54,8 +54,9 @@ class HybridDrafter:
     Thompson-sampling policy, else by ``calibration-ts``.
     """
 
-    def __init__(self, suffix: Drafter, early: Optional[Drafter], controls: DraftControls,
-                 settings: DraftSettings) -> None:
+    def __init__(
+        self, suffix: Drafter, early: Optional[Drafter], controls: DraftControls, settings: DraftSettings
+    ) -> None:
         self.suffix, self.early = suffix, early
         self.suffix_ctl: DraftControl = controls.for_request("cost", "suffix")
         policy = settings.sizing if settings.sizing in ("beta-ts", "calibration-ts") else "calibration-ts"
@@ -63,9 +64,9 @@ class HybridDrafter:
         if isinstance(early, PacedDrafter):
             early.pace(self.early_ctl.keep_drafting)
         self.shared = controls
-        self.last: tuple[str, Draft, float] | None = None   # (source, draft, its drafting seconds) this step
-        self.caught_up = False                 # the early-exit drafter has had this request's prefill
-        self.unmatched = 0                     # steps of this request without a suffix draft
+        self.last: tuple[str, Draft, float] | None = None  # (source, draft, its drafting seconds) this step
+        self.caught_up = False  # the early-exit drafter has had this request's prefill
+        self.unmatched = 0  # steps of this request without a suffix draft
         self.choices = {"suffix": 0, "eesd": 0, "none": 0}
 
     def begin(self, prompt_ids: list[int]) -> None:
@@ -139,8 +140,15 @@ class HybridDrafter:
             self.shared.step_rate(source).add(len(new_ids), outcome.draft_s + outcome.forward_s)
         for side, ctl in (("suffix", self.suffix_ctl), ("eesd", self.early_ctl)):
             mine = source == side
-            ctl.feedback(StepOutcome(outcome.verified if mine else Draft(), outcome.accepted if mine else 0, new_ids,
-                                     drafted=len(draft) if mine else 0, draft_s=seconds if mine else 0.0))
+            ctl.feedback(
+                StepOutcome(
+                    outcome.verified if mine else Draft(),
+                    outcome.accepted if mine else 0,
+                    new_ids,
+                    drafted=len(draft) if mine else 0,
+                    draft_s=seconds if mine else 0.0,
+                )
+            )
         self.last = None
         self.observe(new_ids)
 

@@ -65,5 +65,6 @@ class BackgroundLearner:
                 kind = type(exc).__name__
                 if kind not in self._errors:
                     self._errors.add(kind)
-                    self._log.warning("sufdec: could not store a finished output (%s: %s); "
-                                      "generation goes on", kind, exc)
+                    self._log.warning(
+                        "sufdec: could not store a finished output (%s: %s); generation goes on", kind, exc
+                    )

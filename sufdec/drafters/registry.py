@@ -29,8 +29,8 @@ class Sources:
     """What a drafting service opened for its drafters (None: not available here)."""
 
     tree: Callable[[], SuffixIndex | None] | None = None  # the store's newest tree, asked once per request
-    exit_drafter: Callable[[], Drafter] | None = None     # a fresh early-exit drafter
-    controls: Any = None                                  # the service's DraftControls (the hybrid's sides)
+    exit_drafter: Callable[[], Drafter] | None = None  # a fresh early-exit drafter
+    controls: Any = None  # the service's DraftControls (the hybrid's sides)
 
     def global_tree(self) -> SuffixIndex | None:
         return self.tree() if self.tree is not None else None
@@ -112,10 +112,25 @@ def _hybrid(sources: Sources, settings: DraftSettings) -> Drafter:
 
 register(DrafterKind("tree", _tree, "verify draft trees from past outputs", store=True))
 register(DrafterKind("chain", _chain, "verify only each draft's most probable path", chain=True, store=True))
-register(DrafterKind(
-    "eesd", _early_exit, "chains from the model's own early-exit layer (train it with `sufdec train-exit`)",
-    control="eesd", max_len=lambda s: s.exit_max_len, exit_layer="needs"))
-register(DrafterKind(
-    "hybrid", _hybrid, "each step the suffix draft or an early-exit chain, whichever is expected to pay more, "
-    "or none (suffix only until an exit layer is trained)", control=None, store=True, exit_layer="wants"))
+register(
+    DrafterKind(
+        "eesd",
+        _early_exit,
+        "chains from the model's own early-exit layer (train it with `sufdec train-exit`)",
+        control="eesd",
+        max_len=lambda s: s.exit_max_len,
+        exit_layer="needs",
+    )
+)
+register(
+    DrafterKind(
+        "hybrid",
+        _hybrid,
+        "each step the suffix draft or an early-exit chain, whichever is expected to pay more, "
+        "or none (suffix only until an exit layer is trained)",
+        control=None,
+        store=True,
+        exit_layer="wants",
+    )
+)
 register(DrafterKind("off", lambda _s, _d: NullDrafter(), "plain decoding", control=None))

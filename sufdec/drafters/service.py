@@ -36,12 +36,19 @@ Learn = Callable[[list[int]], Any]  # stores one finished output; returns its id
 class DraftRequest:
     """One request's drafter and draft control (made by ``DraftService.start``)."""
 
-    def __init__(self, kind: DrafterKind, settings: DraftSettings, drafter: Drafter, control: DraftControl,
-                 learn: Learn, open_requests: dict | None = None) -> None:
+    def __init__(
+        self,
+        kind: DrafterKind,
+        settings: DraftSettings,
+        drafter: Drafter,
+        control: DraftControl,
+        learn: Learn,
+        open_requests: dict | None = None,
+    ) -> None:
         self.kind, self.settings, self.drafter, self.control = kind, settings, drafter, control
         self._learn = learn
         self._open = open_requests if open_requests is not None else {}
-        self.learned: Any = None   # the stored output's id once ``finish`` learned it
+        self.learned: Any = None  # the stored output's id once ``finish`` learned it
         self.done = False
 
     def propose(self, max_depth: int, final: Collection[int] = ()) -> tuple[Draft, Draft]:
@@ -96,8 +103,7 @@ class DraftRequest:
     def summary(self) -> dict:
         """What the request did, for reports: the source of each step's draft where the
         drafter chose between several (``choices``), and whether its output was learned."""
-        out: dict[str, Any] = {"spec": self.kind.name, "learned": self.learned is not None,
-                               "learned_id": self.learned}
+        out: dict[str, Any] = {"spec": self.kind.name, "learned": self.learned is not None, "learned_id": self.learned}
         choices = getattr(self.drafter, "choices", None)
         if isinstance(choices, dict):
             out["choices"] = dict(choices)
@@ -118,21 +124,35 @@ class DraftService:
     many requests, what verifying one drafted token costs in tokens of output, fixed (a
     number) or ``"measured"`` from the steps it reports (``timed_step``; ``prior`` until
     they can tell); ``cost`` sizing then keeps the nodes whose calibrated probability pays
-    it. ``learn_in_background``: outputs are stored by a background thread (``close`` waits for it), for an engine whose steps must
-    not wait for the disk; a request then cannot say the id its output was stored under.
+    it. ``learn_in_background``: outputs are stored by a background thread (``close`` waits
+    for it), for an engine whose steps must not wait for the disk; a request then cannot say
+    the id its output was stored under.
     """
 
-    def __init__(self, settings: DraftSettings | None = None, *, tree: Callable[[], SuffixIndex | None] | None = None,
-                 exit_drafter: Callable[[], Drafter] | None = None, learn: Learn | None = None,
-                 cost: CostModel | Callable[[], CostModel] | None = None, controls: DraftControls | None = None,
-                 drafter: Drafter | None = None, drafter_factory: Callable[[], Drafter] | None = None,
-                 plain: bool = False, price: float | str | None = None, prior: float = 0.35,
-                 learn_in_background: bool = False, log: Any = None) -> None:
+    def __init__(
+        self,
+        settings: DraftSettings | None = None,
+        *,
+        tree: Callable[[], SuffixIndex | None] | None = None,
+        exit_drafter: Callable[[], Drafter] | None = None,
+        learn: Learn | None = None,
+        cost: CostModel | Callable[[], CostModel] | None = None,
+        controls: DraftControls | None = None,
+        drafter: Drafter | None = None,
+        drafter_factory: Callable[[], Drafter] | None = None,
+        plain: bool = False,
+        price: float | str | None = None,
+        prior: float = 0.35,
+        learn_in_background: bool = False,
+        log: Any = None,
+    ) -> None:
         if drafter is not None and drafter_factory is not None:
             raise ValueError("give either drafter or drafter_factory, not both")
         if drafter is not None and not isinstance(drafter, Drafter):
-            raise TypeError(f"drafter must implement the Drafter protocol (begin/draft/observe/end), not "
-                            f"{type(drafter).__name__}; pass a factory as drafter_factory=")
+            raise TypeError(
+                f"drafter must implement the Drafter protocol (begin/draft/observe/end), not "
+                f"{type(drafter).__name__}; pass a factory as drafter_factory="
+            )
         self.settings = settings if settings is not None else DraftSettings()
         self.controls = controls if controls is not None else DraftControls(cost)
         self._cost_attached = controls is not None or cost is not None
@@ -141,7 +161,7 @@ class DraftService:
         self.sources = Sources(tree=tree, exit_drafter=exit_drafter, controls=self.controls)
         self.learn = learn
         self.learner = BackgroundLearner(learn, log) if learn is not None and learn_in_background else None
-        self.store: Any = None                   # the store it drafts from, where it opened one (serving)
+        self.store: Any = None  # the store it drafts from, where it opened one (serving)
         self._closers: list[Callable[[], Any]] = []
         self._open: dict[int, DraftRequest] = {}  # requests started and not finished, by id()
         self._tree_seen: Any = None

@@ -41,10 +41,19 @@ def store_identity(tokenizer_spec: str) -> TokenizerInfo:
     return TokenizerInfo(Path(tok.name).stem, tok.fingerprint)
 
 
-def open_serving(path: Path, tokenizer: TokenizerInfo, settings: DraftSettings, *, learn: bool = True,
-                 source: Mapping[str, Any] | None = None, refresh_s: float = 1.0,
-                 price: float | str | None = None, prior: float = 0.35, log: logging.Logger = _LOG,
-                 open_fn: Callable[..., Store] = Store.open) -> DraftService:
+def open_serving(
+    path: Path,
+    tokenizer: TokenizerInfo,
+    settings: DraftSettings,
+    *,
+    learn: bool = True,
+    source: Mapping[str, Any] | None = None,
+    refresh_s: float = 1.0,
+    price: float | str | None = None,
+    prior: float = 0.35,
+    log: logging.Logger = _LOG,
+    open_fn: Callable[..., Store] = Store.open,
+) -> DraftService:
     """A drafting service over the store at ``path`` (see the module); ``learn``: store
     outputs that ended by themselves, tagged with ``source``; ``price``/``prior``: see
     ``DraftService``."""
@@ -52,9 +61,14 @@ def open_serving(path: Path, tokenizer: TokenizerInfo, settings: DraftSettings, 
     learns = store is not None and learn and not store.readonly
     tag = dict(source or {})
     service = DraftService(
-        settings, tree=(lambda: store.tree) if store is not None else None,
+        settings,
+        tree=(lambda: store.tree) if store is not None else None,
         learn=(lambda ids: store.append(ids, tag)) if learns else None,
-        learn_in_background=True, log=log, price=price, prior=prior)
+        learn_in_background=True,
+        log=log,
+        price=price,
+        prior=prior,
+    )
     service.store = store
     if store is not None:
         follower = Follower(store, refresh_s, log)
@@ -63,8 +77,9 @@ def open_serving(path: Path, tokenizer: TokenizerInfo, settings: DraftSettings, 
     return service
 
 
-def open_store(path: Path, tokenizer: TokenizerInfo, *, log: logging.Logger = _LOG,
-               open_fn: Callable[..., Store] = Store.open) -> Store | None:
+def open_store(
+    path: Path, tokenizer: TokenizerInfo, *, log: logging.Logger = _LOG, open_fn: Callable[..., Store] = Store.open
+) -> Store | None:
     """The store at ``path`` for drafting (and learning, if writable), or None."""
     try:
         try:
@@ -82,8 +97,9 @@ def open_store(path: Path, tokenizer: TokenizerInfo, *, log: logging.Logger = _L
     return store
 
 
-def _open_readonly(path: Path, tokenizer: TokenizerInfo, open_fn: Callable[..., Store], first: StoreError,
-                   log: logging.Logger) -> Store | None:
+def _open_readonly(
+    path: Path, tokenizer: TokenizerInfo, open_fn: Callable[..., Store], first: StoreError, log: logging.Logger
+) -> Store | None:
     """The store opened read-only after a writable open failed with ``first``, or None."""
     try:
         store = open_fn(path, tokenizer, create=False, readonly=True)
@@ -91,11 +107,13 @@ def _open_readonly(path: Path, tokenizer: TokenizerInfo, open_fn: Callable[..., 
         log.error("sufdec: %s", exc)
         raise
     except StoreError as exc:
-        log.warning("sufdec: cannot open the store at %s (%s); drafting from each request's "
-                    "own tokens only, learning nothing", path, exc)
+        log.warning(
+            "sufdec: cannot open the store at %s (%s); drafting from each request's own tokens only, learning nothing",
+            path,
+            exc,
+        )
         return None
-    log.warning("sufdec: the store at %s cannot be written (%s): drafting from it without learning",
-                path, first)
+    log.warning("sufdec: the store at %s cannot be written (%s): drafting from it without learning", path, first)
     return store
 
 
@@ -117,8 +135,11 @@ class Follower:
                 self._store.refresh()
             except Exception as exc:  # the store closed under us, or a transient error
                 if not self._stop.is_set():
-                    self._log.warning("sufdec: could not refresh the store (%s: %s); drafting from what it had",
-                                      type(exc).__name__, exc)
+                    self._log.warning(
+                        "sufdec: could not refresh the store (%s: %s); drafting from what it had",
+                        type(exc).__name__,
+                        exc,
+                    )
                 return
 
     def stop(self) -> None:

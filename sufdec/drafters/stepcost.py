@@ -41,8 +41,14 @@ _CURVE_KS = (1, 2, 4, 8, 16, 32, 64)
 class StepCost:
     """The online fit of step time against requests and drafted tokens (see the module)."""
 
-    def __init__(self, prior: float = 0.35, forget: float = 0.98, min_steps: int = 16, keep: int = 2048,
-                 prior_weight: float = 100.0) -> None:
+    def __init__(
+        self,
+        prior: float = 0.35,
+        forget: float = 0.98,
+        min_steps: int = 16,
+        keep: int = 2048,
+        prior_weight: float = 100.0,
+    ) -> None:
         self.prior = prior
         self.prior_weight = prior_weight
         self.forget = forget
@@ -75,8 +81,17 @@ class StepCost:
         if self.steps < self.min_steps or w <= 0:
             return None
         mr, md, mt = sr / w, sd / w, st / w
-        return (w, mr, md, mt, srr / w - mr * mr, sdd / w - md * md, srd / w - mr * md,
-                srt / w - mr * mt, sdt / w - md * mt)
+        return (
+            w,
+            mr,
+            md,
+            mt,
+            srr / w - mr * mr,
+            sdd / w - md * md,
+            srd / w - mr * md,
+            srt / w - mr * mt,
+            sdt / w - md * mt,
+        )
 
     def fit(self) -> tuple[float, float, float] | None:
         """(a, c, b): seconds per step, per request and per drafted token; None while the
@@ -119,19 +134,19 @@ class StepCost:
         if moments is None:
             return base
         w, _, md, mt, _, v_dd, _, _, v_dt = moments
-        s_dd, s_dt = w * v_dd, w * v_dt                     # weighted spread of draft sizes, covariance
-        slope = _slope(base)                                # base's cost of a drafted token, in forwards
-        one = mt / (1.0 + slope * md)                       # a forward over the root alone, if base were right
+        s_dd, s_dt = w * v_dd, w * v_dt  # weighted spread of draft sizes, covariance
+        slope = _slope(base)  # base's cost of a drafted token, in forwards
+        one = mt / (1.0 + slope * md)  # a forward over the root alone, if base were right
         lam = self.prior_weight
         b = (s_dt + lam * slope * one) / (max(s_dd, 0.0) + lam)
         b = min(max(b, 0.0), mt)
         a = mt - b * md
         if a <= 0:
             return base
-        rel = b / a                                         # a drafted token now, in forwards
+        rel = b / a  # a drafted token now, in forwards
         if slope > 1e-6:  # keep the measured shape (flat, then steeper on a CPU), scaled
             costs = tuple(1.0 + (base.cost(k) - 1.0) * rel / slope for k in _CURVE_KS)
-        else:             # a flat base (a GPU): what the steps add, linearly
+        else:  # a flat base (a GPU): what the steps add, linearly
             costs = tuple(base.cost(k) + rel * (k - 1) for k in _CURVE_KS)
         return CostModel(_CURVE_KS, costs)
 

@@ -22,8 +22,9 @@ class SuffixDrafter(ContextDrafter):
     """Drafts from a global ``SuffixIndex`` (None: the request's own tree only) and a
     per-request tree; ``chain``: only the most probable path of each draft."""
 
-    def __init__(self, global_tree: SuffixIndex | None, settings: DraftSettings = DraftSettings(),
-                 chain: bool = False) -> None:
+    def __init__(
+        self, global_tree: SuffixIndex | None, settings: DraftSettings = DraftSettings(), chain: bool = False
+    ) -> None:
         super().__init__()
         self.global_tree = global_tree
         self.settings = settings.replace(single_path=True) if chain else settings
@@ -39,9 +40,7 @@ class SuffixDrafter(ContextDrafter):
             self._cursor = self.global_tree.matcher()
             self._cursor.feed(self.context)
         self._request = (
-            RequestTree(self.context, max_depth=self.settings.max_depth)
-            if self.settings.use_request_tree
-            else None
+            RequestTree(self.context, max_depth=self.settings.max_depth) if self.settings.use_request_tree else None
         )
 
     def draft(self, max_nodes: int) -> Draft:

@@ -3,8 +3,8 @@
 From a store: every stored output (token ids as they were generated). From a JSONL file
 (the shapes ``sufdec index`` reads): ``{"prompt", "completion"|"response"|"output"}``
 becomes the prompt through the chat template followed by the completion, so the exit layer
-learns in the context it will draft in, with the loss on the completion's positions only; ``{"messages"}`` is the whole chat through the
-template; ``{"text"}`` and ``{"token_ids"}`` are taken as they are, and
+learns in the context it will draft in, with the loss on the completion's positions only;
+``{"messages"}`` is the whole chat through the template; ``{"text"}`` and ``{"token_ids"}`` are taken as they are, and
 ``{"prompt_token_ids", "token_ids"}`` is a prompt and an output as token ids (exactly what
 the model read and wrote; ``sufdec bench`` corpora convert to it). A prompt is cut to its
 last ``PROMPT_TAIL`` tokens: training chunks are that long, so older prompt text never
@@ -52,7 +52,7 @@ def _capped(seqs: Iterator[tuple[list[int], int]], max_tokens: int) -> list[tupl
         if len(ids) <= first:
             continue
         if first > PROMPT_TAIL:
-            ids, first = ids[first - PROMPT_TAIL:], PROMPT_TAIL
+            ids, first = ids[first - PROMPT_TAIL :], PROMPT_TAIL
         out.append((ids[: max(max_tokens - total, 0)], first))
         total += len(out[-1][0])
         if total >= max_tokens:
@@ -60,8 +60,9 @@ def _capped(seqs: Iterator[tuple[list[int], int]], max_tokens: int) -> list[tupl
     return out
 
 
-def sequences_from_jsonl(path: Path, tokenizer: Any, max_tokens: int,
-                         skipped: Skipped | None = None) -> list[tuple[list[int], int]]:
+def sequences_from_jsonl(
+    path: Path, tokenizer: Any, max_tokens: int, skipped: Skipped | None = None
+) -> list[tuple[list[int], int]]:
     """Token ids of the records of a JSONL file (see the module docstring); a line that
     cannot be used goes to ``skipped`` with its number (None: ValueError)."""
     expected = 'an object with "text", "messages", "token_ids" or "prompt" (+ "completion")'

@@ -40,7 +40,8 @@ _ROLLBACK_OK: "weakref.WeakKeyDictionary[torch.nn.Module, bool]" = weakref.WeakK
 # per draft model and draft vocabulary: its ids and the head's rows for them, made once, not
 # per request (19 MB for the default model)
 _HEADS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]]]" = (
-    weakref.WeakKeyDictionary())
+    weakref.WeakKeyDictionary()
+)
 
 
 @torch.inference_mode()
@@ -59,9 +60,12 @@ def consecutive_forwards_ok(model: torch.nn.Module) -> bool:
         try:
             for n in (window + 1, 1):
                 start = cache.get_seq_length()
-                model.model(input_ids=torch.zeros((1, n), dtype=torch.long, device=dev),
-                            position_ids=torch.arange(start, start + n, device=dev)[None], use_cache=True,
-                            **cache_kwargs(model.model, cache))
+                model.model(
+                    input_ids=torch.zeros((1, n), dtype=torch.long, device=dev),
+                    position_ids=torch.arange(start, start + n, device=dev)[None],
+                    use_cache=True,
+                    **cache_kwargs(model.model, cache),
+                )
         except (RuntimeError, ValueError, IndexError):
             ok = False
     _ROLLBACK_OK[model] = ok
@@ -75,8 +79,15 @@ class EarlyExitDrafter(ContextDrafter):
     the top's, the runner-up is added as a sibling leaf (one more verified token, no more
     draft forwards: the chain goes on below the top token only)."""
 
-    def __init__(self, draft_model: torch.nn.Module, vocab: list[int] | None = None, *,
-                 max_len: int = 6, min_prob: float = 0.3, branch: float = 0.0) -> None:
+    def __init__(
+        self,
+        draft_model: torch.nn.Module,
+        vocab: list[int] | None = None,
+        *,
+        max_len: int = 6,
+        min_prob: float = 0.3,
+        branch: float = 0.0,
+    ) -> None:
         super().__init__()
         self.model = draft_model
         # where consecutive forwards cannot roll back sliding layers, a chain is at most 2
@@ -93,12 +104,12 @@ class EarlyExitDrafter(ContextDrafter):
                 ids = torch.tensor(vocab, dtype=torch.long, device=head.device)
                 heads[key] = (ids, head[ids])
             self.vocab: torch.Tensor | None
-            self.vocab, self.head = heads[key]                             # [V'], [V', H]
+            self.vocab, self.head = heads[key]  # [V'], [V', H]
         else:
-            self.vocab, self.head = None, head                             # [V, H]
+            self.vocab, self.head = None, head  # [V, H]
         self.keep_drafting: Optional[Callable[[int, float], bool]] = None
         self.cache: Any = None
-        self.fed = 0             # context tokens whose keys and values are in the cache
+        self.fed = 0  # context tokens whose keys and values are in the cache
         self.drafted: list[int] = []  # the last chain, fed up to its last token
 
     def pace(self, keep_drafting: Optional[Callable[[int, float], bool]]) -> None:
@@ -124,12 +135,13 @@ class EarlyExitDrafter(ContextDrafter):
     def _forward(self, ids: list[int]) -> torch.Tensor:
         """Feed ``ids`` after the cached tokens; the draft head's probabilities at the last one."""
         start = self.cache.get_seq_length()
-        x = torch.tensor([ids], dtype=torch.long, device=self.device)                 # [1, n]
-        pos = torch.arange(start, start + len(ids), device=self.device)[None]         # [1, n]
-        out = self.model.model(input_ids=x, position_ids=pos, use_cache=True,
-                               **cache_kwargs(self.model.model, self.cache))
-        h = out.last_hidden_state[0, -1]                                              # [H]
-        return torch.softmax((self.head @ h.to(self.head.dtype)).float(), dim=-1)      # [V']
+        x = torch.tensor([ids], dtype=torch.long, device=self.device)  # [1, n]
+        pos = torch.arange(start, start + len(ids), device=self.device)[None]  # [1, n]
+        out = self.model.model(
+            input_ids=x, position_ids=pos, use_cache=True, **cache_kwargs(self.model.model, self.cache)
+        )
+        h = out.last_hidden_state[0, -1]  # [H]
+        return torch.softmax((self.head @ h.to(self.head.dtype)).float(), dim=-1)  # [V']
 
     def _token(self, i: int) -> int:
         return int(self.vocab[i]) if self.vocab is not None else i
@@ -141,7 +153,7 @@ class EarlyExitDrafter(ContextDrafter):
         probs = self._forward(self.context[self.fed :])
         settle(self.cache)  # nothing drafted is in the cache yet: no rollback needed past here
         self.fed = len(self.context)
-        chain: list[int] = []                     # the greedy chain's tokens
+        chain: list[int] = []  # the greedy chain's tokens
         tokens, parents, node_probs = [], [], []  # the draft: the chain, and siblings where the top-2 are close
         parent, p_chain = -1, 1.0
         while True:

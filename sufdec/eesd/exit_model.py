@@ -35,10 +35,10 @@ class ExitLayerError(ValueError):
 class ExitLayerInfo:
     """What is saved beside the exit layer's weights."""
 
-    fingerprint: str             # the target's (``model_fingerprint``)
-    layer: int                   # N: the exit layer reads the output of the first N layers
-    init_from: int               # the target layer it was copied from before training
-    num_layers: int              # the target's layer count
+    fingerprint: str  # the target's (``model_fingerprint``)
+    layer: int  # N: the exit layer reads the output of the first N layers
+    init_from: int  # the target layer it was copied from before training
+    num_layers: int  # the target's layer count
     model_name: str = ""
     data_sequences: int = 0
     data_tokens: int = 0
@@ -80,8 +80,9 @@ def check_supported(model: torch.nn.Module) -> None:
     """Raise ExitLayerError, one line, when early exit cannot be built for ``model``."""
     cfg = _text_config(model)
     if cfg.model_type not in SUPPORTED:
-        raise ExitLayerError(f"early exit is not supported for model type {cfg.model_type!r} "
-                             f"(supported: {', '.join(SUPPORTED)})")
+        raise ExitLayerError(
+            f"early exit is not supported for model type {cfg.model_type!r} (supported: {', '.join(SUPPORTED)})"
+        )
     _decoder(model)
     if getattr(cfg, "layer_types", None) and "chunked_attention" in cfg.layer_types:
         raise ExitLayerError("chunked-attention models are not supported")
@@ -90,8 +91,15 @@ def check_supported(model: torch.nn.Module) -> None:
 def model_fingerprint(model: torch.nn.Module) -> str:
     """A stable hash of the target: its config and a sample of its embedding, first layer and head."""
     cfg = _text_config(model).to_dict()
-    for key in ("_name_or_path", "transformers_version", "dtype", "torch_dtype", "_attn_implementation",
-                "_attn_implementation_autoset", "use_cache"):
+    for key in (
+        "_name_or_path",
+        "transformers_version",
+        "dtype",
+        "torch_dtype",
+        "_attn_implementation",
+        "_attn_implementation_autoset",
+        "use_cache",
+    ):
         cfg.pop(key, None)
     h = hashlib.blake2b(json.dumps(cfg, sort_keys=True, default=str).encode(), digest_size=16)
     samples = [model.get_input_embeddings().weight, model.get_output_embeddings().weight]
@@ -157,8 +165,9 @@ def build_draft_model(model: torch.nn.Module, exit_layer: torch.nn.Module, layer
             setattr(draft, name, child)
     leftover = [n for n, p in list(draft.named_parameters()) + list(draft.named_buffers()) if p.is_meta]
     if leftover:
-        raise ExitLayerError(f"cannot share the target's modules with a draft model of "
-                             f"{type(model).__name__}: {leftover[:3]} stay unset")
+        raise ExitLayerError(
+            f"cannot share the target's modules with a draft model of {type(model).__name__}: {leftover[:3]} stay unset"
+        )
     draft.config._attn_implementation = model.config._attn_implementation
     draft.generation_config = model.generation_config
     draft.eval()
@@ -215,12 +224,15 @@ def _check_vocab(info: ExitLayerInfo, vocab_size: int, meta: Path, damaged: str)
     if vocab is None:
         return
     if not isinstance(vocab, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in vocab):
-        raise ExitLayerError(f"the exit layer's {meta} is damaged (its draft vocabulary is not a list of token ids); "
-                             f"{damaged}")
+        raise ExitLayerError(
+            f"the exit layer's {meta} is damaged (its draft vocabulary is not a list of token ids); {damaged}"
+        )
     bad = [t for t in vocab if not 0 <= t < vocab_size]
     if bad:
-        raise ExitLayerError(f"the exit layer's {meta} names token id {bad[0]}, outside this model's vocabulary of "
-                             f"{vocab_size:,}; {damaged}")
+        raise ExitLayerError(
+            f"the exit layer's {meta} names token id {bad[0]}, outside this model's vocabulary of "
+            f"{vocab_size:,}; {damaged}"
+        )
 
 
 def check_state(exit_layer: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -238,8 +250,9 @@ def check_state(exit_layer: torch.nn.Module, state: dict[str, torch.Tensor]) -> 
             raise ValueError(f"{name} holds non-finite weights (a run that diverged)")
 
 
-def load_exit_layer(model: torch.nn.Module, weights: Path,
-                    fingerprint: str | None = None) -> tuple[torch.nn.Module, ExitLayerInfo]:
+def load_exit_layer(
+    model: torch.nn.Module, weights: Path, fingerprint: str | None = None
+) -> tuple[torch.nn.Module, ExitLayerInfo]:
     """(draft model, info) for ``model`` from a saved exit layer; refuses another model's.
     ``fingerprint``: ``model_fingerprint(model)`` when the caller already has it."""
     from safetensors.torch import load_file
@@ -258,8 +271,10 @@ def load_exit_layer(model: torch.nn.Module, weights: Path,
         raise ExitLayerError(f"the exit layer's {meta} is damaged ({type(exc).__name__}: {exc}); {damaged}") from None
     mine = fingerprint if fingerprint is not None else model_fingerprint(model)
     if info.fingerprint != mine:
-        raise ExitLayerError(f"{weights.name} was trained for another model ({info.fingerprint[:12]}, "
-                             f"this one is {mine[:12]}): train one for this model with `sufdec train-exit`")
+        raise ExitLayerError(
+            f"{weights.name} was trained for another model ({info.fingerprint[:12]}, "
+            f"this one is {mine[:12]}): train one for this model with `sufdec train-exit`"
+        )
     _check_vocab(info, _text_config(model).vocab_size, meta, damaged)
     exit_layer = new_exit_layer(model, info.layer, info.init_from)
     try:

@@ -51,11 +51,11 @@ class TrainSettings:
     layer: int
     steps: int = 450
     lr: float = 5e-4
-    batch: int = 8               # chunks per step
-    chunk: int = 128             # tokens per chunk
-    top_k: int = 32              # teacher probabilities kept per position
-    draft_vocab: int = 8192      # draft vocabulary size (0: the whole vocabulary)
-    held_out: float = 0.1        # share of chunks kept for the acceptance figure
+    batch: int = 8  # chunks per step
+    chunk: int = 128  # tokens per chunk
+    top_k: int = 32  # teacher probabilities kept per position
+    draft_vocab: int = 8192  # draft vocabulary size (0: the whole vocabulary)
+    held_out: float = 0.1  # share of chunks kept for the acceptance figure
     init_from: int | None = None  # target layer the exit layer starts from (None: the last)
     checkpoint_every: int = 50
     seed: int = 0
@@ -65,10 +65,10 @@ class TrainSettings:
 class Teacher:
     """What the frozen target says about the training chunks."""
 
-    hidden: torch.Tensor         # [C, T, H] layer-N hidden states
-    top_p: torch.Tensor          # [C, T, K] the target's top-k probabilities
-    top_i: torch.Tensor          # [C, T, K] their token ids
-    argmax: torch.Tensor         # [C, T] the target's top token
+    hidden: torch.Tensor  # [C, T, H] layer-N hidden states
+    top_p: torch.Tensor  # [C, T, K] the target's top-k probabilities
+    top_i: torch.Tensor  # [C, T, K] their token ids
+    argmax: torch.Tensor  # [C, T] the target's top token
     learn: torch.Tensor | None = None  # [C, T] positions the loss and the acceptance cover
 
 
@@ -113,17 +113,23 @@ def draft_vocab(chunks: torch.Tensor, size: int, vocab_size: int, always: Sequen
 
 
 @torch.no_grad()
-def teacher_pass(model: torch.nn.Module, chunks: torch.Tensor, layer: int, top_k: int,
-                 progress: Progress | None = None, batch: int = 4) -> Teacher:
+def teacher_pass(
+    model: torch.nn.Module,
+    chunks: torch.Tensor,
+    layer: int,
+    top_k: int,
+    progress: Progress | None = None,
+    batch: int = 4,
+) -> Teacher:
     """Run the frozen target once over every chunk (see the module docstring)."""
     device = model.get_input_embeddings().weight.device
     hidden, top_p, top_i, arg = [], [], [], []
     for start in range(0, len(chunks), batch):
         ids = chunks[start : start + batch].to(device)
         out = model(input_ids=ids, output_hidden_states=True, use_cache=False)
-        probs = torch.softmax(out.logits.float(), dim=-1)                 # [b, T, V]
-        p, i = probs.topk(top_k, dim=-1)                                  # [b, T, K]
-        hidden.append(out.hidden_states[layer].float().cpu())             # [b, T, H]
+        probs = torch.softmax(out.logits.float(), dim=-1)  # [b, T, V]
+        p, i = probs.topk(top_k, dim=-1)  # [b, T, K]
+        hidden.append(out.hidden_states[layer].float().cpu())  # [b, T, H]
         top_p.append(p.cpu())
         top_i.append(i.cpu())
         arg.append(i[..., 0].cpu())
@@ -147,7 +153,7 @@ class Student(torch.nn.Module):
         T = hidden.shape[1]
         pos = torch.arange(T, device=hidden.device)[None].expand(hidden.shape[0], -1)
         out = self.exit_only.model(inputs_embeds=hidden.to(self.head.dtype), position_ids=pos, use_cache=False)
-        logits = out.last_hidden_state @ self.head.T                       # [B, T, V']
+        logits = out.last_hidden_state @ self.head.T  # [B, T, V']
         return torch.log_softmax(logits.float(), dim=-1)
 
 
@@ -157,14 +163,14 @@ def loss_of(student: Student, teacher: Teacher, idx: torch.Tensor, remap: torch.
     minimum is the teacher itself (no sharpening towards the top-k), and it needs the
     student's probabilities only at k + 1 places. Top-k tokens outside the draft
     vocabulary count in the rest on the teacher's side; the student cannot draft them."""
-    logq = student(teacher.hidden[idx].to(student.head.device))              # [b, T, V']
-    pos = remap[teacher.top_i[idx]].to(logq.device)                        # [b, T, K], -1 outside
+    logq = student(teacher.hidden[idx].to(student.head.device))  # [b, T, V']
+    pos = remap[teacher.top_i[idx]].to(logq.device)  # [b, T, K], -1 outside
     inside = pos >= 0
-    p_top = teacher.top_p[idx].to(logq.device) * inside                    # [b, T, K]
-    logq_top = logq.gather(-1, pos.clamp_min(0))                           # [b, T, K]
-    q_rest = (1 - (logq_top.exp() * inside).sum(-1)).clamp_min(1e-6)       # [b, T]
-    p_rest = (1 - p_top.sum(-1)).clamp_min(0)                              # [b, T]
-    loss = -((p_top * logq_top).sum(-1) + p_rest * q_rest.log())           # [b, T]
+    p_top = teacher.top_p[idx].to(logq.device) * inside  # [b, T, K]
+    logq_top = logq.gather(-1, pos.clamp_min(0))  # [b, T, K]
+    q_rest = (1 - (logq_top.exp() * inside).sum(-1)).clamp_min(1e-6)  # [b, T]
+    p_rest = (1 - p_top.sum(-1)).clamp_min(0)  # [b, T]
+    loss = -((p_top * logq_top).sum(-1) + p_rest * q_rest.log())  # [b, T]
     if teacher.learn is None:
         return loss.mean()
     mask = teacher.learn[idx].to(loss.device)
@@ -190,8 +196,8 @@ def held_out_figures(student: Student, teacher: Teacher, idx: torch.Tensor) -> d
     runs = torch.zeros(DEPTHS, dtype=torch.long)
     spans = torch.zeros(DEPTHS, dtype=torch.long)
     for i in idx.split(4):
-        logq = student(teacher.hidden[i].to(student.head.device)).cpu()     # [b, T, V']
-        q, j = logq.exp().topk(2, dim=-1)                                  # [b, T, 2]
+        logq = student(teacher.hidden[i].to(student.head.device)).cpu()  # [b, T, V']
+        q, j = logq.exp().topk(2, dim=-1)  # [b, T, 2]
         first, second = student.vocab[j[..., 0]], student.vocab[j[..., 1]]
         target = teacher.argmax[i]
         mask = teacher.learn[i] if teacher.learn is not None else torch.ones_like(target, dtype=torch.bool)
@@ -211,10 +217,14 @@ def held_out_figures(student: Student, teacher: Teacher, idx: torch.Tensor) -> d
             spans[d] += int(span.sum())
     if not total:
         return {}
-    return {"positions": total, "top1": round(top1 / total, 4), "top2": round(top2 / total, 4),
-            "chain": [round(int(r) / int(s), 4) if s else None for r, s in zip(runs, spans)],
-            "close": round(close / total, 4),
-            "close_second_right": round(close_right / close, 4) if close else None}
+    return {
+        "positions": total,
+        "top1": round(top1 / total, 4),
+        "top2": round(top2 / total, 4),
+        "chain": [round(int(r) / int(s), 4) if s else None for r, s in zip(runs, spans)],
+        "close": round(close / total, 4),
+        "close_second_right": round(close_right / close, 4) if close else None,
+    }
 
 
 def _finite(layer: torch.nn.Module) -> bool:
@@ -235,9 +245,31 @@ def _resumed(exit_layer: torch.nn.Module, info: ExitLayerInfo, weights: Path, me
         check_state(exit_layer, state)  # every tensor, of its shape, floating point, finite
         exit_layer.load_state_dict(state)
     except Exception as exc:  # safetensors, json and torch raise many kinds; one line for all
-        raise ExitLayerError(f"the saved exit layer {weights} is damaged ({type(exc).__name__}: "
-                             f"{str(exc)[:200]}); start over with --fresh") from None
+        raise ExitLayerError(
+            f"the saved exit layer {weights} is damaged ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); start over with --fresh"
+        ) from None
     return old
+
+
+def _split(n_chunks: int, settings: TrainSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """Held-out and training chunk indices (seeded; with one chunk it trains on it and
+    holds none out)."""
+    n_held = max(1, int(n_chunks * settings.held_out)) if n_chunks > 1 else 0
+    perm = torch.randperm(n_chunks, generator=torch.Generator().manual_seed(settings.seed))
+    held, train = perm[:n_held], perm[n_held:]
+    return held, (train if len(train) else held)
+
+
+def _optimizer_step(opt: torch.optim.Optimizer, lr: float, loss: torch.Tensor, layer: torch.nn.Module) -> float:
+    """One step at learning rate ``lr`` (gradients clipped to norm 1); the loss as a float."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(layer.parameters(), 1.0)
+    opt.step()
+    return float(loss.detach())
 
 
 def train_exit_layer(
@@ -257,18 +289,13 @@ def train_exit_layer(
     model.requires_grad_(False)
     fingerprint = model_fingerprint(model)
     exit_layer = new_exit_layer(model, settings.layer, settings.init_from)
-    info = ExitLayerInfo(fingerprint, settings.layer, exit_layer.sufdec_init_from,
-                         len(model.model.layers), model_name)
+    info = ExitLayerInfo(fingerprint, settings.layer, exit_layer.sufdec_init_from, len(model.model.layers), model_name)
     weights, meta = exit_paths(out_dir, settings.layer)
     if resume and weights.is_file() and meta.is_file():
         info = _resumed(exit_layer, info, weights, meta)
     exit_layer.requires_grad_(True).train()
     chunks, learn = pack(sequences, settings.chunk, eos)
-    n_held = max(1, int(len(chunks) * settings.held_out)) if len(chunks) > 1 else 0
-    perm = torch.randperm(len(chunks), generator=torch.Generator().manual_seed(settings.seed))
-    held, train = perm[:n_held], perm[n_held:]
-    if len(train) == 0:
-        train = held
+    held, train = _split(len(chunks), settings)
     vocab_size = model.get_output_embeddings().weight.shape[0]
     vocab = draft_vocab(chunks[train], settings.draft_vocab, vocab_size, [eos] if eos is not None else [])
     remap = torch.full((vocab_size,), -1, dtype=torch.long)
@@ -282,16 +309,23 @@ def train_exit_layer(
 
     def save(steps_done: int, loss: float | None, figures: dict | None = None) -> ExitLayerInfo:
         if not _finite(exit_layer) or (loss is not None and not math.isfinite(loss)):
-            raise ExitLayerError(f"training diverged by step {steps_done} (non-finite loss or weights): nothing "
-                                 f"was saved to {weights}; lower --lr")
+            raise ExitLayerError(
+                f"training diverged by step {steps_done} (non-finite loss or weights): nothing "
+                f"was saved to {weights}; lower --lr"
+            )
         extra = {"draft_vocab": vocab.tolist(), "chunk": settings.chunk, "lr": settings.lr}
         if figures:
             extra["held_out"] = figures
-        done = replace(info, steps=steps_done, final_loss=loss,
-                       held_out_acceptance=figures.get("top1") if figures else None,
-                       data_sequences=len(sequences), data_tokens=int(chunks.numel()),
-                       train_seconds=round(info.train_seconds + time.perf_counter() - t_start, 1),
-                       extra=extra)
+        done = replace(
+            info,
+            steps=steps_done,
+            final_loss=loss,
+            held_out_acceptance=figures.get("top1") if figures else None,
+            data_sequences=len(sequences),
+            data_tokens=int(chunks.numel()),
+            train_seconds=round(info.train_seconds + time.perf_counter() - t_start, 1),
+            extra=extra,
+        )
         save_exit_layer(exit_layer, done, out_dir)
         return done
 
@@ -299,24 +333,24 @@ def train_exit_layer(
         t0, seen = time.perf_counter(), 0
         while step < settings.steps:
             lr = settings.lr * 0.5 * (1 + math.cos(math.pi * step / max(settings.steps, 1)))
-            for group in opt.param_groups:
-                group["lr"] = lr
             idx = train[torch.randint(len(train), (min(settings.batch, len(train)),), generator=gen)]
-            loss = loss_of(student, teacher, idx, remap)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(exit_layer.parameters(), 1.0)
-            opt.step()
+            loss_value = _optimizer_step(opt, lr, loss_of(student, teacher, idx, remap), exit_layer)
             step += 1
             seen += idx.numel() * settings.chunk
-            loss_value = float(loss.detach())
             if progress is not None:
-                progress("train", {"step": step, "steps": settings.steps, "loss": loss_value,
-                                   "tokens_per_s": seen / max(time.perf_counter() - t0, 1e-9)})
+                progress(
+                    "train",
+                    {
+                        "step": step,
+                        "steps": settings.steps,
+                        "loss": loss_value,
+                        "tokens_per_s": seen / max(time.perf_counter() - t0, 1e-9),
+                    },
+                )
             if settings.checkpoint_every and step % settings.checkpoint_every == 0:
                 save(step, loss_value)
     except KeyboardInterrupt:
         save(step, loss_value)
         raise
     exit_layer.eval()
-    return save(step, loss_value, held_out_figures(student, teacher, held if n_held else train))
+    return save(step, loss_value, held_out_figures(student, teacher, held if len(held) else train))

@@ -19,8 +19,20 @@ from sufdec.engine.loading import ModelLoadError, convert_gguf_to_safetensors, l
 from sufdec.engine.tree import TreeLayout, layout_tree
 
 __all__ = [
-    "AcceptResult", "Acceptor", "SamplingParams", "GenerationConfig", "GenerationResult",
-    "ResolvedGeneration", "resolve_generation",
-    "RequestState", "SpeculativeGenerator", "StepResult", "StepTimings", "ModelLoadError",
-    "convert_gguf_to_safetensors", "load_model", "TreeLayout", "layout_tree",
+    "AcceptResult",
+    "Acceptor",
+    "SamplingParams",
+    "GenerationConfig",
+    "GenerationResult",
+    "ResolvedGeneration",
+    "resolve_generation",
+    "RequestState",
+    "SpeculativeGenerator",
+    "StepResult",
+    "StepTimings",
+    "ModelLoadError",
+    "convert_gguf_to_safetensors",
+    "load_model",
+    "TreeLayout",
+    "layout_tree",
 ]

@@ -46,7 +46,7 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class AcceptResult:
-    rows: list[int]    # accepted tree rows, root excluded, in path order (ascending)
+    rows: list[int]  # accepted tree rows, root excluded, in path order (ascending)
     tokens: list[int]  # the tokens of those rows, then the bonus token
 
 

@@ -42,8 +42,8 @@ def generate_plain_batched(
         mask = torch.zeros((len(idx), width), dtype=torch.long)  # [B, S]
         for row, i in enumerate(idx):
             p = prompt_ids[i]
-            ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[row, width - len(p):] = 1
+            ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[row, width - len(p) :] = 1
         out = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),

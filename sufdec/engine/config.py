@@ -24,22 +24,36 @@ DEFAULT_MAX_NEW_TOKENS = 256  # when neither the caller nor the model's generati
 
 # transformers' global defaults for the fields we read (used where an older release lacks
 # ``GenerationConfig._get_default_generation_params``)
-_HF_DEFAULTS = {"do_sample": False, "temperature": 1.0, "top_k": 50, "top_p": 1.0, "min_p": None,
-                "repetition_penalty": 1.0}
+_HF_DEFAULTS = {
+    "do_sample": False,
+    "temperature": 1.0,
+    "top_k": 50,
+    "top_p": 1.0,
+    "min_p": None,
+    "repetition_penalty": 1.0,
+}
 
 # generation_config fields that make generate() apply a logits processor sufdec does not build
 _UNSUPPORTED = {
-    "no_repeat_ngram_size": lambda v: bool(v), "bad_words_ids": lambda v: bool(v),
-    "suppress_tokens": lambda v: bool(v), "begin_suppress_tokens": lambda v: bool(v),
-    "min_length": lambda v: bool(v), "min_new_tokens": lambda v: bool(v),
-    "forced_bos_token_id": lambda v: v is not None, "forced_eos_token_id": lambda v: v is not None,
-    "sequence_bias": lambda v: bool(v), "exponential_decay_length_penalty": lambda v: v is not None,
-    "guidance_scale": lambda v: v not in (None, 1, 1.0), "renormalize_logits": lambda v: bool(v),
+    "no_repeat_ngram_size": lambda v: bool(v),
+    "bad_words_ids": lambda v: bool(v),
+    "suppress_tokens": lambda v: bool(v),
+    "begin_suppress_tokens": lambda v: bool(v),
+    "min_length": lambda v: bool(v),
+    "min_new_tokens": lambda v: bool(v),
+    "forced_bos_token_id": lambda v: v is not None,
+    "forced_eos_token_id": lambda v: v is not None,
+    "sequence_bias": lambda v: bool(v),
+    "exponential_decay_length_penalty": lambda v: v is not None,
+    "guidance_scale": lambda v: v not in (None, 1, 1.0),
+    "renormalize_logits": lambda v: bool(v),
     "watermarking_config": lambda v: v is not None,
 }
 _UNSUPPORTED_SAMPLING = {
-    "typical_p": lambda v: v is not None and v < 1.0, "epsilon_cutoff": lambda v: bool(v),
-    "eta_cutoff": lambda v: bool(v), "top_h": lambda v: v is not None,
+    "typical_p": lambda v: v is not None and v < 1.0,
+    "epsilon_cutoff": lambda v: bool(v),
+    "eta_cutoff": lambda v: bool(v),
+    "top_h": lambda v: v is not None,
 }
 
 
@@ -150,8 +164,7 @@ def resolve_generation(config: GenerationConfig, model: Any, tokenizer: Any = No
     if do_sample and temperature == 0:
         do_sample = False  # a temperature of 0 is greedy decoding
     if do_sample:
-        sampling = SamplingParams(temperature, int(pick("top_k") or 0), float(pick("top_p")),
-                                  penalty, pick("min_p"))
+        sampling = SamplingParams(temperature, int(pick("top_k") or 0), float(pick("top_p")), penalty, pick("min_p"))
         _check_sampling(temperature, sampling.top_k, sampling.top_p, sampling.min_p, penalty)
     else:
         sampling = SamplingParams(0.0, 0, 1.0, penalty, None)
@@ -159,7 +172,8 @@ def resolve_generation(config: GenerationConfig, model: Any, tokenizer: Any = No
     if bad:
         warnings.warn(
             f"the model's generation_config sets {', '.join(bad)}, which sufdec does not apply: "
-            "outputs can differ from model.generate()", stacklevel=3,
+            "outputs can differ from model.generate()",
+            stacklevel=3,
         )
     max_new = config.max_new_tokens or d["max_new_tokens"] or DEFAULT_MAX_NEW_TOKENS
     eos = config.eos_token_ids if config.eos_token_ids is not None else eos_ids_of(model, tokenizer)

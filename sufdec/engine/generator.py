@@ -50,13 +50,13 @@ class StepTimings:
 
 @dataclass(frozen=True)
 class StepResult:
-    index: int                  # step number, 0-based
-    tokens: list[int]           # tokens emitted this step (accepted path + bonus, after stops)
-    drafted: int                # nodes the drafter proposed
-    verified: int               # nodes verified (after sizing)
-    accepted_nodes: int         # draft nodes accepted (the bonus token is not one)
+    index: int  # step number, 0-based
+    tokens: list[int]  # tokens emitted this step (accepted path + bonus, after stops)
+    drafted: int  # nodes the drafter proposed
+    verified: int  # nodes verified (after sizing)
+    accepted_nodes: int  # draft nodes accepted (the bonus token is not one)
     timings: StepTimings
-    match_len: int = -1         # the draft's match length (-1: nothing drafted)
+    match_len: int = -1  # the draft's match length (-1: nothing drafted)
     finish_reason: str | None = None  # "eos" | "stop" | "length" when the request ended here
 
     @property
@@ -67,12 +67,12 @@ class StepResult:
 @dataclass
 class GenerationResult:
     text: str
-    token_ids: list[int]        # generated tokens (prompt excluded)
+    token_ids: list[int]  # generated tokens (prompt excluded)
     new_tokens: int
     steps: int
-    tokens_per_step: list[int]    # tokens emitted per step (accepted draft nodes + the bonus token)
+    tokens_per_step: list[int]  # tokens emitted per step (accepted draft nodes + the bonus token)
     tokens_per_s: float
-    elapsed_s: float              # prefill included
+    elapsed_s: float  # prefill included
     prefill_s: float
     finish_reason: str | None
     step_results: list[StepResult] = field(default_factory=list)
@@ -316,8 +316,8 @@ class SpeculativeGenerator:
     @torch.inference_mode()
     def verify_forward(self, state: RequestState, layout: TreeLayout) -> torch.Tensor:
         """One forward over root + tree; returns logits ``[q, V]``."""
-        ids = layout.input_ids(self.device)          # [1, q]
-        pos = layout.position_ids(self.device)       # [1, q]
+        ids = layout.input_ids(self.device)  # [1, q]
+        pos = layout.position_ids(self.device)  # [1, q]
         mask = None if layout.q == 1 else layer_masks(layout, self._layer_kinds, self.mask_dtype, self.device)
         logits = self._forward(ids, pos, mask, state.cache)  # [q, V]
         if logits.device.type == "cuda":

@@ -47,14 +47,19 @@ class VerifyForward:
     """``forward(ids, pos, mask, cache)`` -> logits ``[q, V]`` of one request's step."""
 
     def __init__(self, model: torch.nn.Module) -> None:
-        self.model = weakref.ref(model)     # the model owns this object (via _FORWARDS), not back
-        self.base: Any = None               # the decoder, where the head may be computed here
+        self.model = weakref.ref(model)  # the model owns this object (via _FORWARDS), not back
+        self.base: Any = None  # the decoder, where the head may be computed here
         self.weight: torch.Tensor | None = None
         self.transposed: dict[int, bool] = {}  # size class -> weight @ rows^T is the faster way
         head = model.get_output_embeddings()
         base = getattr(model, "model", None)
-        if (isinstance(head, torch.nn.Linear) and head.bias is None and isinstance(base, torch.nn.Module)
-                and head.weight.device.type == "cpu" and self._same_function(model, base, head.weight)):
+        if (
+            isinstance(head, torch.nn.Linear)
+            and head.bias is None
+            and isinstance(base, torch.nn.Module)
+            and head.weight.device.type == "cpu"
+            and self._same_function(model, base, head.weight)
+        ):
             self.base, self.weight = base, head.weight
 
     @staticmethod
@@ -76,12 +81,14 @@ class VerifyForward:
         if self.base is None or ids.shape[1] == 1:
             model = self.model()
             assert model is not None
-            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                        **cache_kwargs(model, cache))
-            return out.logits[0]                                                       # [q, V]
-        out = self.base(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                        **cache_kwargs(self.base, cache))
-        return self.head(out.last_hidden_state[0])                                      # [q, V]
+            out = model(
+                input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **cache_kwargs(model, cache)
+            )
+            return out.logits[0]  # [q, V]
+        out = self.base(
+            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **cache_kwargs(self.base, cache)
+        )
+        return self.head(out.last_hidden_state[0])  # [q, V]
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits of ``hidden`` [q, H] by the way timed faster for q's size class."""

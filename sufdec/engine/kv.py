@@ -80,8 +80,8 @@ def _move_rows(layer: object, num_new: int, keep: Sequence[int]) -> None:
     idx = torch.tensor(keep, dtype=torch.long, device=keys.device) + base
     k = len(keep)
     # index_select copies first, and keep[i] >= i, so the in-place write is safe
-    keys[:, :, base : base + k] = keys.index_select(2, idx)        # [B, H_kv, k, D]
-    values[:, :, base : base + k] = values.index_select(2, idx)    # [B, H_kv, k, D]
+    keys[:, :, base : base + k] = keys.index_select(2, idx)  # [B, H_kv, k, D]
+    values[:, :, base : base + k] = values.index_select(2, idx)  # [B, H_kv, k, D]
 
 
 def crop_last(cache: DynamicCache, n: int) -> None:
@@ -101,8 +101,11 @@ def mask_kinds(model: torch.nn.Module) -> dict[str, int | None]:
         return {"full_attention": None}
     for i, layer in enumerate(layers):
         window = getattr(layer, "sliding_window", None) if getattr(layer, "is_sliding", False) else None
-        name = names[i] if names is not None and i < len(names) else (
-            "sliding_attention" if window is not None else "full_attention")
+        name = (
+            names[i]
+            if names is not None and i < len(names)
+            else ("sliding_attention" if window is not None else "full_attention")
+        )
         if name == "chunked_attention":
             raise ValueError("chunked-attention models are not supported by tree verification")
         if name in ("dummy", "moe", "mlp"):

@@ -15,9 +15,13 @@ import torch
 from sufdec.tokenization import remote_code_refused
 
 _DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
 }
 
 
@@ -45,9 +49,7 @@ def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | None
 def resolve_attn(attn: str, config: Any) -> str:
     """sdpa unless the model needs eager (logit softcapping, which sdpa drops)."""
     if attn.startswith("flash") or attn in ("flex_attention", "paged_attention"):
-        raise ValueError(
-            f"attention {attn!r} cannot take the 4D tree masks speculation needs: use 'sdpa' or 'eager'"
-        )
+        raise ValueError(f"attention {attn!r} cannot take the 4D tree masks speculation needs: use 'sdpa' or 'eager'")
     if attn not in ("auto", "sdpa", "eager"):
         raise ValueError(f"unknown attention implementation {attn!r}: use auto, sdpa or eager")
     if attn != "auto":
@@ -130,8 +132,9 @@ def convert_gguf_to_safetensors(
     gguf_path = Path(gguf_path)
     out = Path(out_dir)
     where, name = str(gguf_path.parent), gguf_path.name
-    model = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=resolve_dtype(dtype),
-                                                 trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(
+        where, gguf_file=name, dtype=resolve_dtype(dtype), trust_remote_code=False
+    )
     tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name, trust_remote_code=False)
     # a GGUF-loaded model carries a quantizer that makes save_pretrained refuse it
     model.hf_quantizer = None

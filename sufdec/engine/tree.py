@@ -20,12 +20,12 @@ from sufdec.suffix.draft import Draft
 class TreeLayout:
     """Everything the verification forward and the acceptance walk need about a tree."""
 
-    past_len: int                      # P: tokens already in the KV cache
-    tokens: list[int]                  # per row: token id (row 0 = root)
-    parents: list[int]                 # per row: parent row (-1 for the root)
-    depths: list[int]                  # per row: depth (root 0)
-    children: list[dict[int, int]]     # per row: child token -> child row (first wins)
-    tree_mask: np.ndarray              # [q, q] bool: row i sees row j (ancestor or self)
+    past_len: int  # P: tokens already in the KV cache
+    tokens: list[int]  # per row: token id (row 0 = root)
+    parents: list[int]  # per row: parent row (-1 for the root)
+    depths: list[int]  # per row: depth (root 0)
+    children: list[dict[int, int]]  # per row: child token -> child row (first wins)
+    tree_mask: np.ndarray  # [q, q] bool: row i sees row j (ancestor or self)
 
     @property
     def q(self) -> int:
@@ -58,7 +58,7 @@ class TreeLayout:
         mask = np.ones((q, past + q), dtype=bool)
         mask[:, past:] = self.tree_mask
         if sliding_window is not None:
-            qpos = self.past_len + np.asarray(self.depths)                       # [q]
+            qpos = self.past_len + np.asarray(self.depths)  # [q]
             kpos = np.concatenate([np.arange(kv_offset, self.past_len), qpos])  # [past + q]
             mask &= (qpos[:, None] - kpos[None, :]) < sliding_window
         out = torch.from_numpy(mask).to(device)[None, None]  # [1, 1, q, past + q]

@@ -132,8 +132,12 @@ def _copy_and_swap(where: Path, tmp: Path, map_size: int, what: str, data: Path)
     try:
         _fsync(data.parent)
     except OSError as exc:
-        raise _failed(where, "syncing the store directory after the rename", exc,
-                      "data.mdb is the compacted copy; it is durable once the file system syncs") from None
+        raise _failed(
+            where,
+            "syncing the store directory after the rename",
+            exc,
+            "data.mdb is the compacted copy; it is durable once the file system syncs",
+        ) from None
 
 
 STORE_FILES = env_mod.STORE_FILES

@@ -68,26 +68,34 @@ def read_header(data: Path) -> Header | None:
         head = f.read(4096)
         if not head:
             return None
-        hdr = next((h for h in _VERSIONS if len(head) >= h + 136
-                    and struct.unpack_from(_ORDER + "I", head, h)[0] == MAGIC), None)
+        hdr = next(
+            (h for h in _VERSIONS if len(head) >= h + 136 and struct.unpack_from(_ORDER + "I", head, h)[0] == MAGIC),
+            None,
+        )
         if hdr is None:
             raise StoreFileDamagedError(
                 f"the store's data file {data} is not an LMDB file (zeroed, overwritten or cut short "
-                f"inside its header); {_fix(path)}")
+                f"inside its header); {_fix(path)}"
+            )
         metas = [_meta(head, hdr)]
         psize = metas[0][2]
         if psize < 256 or psize > 0x10000 or psize & (psize - 1):
-            raise StoreFileDamagedError(f"the store's data file {data} has a damaged header (page size {psize}); {_fix(path)}")
+            raise StoreFileDamagedError(
+                f"the store's data file {data} has a damaged header (page size {psize}); {_fix(path)}"
+            )
         f.seek(psize)
         second = f.read(hdr + 136)
     if len(second) < hdr + 136:
         raise StoreFileDamagedError(
-            f"the store's data file {data} is truncated inside its header ({os.path.getsize(data):,} bytes); {_fix(path)}")
+            f"the store's data file {data} is truncated inside its header ({os.path.getsize(data):,} "
+            f"bytes); {_fix(path)}"
+        )
     metas.append(_meta(second, hdr))
     for magic, version, page, _, _ in metas:
         if magic != MAGIC or version != _VERSIONS[hdr] or page != psize:
             raise StoreFileDamagedError(
-                f"the store's data file {data} is not an LMDB file (a damaged meta page); {_fix(path)}")
+                f"the store's data file {data} is not an LMDB file (a damaged meta page); {_fix(path)}"
+            )
     _, _, _, last, txnid = max(metas, key=lambda m: m[4])
     return Header(psize, last, txnid)
 
@@ -103,7 +111,8 @@ def check(path: Path) -> None:
     if size == 0:
         raise StoreFileDamagedError(
             f"the store's data file {data} is empty (0 bytes): what it held is gone; restore data.mdb "
-            f"from a backup, or delete {path} to start a new store")
+            f"from a backup, or delete {path} to start a new store"
+        )
     for _ in range(3):  # a writer may be committing a meta page right now: look again
         header = read_header(data)
         if header is None or size >= header.needed_bytes:
@@ -114,7 +123,8 @@ def check(path: Path) -> None:
     if not _short_tail_is_free(path):
         raise StoreFileDamagedError(
             f"the store's data file {data} is truncated ({size:,} bytes; its LMDB header says its pages "
-            f"reach {header.needed_bytes:,}); {_fix(path)}")
+            f"reach {header.needed_bytes:,}); {_fix(path)}"
+        )
 
 
 def _short_tail_is_free(path: Path) -> bool:

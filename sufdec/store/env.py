@@ -41,7 +41,18 @@ from .errors import (
 from .resizelock import ResizeLock
 from .users import USE_FILE, lock_use
 
-__all__ = ["DATA_FILE", "DB_NAMES", "LOCK_FILE", "STORE_FILES", "USE_FILE", "Dbs", "MapLimits", "StoreEnv", "acquire", "lock_use"]
+__all__ = [
+    "DATA_FILE",
+    "DB_NAMES",
+    "LOCK_FILE",
+    "STORE_FILES",
+    "USE_FILE",
+    "Dbs",
+    "MapLimits",
+    "StoreEnv",
+    "acquire",
+    "lock_use",
+]
 
 T = TypeVar("T")
 
@@ -114,16 +125,19 @@ def _changed_files(path: Path, ids: FileIds, *, committed: bool) -> StoreLockedE
     now = file_ids(path)
     if now == ids:
         return None
-    last = (" (its last transaction may have gone to the old file: run the command again to redo it)"
-            if committed else "")
+    last = (
+        " (its last transaction may have gone to the old file: run the command again to redo it)" if committed else ""
+    )
     if now[0] != ids[0]:
         return StoreLockedError(
             f"data.mdb of the store at {path} was replaced or deleted while this process had the store open; "
-            f"it stopped so that nothing more goes into the old file{last}. Run the command again")
+            f"it stopped so that nothing more goes into the old file{last}. Run the command again"
+        )
     return StoreLockedError(
         f"lock.mdb of the store at {path} was deleted or replaced while this process had the store open; "
         f"it stopped so that no two processes write through different lock files{last}. Run the command "
-        "again; never delete lock.mdb or sufdec.lock of a store in use")
+        "again; never delete lock.mdb or sufdec.lock of a store in use"
+    )
 
 
 class StoreEnv:
@@ -212,8 +226,10 @@ class StoreEnv:
             except BlockingIOError:
                 fcntl.flock(fd, fcntl.LOCK_SH)
                 users.refuse_if_used(self.path, what, open_here=True)
-                raise StoreLockedError(f"the store at {self.path} is open in another process; {what} needs it "
-                                       "to itself: try again once that process has finished") from None
+                raise StoreLockedError(
+                    f"the store at {self.path} is open in another process; {what} needs it "
+                    "to itself: try again once that process has finished"
+                ) from None
         try:
             users.refuse_if_used(self.path, what, open_here=True)
             yield
@@ -235,15 +251,13 @@ class StoreEnv:
         new = min(current * 2, self.limits.maximum)
         if new <= current:
             raise StoreFullError(
-                f"the store at {self.path} reached its maximum map size "
-                f"({current >> 20} MiB); nothing was written"
+                f"the store at {self.path} reached its maximum map size ({current >> 20} MiB); nothing was written"
             )
         try:
             _set_map_size(self.env, new)
         except lmdb.Error as exc:
             raise StoreFullError(
-                f"the store at {self.path} could not grow its map to {new >> 20} MiB ({exc}); "
-                "nothing was written"
+                f"the store at {self.path} could not grow its map to {new >> 20} MiB ({exc}); nothing was written"
             ) from None
 
     def close(self) -> None:
@@ -279,8 +293,9 @@ def _refuse_other_files(path: Path) -> None:
     """A new store goes into a new or empty directory, never among other files (a home
     directory, a project): refused in one line, as a foreign LMDB is."""
     try:
-        others = sorted(e.name for e in os.scandir(path) if e.name not in STORE_FILES
-                        and not e.name.startswith(".compact-"))
+        others = sorted(
+            e.name for e in os.scandir(path) if e.name not in STORE_FILES and not e.name.startswith(".compact-")
+        )
     except (FileNotFoundError, NotADirectoryError):
         return  # a new directory (or a file there: creating it says so)
     except OSError:
@@ -288,7 +303,8 @@ def _refuse_other_files(path: Path) -> None:
     if others:
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         raise NotEmptyDirectoryError(
-            f"{path} holds other files ({shown}) and no sufdec store: give a new or empty directory for the store")
+            f"{path} holds other files ({shown}) and no sufdec store: give a new or empty directory for the store"
+        )
 
 
 def _open_entry(path: Path, limits: MapLimits, readonly: bool, existed: bool, use_fd: int | None) -> _Entry | None:

@@ -65,8 +65,10 @@ def check_reachable(path: Path) -> None:
         str(path).encode("utf-8")
     except UnicodeEncodeError as exc:
         shown = os.fsencode(str(path)).decode("utf-8", "backslashreplace")
-        raise StoreError(f"the store path {shown} is not UTF-8 (byte 0x{ord(str(path)[exc.start]) & 0xFF:02x}), "
-                         "and LMDB opens UTF-8 paths only: choose another --store") from None
+        raise StoreError(
+            f"the store path {shown} is not UTF-8 (byte 0x{ord(str(path)[exc.start]) & 0xFF:02x}), "
+            "and LMDB opens UTF-8 paths only: choose another --store"
+        ) from None
     for target in (path, path / DATA_FILE):
         try:
             os.stat(target)
@@ -78,7 +80,8 @@ def check_reachable(path: Path) -> None:
         except PermissionError:
             raise StoreLockedError(
                 f"cannot reach the store at {path}: permission denied (this user may not look into it or a "
-                "directory on the way to it)") from None
+                "directory on the way to it)"
+            ) from None
         except OSError as exc:
             raise StoreIOError(f"cannot reach the store at {path}: {exc.strerror or exc}") from None
     if not path.is_dir():
@@ -105,7 +108,8 @@ def _refuse_missing_lock(path: Path) -> None:
         raise StoreLockedError(
             f"lock.mdb of the store at {path} is missing while another process{who} has the store open: "
             "it was deleted under that process. Wait until it has finished (sufdec stops at its next "
-            "transaction), then run this again; never delete lock.mdb or sufdec.lock of a store in use")
+            "transaction), then run this again; never delete lock.mdb or sufdec.lock of a store in use"
+        )
 
 
 def _prepare_lock_file(path: Path) -> None:
@@ -167,4 +171,5 @@ def _refuse_foreign(env: lmdb.Environment, path: Path) -> None:
         what = other[0] if other[0].startswith("a ") else f"a database or key named {other[0]!r}"
         raise NotAStoreError(
             f"{path} holds an LMDB environment that is not a sufdec store (it has {what}); "
-            "use another --store directory")
+            "use another --store directory"
+        )

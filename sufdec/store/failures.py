@@ -20,8 +20,15 @@ import lmdb
 from .errors import StoreError, StoreFileDamagedError, StoreFullError, StoreIOError, StoreLockedError
 
 NEARLY_FULL = 16 << 20  # an I/O error with less free space than this is taken for a full disk
-_DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.PanicError,
-           lmdb.PageFullError, lmdb.IncompatibleError, lmdb.BadDbiError)
+_DAMAGE = (
+    lmdb.CorruptedError,
+    lmdb.PageNotFoundError,
+    lmdb.InvalidError,
+    lmdb.PanicError,
+    lmdb.PageFullError,
+    lmdb.IncompatibleError,
+    lmdb.BadDbiError,
+)
 
 
 def _statvfs(path: Path) -> os.statvfs_result | None:
@@ -59,11 +66,14 @@ def _human(n: int | None) -> str:
 
 def full_disk(path: Path, doing: str) -> StoreError:
     if without_storage(path):
-        return StoreIOError(f"{path} is on a file system that stores no files (like /proc or /sys), "
-                            "not a disk: put the store in a directory on a disk")
+        return StoreIOError(
+            f"{path} is on a file system that stores no files (like /proc or /sys), "
+            "not a disk: put the store in a directory on a disk"
+        )
     return StoreFullError(
         f"the file system holding the store at {path} is full ({_human(free_bytes(path))} free): "
-        f"{doing}; free some space and run it again")
+        f"{doing}; free some space and run it again"
+    )
 
 
 def translate(exc: BaseException, path: Path, *, writing: bool) -> StoreError:
@@ -73,22 +83,31 @@ def translate(exc: BaseException, path: Path, *, writing: bool) -> StoreError:
         return StoreLockedError(f"the store at {path} is locked or its reader table is full: {exc}")
     if isinstance(exc, lmdb.ReadonlyError) or "Permission denied" in text:
         what = "write to" if writing else "read"
-        return StoreLockedError(f"cannot {what} the store at {path}: permission denied (a read-only directory or files?)")
+        return StoreLockedError(
+            f"cannot {what} the store at {path}: permission denied (a read-only directory or files?)"
+        )
     io_error = "Input/output error" in text
     free = free_bytes(path)
-    if (isinstance(exc, lmdb.DiskError) or "No space left" in text or "quota exceeded" in text
-            or (io_error and free is not None and free < NEARLY_FULL)):
+    if (
+        isinstance(exc, lmdb.DiskError)
+        or "No space left" in text
+        or "quota exceeded" in text
+        or (io_error and free is not None and free < NEARLY_FULL)
+    ):
         return full_disk(path, "nothing of the last write was committed, everything before it is kept")
     if io_error:
         return StoreIOError(
             f"an input/output error on the store at {path} ({exc}); nothing of the last write was committed. "
-            "Check the disk (dmesg), then run it again")
+            "Check the disk (dmesg), then run it again"
+        )
     if isinstance(exc, (lmdb.BadTxnError, lmdb.BadRslotError, lmdb.VersionMismatchError)):
         return StoreLockedError(
             f"LMDB refused a transaction on the store at {path} ({exc}): its lock.mdb was probably deleted "
-            "or replaced while a process had the store open; once no process uses the store, run the command again")
+            "or replaced while a process had the store open; once no process uses the store, run the command again"
+        )
     if isinstance(exc, _DAMAGE):
         return StoreFileDamagedError(
             f"the store at {path} is damaged (LMDB: {exc}); sufdec cannot repair LMDB's own file structure: "
-            "restore the store from a backup, or delete it and index your outputs again")
+            "restore the store from a backup, or delete it and index your outputs again"
+        )
     return StoreError(f"LMDB failed on the store at {path}: {exc}")

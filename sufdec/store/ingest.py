@@ -212,8 +212,14 @@ def ingest_jsonl(
     )
 
 
-def _read_all(run: _Run, lines: Iterator[bytes | str | TooLong], vocab_size: int, field: str | None,
-              encode_batch_size: int, max_line_bytes: int) -> int:
+def _read_all(
+    run: _Run,
+    lines: Iterator[bytes | str | TooLong],
+    vocab_size: int,
+    field: str | None,
+    encode_batch_size: int,
+    max_line_bytes: int,
+) -> int:
     """Parse, tokenize and commit every line; returns the number of lines read."""
     cfg = run.store.config
     line_no = 0
@@ -239,8 +245,11 @@ def _read_all(run: _Run, lines: Iterator[bytes | str | TooLong], vocab_size: int
         run.pending.extend(outputs)
         run.pending_chars += sum(len(o.text) if o.text is not None else len(o.tokens) for o in outputs)
         run.pending_texts += sum(o.text is not None for o in outputs)
-        if (run.pending_texts >= encode_batch_size or run.pending_chars >= 8 * cfg.txn_tokens
-                or len(run.pending) >= cfg.txn_records):
+        if (
+            run.pending_texts >= encode_batch_size
+            or run.pending_chars >= 8 * cfg.txn_tokens
+            or len(run.pending) >= cfg.txn_records
+        ):
             run.tokenize()
             if len(run.ready) >= cfg.txn_records or run.ready_tokens >= cfg.txn_tokens:
                 run.commit()

@@ -78,8 +78,10 @@ def _unicode(text: str, where: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise Bad(f"{where} holds a lone surrogate (\\u{ord(text[exc.start]):04x} at character "
-                  f"{exc.start + 1}), which is not valid Unicode text") from None
+        raise Bad(
+            f"{where} holds a lone surrogate (\\u{ord(text[exc.start]):04x} at character "
+            f"{exc.start + 1}), which is not valid Unicode text"
+        ) from None
     return text
 
 
@@ -136,8 +138,11 @@ def parse_line(raw: bytes | str, line: int, vocab_size: int, field: str | None =
         raise Bad("invalid JSON: nested too deeply") from None
     except ValueError as exc:  # an integer beyond Python's int-conversion limit, say
         digits = "digits" in str(exc)
-        raise Bad("invalid JSON: a number of more than 4,300 digits (Python's int-conversion limit)"
-                   if digits else f"invalid JSON: {exc}"[:200]) from None
+        raise Bad(
+            "invalid JSON: a number of more than 4,300 digits (Python's int-conversion limit)"
+            if digits
+            else f"invalid JSON: {exc}"[:200]
+        ) from None
     if not isinstance(obj, dict):
         raise Bad(f"expected a JSON object, got {_type_name(obj)}")
     if field is not None:
@@ -182,7 +187,9 @@ def _bounded_lines(stream: Any, limit: int) -> Iterator[bytes | str | TooLong]:
         yield TooLong(size)
 
 
-def open_lines(source: Source, limit: int) -> tuple[Iterator[bytes | str | TooLong], str, int | None, Callable[[], None]]:
+def open_lines(
+    source: Source, limit: int
+) -> tuple[Iterator[bytes | str | TooLong], str, int | None, Callable[[], None]]:
     """(line iterator, display name, total bytes or None, close)."""
     if isinstance(source, (str, os.PathLike)) and str(source) != "-":
         path = Path(source)

@@ -83,10 +83,14 @@ def lost(mark: Mark | None, meta: StoreMeta) -> str | None:
     if mark is None or mark.created != meta.created:
         return None
     if mark.next_seq_id > meta.next_seq_id:
-        return (f"records with ids {meta.next_seq_id}..{mark.next_seq_id - 1} were acknowledged to writers "
-                f"({MARK_FILE}) but are not in the data file: it was replaced by or restored from an older copy")
+        return (
+            f"records with ids {meta.next_seq_id}..{mark.next_seq_id - 1} were acknowledged to writers "
+            f"({MARK_FILE}) but are not in the data file: it was replaced by or restored from an older copy"
+        )
     if mark.next_log_pos > meta.next_log_pos:
-        return (f"log records {meta.next_log_pos}..{mark.next_log_pos - 1} were acknowledged to writers "
-                f"({MARK_FILE}) but are not in the data file (evictions or touches lost): it was replaced by "
-                "or restored from an older copy")
+        return (
+            f"log records {meta.next_log_pos}..{mark.next_log_pos - 1} were acknowledged to writers "
+            f"({MARK_FILE}) but are not in the data file (evictions or touches lost): it was replaced by "
+            "or restored from an older copy"
+        )
     return None

@@ -91,14 +91,27 @@ def read_raw(txn: Any, db: Any) -> dict[str, Any]:
         try:
             out[key] = codec.unpack(v)
         except Exception:  # noqa: BLE001 - msgpack raises several unrelated types
-            raise StoreCorruptError(f"the store's meta value {key!r} cannot be decoded (a damaged or foreign store)") from None
+            raise StoreCorruptError(
+                f"the store's meta value {key!r} cannot be decoded (a damaged or foreign store)"
+            ) from None
     return out
 
 
-_TYPES = {"magic": str, "created": (int, float), "tokenizer_name": (str, type(None)),
-          "tokenizer_fingerprint": (str, type(None)), "snapshot_digest": bytes, "eviction": str}
-_TYPE_NAMES = {str: "a string", bytes: "bytes", int: "an integer", (int, float): "a number",
-               (str, type(None)): "a string"}
+_TYPES = {
+    "magic": str,
+    "created": (int, float),
+    "tokenizer_name": (str, type(None)),
+    "tokenizer_fingerprint": (str, type(None)),
+    "snapshot_digest": bytes,
+    "eviction": str,
+}
+_TYPE_NAMES = {
+    str: "a string",
+    bytes: "bytes",
+    int: "an integer",
+    (int, float): "a number",
+    (str, type(None)): "a string",
+}
 
 
 def _value_problem(name: str, value: Any) -> str | None:
@@ -127,12 +140,14 @@ def _check_types(raw: dict[str, Any]) -> None:
         if problem is not None:
             raise StoreCorruptError(
                 f"the store's metadata is damaged: its meta value {name!r} is {raw[name]!r}, {problem} "
-                "(edited by hand?); put the right value back, or restore the store from a backup")
+                "(edited by hand?); put the right value back, or restore the store from a backup"
+            )
     if raw.get("snapshot_log_pos", 0) > raw.get("next_log_pos", 0):
         raise StoreCorruptError(
             f"the store's metadata is damaged: its snapshot covers log position {raw['snapshot_log_pos']!r}, beyond "
             f"the log's end {raw.get('next_log_pos', 0)!r} (edited by hand?); put the right values back, or restore "
-            "the store from a backup")
+            "the store from a backup"
+        )
 
 
 def write_raw(txn: Any, db: Any, values: dict[str, Any]) -> None:

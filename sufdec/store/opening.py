@@ -23,7 +23,12 @@ from .meta import TokenizerInfo
 
 
 def open_env(
-    where: Path, tokenizer: TokenizerInfo | None, cfg: StoreConfig, *, readonly: bool, create: bool,
+    where: Path,
+    tokenizer: TokenizerInfo | None,
+    cfg: StoreConfig,
+    *,
+    readonly: bool,
+    create: bool,
     use_lock: bool = True,
 ) -> tuple[StoreEnv, bool]:
     """The environment of the store at ``where``, its meta checked (and, writable, set up);
@@ -78,9 +83,7 @@ def init_meta(senv: StoreEnv, tokenizer: TokenizerInfo | None, cfg: StoreConfig,
     # else only a tokenizer to record, which a read-only open skips
 
 
-def _meta_needs_write(
-    txn: Any, dbs: Any, tokenizer: TokenizerInfo | None, where: str, cfg: StoreConfig
-) -> bool | str:
+def _meta_needs_write(txn: Any, dbs: Any, tokenizer: TokenizerInfo | None, where: str, cfg: StoreConfig) -> bool | str:
     """Refuse a foreign, too new or other-tokenizer store; truthy if meta must be written
     (``"budget"`` when only the budget the config names differs from the recorded one)."""
     if not meta_mod.read_raw(txn, dbs.meta):
@@ -102,7 +105,9 @@ def _setup_meta(txn: Any, dbs: Any, tokenizer: TokenizerInfo | None, cfg: StoreC
     if not raw:
         meta = meta_mod.initial_meta(tokenizer, cfg.max_depth)
         budget = cfg.budget_over(Budget.of(meta))
-        meta = dataclasses.replace(meta, max_tokens=budget.max_tokens, max_bytes=budget.max_bytes, eviction=budget.eviction)
+        meta = dataclasses.replace(
+            meta, max_tokens=budget.max_tokens, max_bytes=budget.max_bytes, eviction=budget.eviction
+        )
         meta_mod.write_meta(txn, dbs.meta, meta)
         return
     if raw.get("magic") != meta_mod.FORMAT_MAGIC:

@@ -30,13 +30,15 @@ def resolve_store_path(explicit: str | os.PathLike[str] | None, environ: Mapping
     is the current directory, and an empty variable is more often a mistake than a choice."""
     if explicit is not None:
         if isinstance(explicit, str) and explicit.strip() == "":
-            raise EmptyStorePathError("the store path is empty: give a directory, or leave it out for "
-                                      f"${ENV_VAR} or the default store")
+            raise EmptyStorePathError(
+                f"the store path is empty: give a directory, or leave it out for ${ENV_VAR} or the default store"
+            )
         return Path(explicit).expanduser()
     chosen = environ.get(ENV_VAR)
     if chosen is not None:
         if chosen.strip() == "":
-            raise EmptyStorePathError(f"{ENV_VAR} is set but empty: unset it for the default store, "
-                                      "or give a directory")
+            raise EmptyStorePathError(
+                f"{ENV_VAR} is set but empty: unset it for the default store, or give a directory"
+            )
         return Path(chosen).expanduser()
     return default_store_path()

@@ -69,6 +69,6 @@ class StoreStats:
     log_tokens: int
     snapshot_bytes: int
     snapshot_log_pos: int
-    max_tokens: int = 0      # the budget (0 = unlimited)
+    max_tokens: int = 0  # the budget (0 = unlimited)
     max_bytes: int = 0
     eviction: str = "fifo"

@@ -183,4 +183,5 @@ def _add(tree: Any, seq_id: int, stored: bytes) -> None:
         _tree.add(tree, seq_id, codec.tokens_from_bytes(tok_bytes))
     except (ValueError, TypeError, OverflowError) as exc:
         raise StoreCorruptError(
-            f"sequence {seq_id} cannot go into the tree ({exc}); run `sufdec verify --repair`") from None
+            f"sequence {seq_id} cannot go into the tree ({exc}); run `sufdec verify --repair`"
+        ) from None

@@ -182,4 +182,5 @@ def refuse_if_used(path: Path, what: str, *, open_here: bool) -> None:
         who = ", ".join(str(p) if p > 0 else "?" for p in pids[:5])
         raise StoreLockedError(
             f"the store at {path} is open in another process (pid {who}); {what} needs it to itself: "
-            "try again once that process has finished")
+            "try again once that process has finished"
+        )

@@ -68,53 +68,8 @@ def verify_report(
 
     def scan(txn: Any) -> tuple[int, int]:
         meta = meta_mod.read_meta(txn, dbs.meta)
-        count = tokens = 0
-        last = -1
-        total = int(txn.stat(dbs.sequences)["entries"])
-        for key, value in txn.cursor(db=dbs.sequences):
-            if count % 1024 == 0:
-                tick("records", count, total)
-            if len(key) != codec.KEY_BYTES:
-                problems.append(f"a sequence key of {len(key)} bytes ({_shown_key(key)}) is not a sequence id")
-                continue
-            seq_id = codec.key_u64(key)
-            last = seq_id
-            try:
-                tok_bytes, digest, _ = codec.decode_sequence(value)
-            except StoreCorruptError as exc:
-                problems.append(f"sequence {seq_id}: {exc}")
-                continue
-            count += 1
-            tokens += len(tok_bytes) // 4
-            why = codec.record_problem(tok_bytes, digest)
-            if why:
-                problems.append(f"sequence {seq_id}: {why}")
-            if txn.get(digest, db=dbs.hashes) != key:
-                problems.append(f"sequence {seq_id}: the hash index does not point back to it")
-        hashes = int(txn.stat(dbs.hashes)["entries"])
-        if hashes != count:
-            problems.append(f"the hash index has {hashes} entries for {count} sequences")
-        if tokens != meta.total_tokens:
-            problems.append(f"meta counts {meta.total_tokens} tokens, the sequences hold {tokens}")
-        if last >= meta.next_seq_id:
-            problems.append(f"sequence id {last} is not below meta's next id {meta.next_seq_id}")
-        lost = mark.lost(acked, meta)
-        if lost:
-            problems.append(lost)
-        try:
-            snapshot.read_chunks(txn, dbs.snapshot, meta)
-        except StoreCorruptError as exc:
-            problems.append(str(exc))
-        keys = [k for k, _ in txn.cursor(db=dbs.log)]
-        bad = [k for k in keys if len(k) != codec.KEY_BYTES]
-        if bad:
-            problems.append(f"the log holds {len(bad)} keys that are no log position (first: {_shown_key(bad[0])})")
-        positions = [codec.key_u64(k) for k in keys if len(k) == codec.KEY_BYTES]
-        if positions != list(range(meta.snapshot_log_pos, meta.next_log_pos)):
-            problems.append(
-                f"the log holds {len(positions)} records, expected positions "
-                f"{meta.snapshot_log_pos}..{meta.next_log_pos - 1}"
-            )
+        count, tokens, last = _scan_sequences(txn, dbs, tick, problems)
+        _check_meta_and_log(txn, dbs, meta, acked, (count, tokens, last), problems)
         return count, tokens
 
     count, tokens = store.read_txn(scan)
@@ -131,6 +86,67 @@ def verify_report(
         except StoreCorruptError as exc:
             problems.append(f"the tree cannot be loaded: {exc}")
             return report
+
+
+def _scan_sequences(txn: Any, dbs: Any, tick: Progress, problems: list[str]) -> tuple[int, int, int]:
+    """Decode every stored sequence and check it against its digest and the hash index:
+    (sound sequences, their tokens, the last sequence id seen)."""
+    count = tokens = 0
+    last = -1
+    total = int(txn.stat(dbs.sequences)["entries"])
+    for key, value in txn.cursor(db=dbs.sequences):
+        if count % 1024 == 0:
+            tick("records", count, total)
+        if len(key) != codec.KEY_BYTES:
+            problems.append(f"a sequence key of {len(key)} bytes ({_shown_key(key)}) is not a sequence id")
+            continue
+        seq_id = codec.key_u64(key)
+        last = seq_id
+        try:
+            tok_bytes, digest, _ = codec.decode_sequence(value)
+        except StoreCorruptError as exc:
+            problems.append(f"sequence {seq_id}: {exc}")
+            continue
+        count += 1
+        tokens += len(tok_bytes) // 4
+        why = codec.record_problem(tok_bytes, digest)
+        if why:
+            problems.append(f"sequence {seq_id}: {why}")
+        if txn.get(digest, db=dbs.hashes) != key:
+            problems.append(f"sequence {seq_id}: the hash index does not point back to it")
+    return count, tokens, last
+
+
+def _check_meta_and_log(
+    txn: Any, dbs: Any, meta: Any, acked: Any, scanned: tuple[int, int, int], problems: list[str]
+) -> None:
+    """The counts in meta, the acknowledged mark, the snapshot and the log positions
+    against what the sequence scan found."""
+    count, tokens, last = scanned
+    hashes = int(txn.stat(dbs.hashes)["entries"])
+    if hashes != count:
+        problems.append(f"the hash index has {hashes} entries for {count} sequences")
+    if tokens != meta.total_tokens:
+        problems.append(f"meta counts {meta.total_tokens} tokens, the sequences hold {tokens}")
+    if last >= meta.next_seq_id:
+        problems.append(f"sequence id {last} is not below meta's next id {meta.next_seq_id}")
+    lost = mark.lost(acked, meta)
+    if lost:
+        problems.append(lost)
+    try:
+        snapshot.read_chunks(txn, dbs.snapshot, meta)
+    except StoreCorruptError as exc:
+        problems.append(str(exc))
+    keys = [k for k, _ in txn.cursor(db=dbs.log)]
+    bad = [k for k in keys if len(k) != codec.KEY_BYTES]
+    if bad:
+        problems.append(f"the log holds {len(bad)} keys that are no log position (first: {_shown_key(bad[0])})")
+    positions = [codec.key_u64(k) for k in keys if len(k) == codec.KEY_BYTES]
+    if positions != list(range(meta.snapshot_log_pos, meta.next_log_pos)):
+        problems.append(
+            f"the log holds {len(positions)} records, expected positions "
+            f"{meta.snapshot_log_pos}..{meta.next_log_pos - 1}"
+        )
 
 
 def _check_tree(

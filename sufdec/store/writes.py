@@ -98,8 +98,11 @@ def add_batch(txn: Any, dbs: Dbs, batch: list[Prepared]) -> BatchResult:
         ops.append((codec.LOG_ADD, seq_id, item.tok))
         n = len(item.tok)
         meta = dataclasses.replace(
-            meta, next_seq_id=seq_id + 1, next_log_pos=pos + 1,
-            total_tokens=meta.total_tokens + n, log_tokens=meta.log_tokens + n,
+            meta,
+            next_seq_id=seq_id + 1,
+            next_log_pos=pos + 1,
+            total_tokens=meta.total_tokens + n,
+            log_tokens=meta.log_tokens + n,
         )
     meta, evicted, evicted_tokens = evict_mod.enforce(txn, dbs, meta)
     ops += evicted

@@ -117,8 +117,9 @@ class DraftSettings:
 
     def core_config(self, max_spec_tokens: int | None = None) -> SpecConfig:
         """The core's validated form, with an optional smaller node budget."""
-        return SpecConfig(**self.core_kwargs(max_spec_tokens), mode=self.mode, prior=self.prior,
-                          max_sources=self.max_sources)
+        return SpecConfig(
+            **self.core_kwargs(max_spec_tokens), mode=self.mode, prior=self.prior, max_sources=self.max_sources
+        )
 
     @cached_property
     def core(self) -> SpecConfig:

@@ -13,11 +13,44 @@ from tests.conftest import SQL_WORDS
 
 runner = CliRunner()
 ALL = "vanilla,pld,suffix-chain,suffix-tree,suffix-paper,sufdec-off"
-METHOD_KEYS = ("prompts", "tokens", "time_s", "tokens_per_s", "ms_per_token", "steps", "tau", "acceptance_rate",
-               "draft_ms_per_step", "bookkeeping_ms_per_step", "speedup_median", "speedup_total", "mismatches",
-               "first_mismatch", "accepted_by_match_len", "speedup_decode", "prefill_share")
-TOP_KEYS = ("version", "workload", "settings", "method_drafts", "model", "dtype", "protocol", "commit", "machine",
-            "train", "eval", "corpus", "methods", "prompts", "load_avg_1m", "cost_model", "acceptance_calibration")
+METHOD_KEYS = (
+    "prompts",
+    "tokens",
+    "time_s",
+    "tokens_per_s",
+    "ms_per_token",
+    "steps",
+    "tau",
+    "acceptance_rate",
+    "draft_ms_per_step",
+    "bookkeeping_ms_per_step",
+    "speedup_median",
+    "speedup_total",
+    "mismatches",
+    "first_mismatch",
+    "accepted_by_match_len",
+    "speedup_decode",
+    "prefill_share",
+)
+TOP_KEYS = (
+    "version",
+    "workload",
+    "settings",
+    "method_drafts",
+    "model",
+    "dtype",
+    "protocol",
+    "commit",
+    "machine",
+    "train",
+    "eval",
+    "corpus",
+    "methods",
+    "prompts",
+    "load_avg_1m",
+    "cost_model",
+    "acceptance_calibration",
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +65,28 @@ def workload(tmp_path_factory):
 
 
 def _bench(model_dir, workload, tmp_path, *extra):
-    res = runner.invoke(app, ["bench", "--workload", str(workload), "--model", str(model_dir), "--train", "9",
-                              "--eval", "3", "--max-new-tokens", "12", "--out", str(tmp_path / "out"),
-                              "--corpus-cache", str(tmp_path / "cache"), "--json", *extra])
+    res = runner.invoke(
+        app,
+        [
+            "bench",
+            "--workload",
+            str(workload),
+            "--model",
+            str(model_dir),
+            "--train",
+            "9",
+            "--eval",
+            "3",
+            "--max-new-tokens",
+            "12",
+            "--out",
+            str(tmp_path / "out"),
+            "--corpus-cache",
+            str(tmp_path / "cache"),
+            "--json",
+            *extra,
+        ],
+    )
     assert res.exit_code == 0, res.output
     return json.loads(res.stdout)
 
@@ -94,8 +146,18 @@ def test_a_method_that_cheats_is_reported(tiny_model_dir, workload, tmp_path, mo
 
 
 def test_online_protocol_adds_each_output_once(tiny_model_dir, workload, tmp_path):
-    result = _bench(tiny_model_dir, workload, tmp_path, "--methods", "vanilla,suffix-tree", "--online",
-                    "--corpus", "reference", "--sizing", "fixed")
+    result = _bench(
+        tiny_model_dir,
+        workload,
+        tmp_path,
+        "--methods",
+        "vanilla,suffix-tree",
+        "--online",
+        "--corpus",
+        "reference",
+        "--sizing",
+        "fixed",
+    )
     assert result["protocol"] == "online" and result["corpus"]["source"] == "reference"
     assert result["methods"]["suffix-tree"]["mismatches"] == 0
     from sufdec.store import Store
@@ -105,9 +167,30 @@ def test_online_protocol_adds_each_output_once(tiny_model_dir, workload, tmp_pat
 
 
 def test_scaling_reports_each_corpus_size(tiny_model_dir, workload, tmp_path):
-    res = runner.invoke(app, ["bench", "scaling", "--workload", str(workload), "--model", str(tiny_model_dir),
-                              "--sizes", "0,4,100", "--eval", "2", "--max-new-tokens", "10", "--sizing", "fixed",
-                              "--out", str(tmp_path / "sc"), "--corpus-cache", str(tmp_path / "cache"), "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "bench",
+            "scaling",
+            "--workload",
+            str(workload),
+            "--model",
+            str(tiny_model_dir),
+            "--sizes",
+            "0,4,100",
+            "--eval",
+            "2",
+            "--max-new-tokens",
+            "10",
+            "--sizing",
+            "fixed",
+            "--out",
+            str(tmp_path / "sc"),
+            "--corpus-cache",
+            str(tmp_path / "cache"),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout)
     assert [r["corpus"] for r in result["scaling"]] == [0, 4, 9]  # capped by the train split
@@ -125,8 +208,7 @@ def test_bench_group_keeps_its_subcommands_and_checks_options(tiny_model_dir, wo
     assert res.exit_code == 2 and "magic" in res.output
     res = runner.invoke(app, ["bench", "--workload", str(workload), "--device", "tpu"])
     assert res.exit_code == 2 and "--device" in res.output
-    res = runner.invoke(app, ["bench", "--workload", str(tmp_path / "missing.jsonl"), "--model",
-                              str(tiny_model_dir)])
+    res = runner.invoke(app, ["bench", "--workload", str(tmp_path / "missing.jsonl"), "--model", str(tiny_model_dir)])
     assert res.exit_code == 1 and "missing.jsonl" in res.output
     out = tmp_path / "out"
     _bench(tiny_model_dir, workload, tmp_path, "--methods", "vanilla,suffix-tree", "--sizing", "fixed")

@@ -42,7 +42,7 @@ def _manual_tau(train, held, settings: DraftSettings) -> float:
             draft = draft_both(matcher, request, settings)
             if settings.spec == "chain":
                 draft = best_chain(draft)
-            step = output[pos:pos + accepted_length(draft, output[pos:]) + 1]
+            step = output[pos : pos + accepted_length(draft, output[pos:]) + 1]
             pos += len(step)
             request.extend(step)
             matcher.feed(step)

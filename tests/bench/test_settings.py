@@ -64,8 +64,10 @@ def test_jsonl_workload_split_by_index(tmp_path):
 def test_settings_modules_do_not_import_torch():
     import subprocess
 
-    code = ("import sys; import sufdec.bench.settings, sufdec.bench.workloads, sufdec.bench.replay; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; import sufdec.bench.settings, sufdec.bench.workloads, sufdec.bench.replay; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
 

@@ -108,9 +108,22 @@ def test_a_100mb_line_is_skipped_without_reading_it_whole(tmp_path: Path, word_t
         "print('maxrss_kb', hwm, 'exit', code)\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code, "index", str(src), "--store", str(tmp_path / "s"),
-         "--tokenizer", str(word_tokenizer_dir), "--json"],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
+        [
+            sys.executable,
+            "-c",
+            code,
+            "index",
+            str(src),
+            "--store",
+            str(tmp_path / "s"),
+            "--tokenizer",
+            str(word_tokenizer_dir),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
     )
     out = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("{")))
     assert out["records_added"] == 2 and out["skipped"] == 1
@@ -157,8 +170,13 @@ def test_read_only_store(store: Path, tmp_path: Path, word_tokenizer_dir: Path) 
             os.chmod(p, 0o555 if p.is_dir() else 0o444)
         code = "import sys; from sufdec.cli.app import app; app(sys.argv[1:])"
         for args in (["index", str(src), "--tokenizer", str(word_tokenizer_dir)], ["stats"]):
-            proc = subprocess.run([*_without_root_override(), sys.executable, "-c", code, *args, "--store", str(store)],
-                                  capture_output=True, text=True, timeout=60, cwd=REPO)
+            proc = subprocess.run(
+                [*_without_root_override(), sys.executable, "-c", code, *args, "--store", str(store)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=REPO,
+            )
             errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
             if args[0] == "stats" and proc.returncode == 0:
                 continue
@@ -209,7 +227,9 @@ def test_full_disk(store: Path, tmp_path: Path, word_tokenizer_dir: Path, monkey
     monkeypatch.setattr(env_mod, "_open_lmdb", small_map)
     monkeypatch.setattr(env_mod, "_set_map_size", refuse)
     src = tmp_path / "big.jsonl"
-    src.write_text("".join(json.dumps({"token_ids": [2 + (i + j) % 40 for j in range(2000)]}) + "\n" for i in range(60)))
+    src.write_text(
+        "".join(json.dumps({"token_ids": [2 + (i + j) % 40 for j in range(2000)]}) + "\n" for i in range(60))
+    )
     _refused(store, _index(store, src, word_tokenizer_dir), "could not grow", "nothing was written")
     monkeypatch.undo()
     res = runner.invoke(app, ["verify", "--store", str(store), "--json"])
@@ -247,8 +267,21 @@ def test_prompt_longer_than_the_context(tmp_path: Path) -> None:
     store = tmp_path / "store"
     assert runner.invoke(app, ["index", str(src), "--store", str(store), "--model", str(model)]).exit_code == 0
     prompt = " ".join(["SELECT name FROM singer"] * 10)
-    res = runner.invoke(app, ["generate", "--model", str(model), "--store", str(store), "--prompt", prompt,
-                              "--raw", "--max-new-tokens", "4"])
+    res = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(model),
+            "--store",
+            str(store),
+            "--prompt",
+            prompt,
+            "--raw",
+            "--max-new-tokens",
+            "4",
+        ],
+    )
     _refused(store, res, "the prompt has 40 tokens", "context holds 16")
 
 
@@ -257,14 +290,19 @@ def test_every_line_level_failure_is_a_skipped_line(tmp_path: Path, word_tokeniz
     than 4,300 digits (Python's int-conversion limit) and JSON errors are skipped lines with
     their numbers; the run goes on and keeps the good lines."""
     src = tmp_path / "mixed.jsonl"
-    src.write_bytes(b"\n".join([
-        json.dumps(GOOD).encode(),
-        b'{"text": "SELECT \\ud800 name"}',
-        b'{"token_ids": [' + b"7" * 4400 + b"]}",
-        b'{"messages": [{"role": "assistant", "content": "\\udfff"}]}',
-        json.dumps({"text": "SELECT age FROM singer"}).encode(),
-        b'{"text": "unterminated',
-    ]) + b"\n")
+    src.write_bytes(
+        b"\n".join(
+            [
+                json.dumps(GOOD).encode(),
+                b'{"text": "SELECT \\ud800 name"}',
+                b'{"token_ids": [' + b"7" * 4400 + b"]}",
+                b'{"messages": [{"role": "assistant", "content": "\\udfff"}]}',
+                json.dumps({"text": "SELECT age FROM singer"}).encode(),
+                b'{"text": "unterminated',
+            ]
+        )
+        + b"\n"
+    )
     res = _index(tmp_path / "s", src, word_tokenizer_dir, "--json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout.strip().splitlines()[-1])
@@ -327,7 +365,8 @@ def test_where_the_store_goes_is_never_a_guess(tmp_path: Path, monkeypatch) -> N
     monkeypatch.setenv("SUFDEC_STORE", "")
     res = runner.invoke(app, ["stats"])
     assert res.exit_code == 1 and _errors(res) == [
-        "error: SUFDEC_STORE is set but empty: unset it for the default store, or give a directory"]
+        "error: SUFDEC_STORE is set but empty: unset it for the default store, or give a directory"
+    ]
     home = tmp_path / "home"
     home.mkdir()
     (home / "thesis.tex").write_text("mine")

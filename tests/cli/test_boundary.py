@@ -43,35 +43,43 @@ def store(tmp_path: Path, word_tokenizer_dir: Path) -> Path:
     """A store holding one record."""
     src = tmp_path / "good.jsonl"
     src.write_text(json.dumps(GOOD) + "\n")
-    res = runner.invoke(app, ["index", str(src), "--store", str(tmp_path / "store"), "--tokenizer", str(word_tokenizer_dir)])
+    res = runner.invoke(
+        app, ["index", str(src), "--store", str(tmp_path / "store"), "--tokenizer", str(word_tokenizer_dir)]
+    )
     assert res.exit_code == 0, res.output
     return tmp_path / "store"
 
 
 # ---------------------------------------------------------------- generate's options, before any model loads
-@pytest.mark.parametrize("args, needle", [
-    (["--top-p", "0"], "--top-p must be in (0, 1], not 0.0"),
-    (["--top-p", "nan"], "--top-p"),
-    (["--repetition-penalty", "0"], "--repetition-penalty must be > 0"),
-    (["--temperature", "-1"], "--temperature must be >= 0"),
-    (["--temperature", "inf"], "--temperature"),
-    (["--top-k", "-1"], "--top-k"),
-    (["--min-p", "1.5"], "--min-p must be in [0, 1]"),
-    (["--max-new-tokens", "0"], "--max-new-tokens"),
-    (["--max-new-tokens", "99999999999999999999999"], "--max-new-tokens must be a whole number from 1 to 2,147,483,647"),
-    (["--seed", str(2**64)], "--seed must be a whole number from 0 to 18,446,744,073,709,551,615"),
-    (["--seed", "-1"], "--seed"),
-    (["--max-spec-tokens", str(2**31)], "--max-spec-tokens"),
-    (["--max-tokens", "99999999999999999999999"], "--max-tokens must be a whole number from 0 to"),
-    (["--max-tokens", "-1"], "--max-tokens"),
-    (["--dtype", "bogus"], "--dtype 'bogus' is not a dtype"),
-    (["--device", "gpu0"], "--device 'gpu0' is not a device"),
-    (["--device", "meta"], "--device meta: sufdec generates on cpu, cuda (cuda:N) or mps, not on meta devices"),
-    (["--device", "xla"], "--device xla: sufdec generates on cpu, cuda (cuda:N) or mps, not on xla devices"),
-    (["--raw", "-p", ""], "the prompt is empty"),
-    (["-p", "SEL\udcffECT"], "--prompt holds byte 0xff, which is not UTF-8, at character 4"),
-    (["--stop", "\ud800"], "--stop holds a lone surrogate"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--top-p", "0"], "--top-p must be in (0, 1], not 0.0"),
+        (["--top-p", "nan"], "--top-p"),
+        (["--repetition-penalty", "0"], "--repetition-penalty must be > 0"),
+        (["--temperature", "-1"], "--temperature must be >= 0"),
+        (["--temperature", "inf"], "--temperature"),
+        (["--top-k", "-1"], "--top-k"),
+        (["--min-p", "1.5"], "--min-p must be in [0, 1]"),
+        (["--max-new-tokens", "0"], "--max-new-tokens"),
+        (
+            ["--max-new-tokens", "99999999999999999999999"],
+            "--max-new-tokens must be a whole number from 1 to 2,147,483,647",
+        ),
+        (["--seed", str(2**64)], "--seed must be a whole number from 0 to 18,446,744,073,709,551,615"),
+        (["--seed", "-1"], "--seed"),
+        (["--max-spec-tokens", str(2**31)], "--max-spec-tokens"),
+        (["--max-tokens", "99999999999999999999999"], "--max-tokens must be a whole number from 0 to"),
+        (["--max-tokens", "-1"], "--max-tokens"),
+        (["--dtype", "bogus"], "--dtype 'bogus' is not a dtype"),
+        (["--device", "gpu0"], "--device 'gpu0' is not a device"),
+        (["--device", "meta"], "--device meta: sufdec generates on cpu, cuda (cuda:N) or mps, not on meta devices"),
+        (["--device", "xla"], "--device xla: sufdec generates on cpu, cuda (cuda:N) or mps, not on xla devices"),
+        (["--raw", "-p", ""], "the prompt is empty"),
+        (["-p", "SEL\udcffECT"], "--prompt holds byte 0xff, which is not UTF-8, at character 4"),
+        (["--stop", "\ud800"], "--stop holds a lone surrogate"),
+    ],
+)
 def test_generate_refuses_bad_values_before_loading(store: Path, tmp_path: Path, args, needle) -> None:
     """`--model` names nothing: the check must come first (it used to raise after the load)."""
     before = _digest(store)
@@ -86,8 +94,10 @@ def test_generate_on_cpu_only_torch_refuses_cuda(store: Path, tmp_path: Path) ->
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
-    res = runner.invoke(app, ["generate", "--model", str(tmp_path / "no-model"), "--store", str(store),
-                              "-p", "SELECT", "--device", "cuda"])
+    res = runner.invoke(
+        app,
+        ["generate", "--model", str(tmp_path / "no-model"), "--store", str(store), "-p", "SELECT", "--device", "cuda"],
+    )
     _one_line(res, "no CUDA device is available", code=2)
 
 
@@ -99,18 +109,25 @@ def test_a_prompt_of_no_tokens_is_one_line(tmp_path: Path, tiny_model_dir: Path)
 
 def test_non_utf8_bytes_in_argv(tmp_path: Path, store: Path) -> None:
     """The real thing: a byte that is not UTF-8 on the command line (Python keeps it as \\udcff)."""
-    proc = subprocess.run([sys.executable, "-m", "sufdec", "generate", "--store", str(store), "-p", b"SEL\xffECT"],
-                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sufdec", "generate", "--store", str(store), "-p", b"SEL\xffECT"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1 and "not UTF-8" in errors[0], proc.stderr
 
 
 def test_stats_prefix_that_is_not_utf8(store: Path, word_tokenizer_dir: Path) -> None:
-    res = runner.invoke(app, ["stats", "--store", str(store), "--tokenizer", str(word_tokenizer_dir),
-                              "--prefix", "SELECT \udcff"])
+    res = runner.invoke(
+        app, ["stats", "--store", str(store), "--tokenizer", str(word_tokenizer_dir), "--prefix", "SELECT \udcff"]
+    )
     _one_line(res, "--prefix holds byte 0xff", code=2)
-    res = runner.invoke(app, ["stats", "--store", str(store), "--tokenizer", str(word_tokenizer_dir),
-                              "--top", str(10**20)])
+    res = runner.invoke(
+        app, ["stats", "--store", str(store), "--tokenizer", str(word_tokenizer_dir), "--top", str(10**20)]
+    )
     _one_line(res, "--top must be a whole number", code=2)
 
 
@@ -156,10 +173,15 @@ def test_damaged_tokenizer_json(store: Path, tmp_path: Path) -> None:
     src = tmp_path / "x.jsonl"
     src.write_text(json.dumps(GOOD) + "\n")
     before = _digest(store)
-    _one_line(runner.invoke(app, ["index", str(src), "--store", str(store), "--model", str(bad)]),
-              "could not read the tokenizer of", "damaged")
-    _one_line(runner.invoke(app, ["stats", "--store", str(store), "--tokenizer", str(bad), "--prefix", "x"]),
-              "could not read the tokenizer of")
+    _one_line(
+        runner.invoke(app, ["index", str(src), "--store", str(store), "--model", str(bad)]),
+        "could not read the tokenizer of",
+        "damaged",
+    )
+    _one_line(
+        runner.invoke(app, ["stats", "--store", str(store), "--tokenizer", str(bad), "--prefix", "x"]),
+        "could not read the tokenizer of",
+    )
     assert _digest(store) == before
 
 
@@ -199,8 +221,10 @@ def test_a_gguf_file_truncated_to_100_bytes(store: Path, tmp_path: Path) -> None
     trunc = tmp_path / "model.gguf"
     trunc.write_bytes(_tiny_gguf(tmp_path / "m.gguf").read_bytes()[:100])
     before = _digest(store)
-    _one_line(runner.invoke(app, ["generate", "--model", str(trunc), "--store", str(store), "-p", "SELECT"]),
-              "model.gguf is truncated")
+    _one_line(
+        runner.invoke(app, ["generate", "--model", str(trunc), "--store", str(store), "-p", "SELECT"]),
+        "model.gguf is truncated",
+    )
     src = tmp_path / "x.jsonl"
     src.write_text(json.dumps(GOOD) + "\n")
     _one_line(runner.invoke(app, ["index", str(src), "--store", str(store), "--model", str(trunc)]), "is truncated")
@@ -221,9 +245,14 @@ def test_store_under_a_file(tmp_path: Path, word_tokenizer_dir: Path, monkeypatc
     monkeypatch.setenv("SUFDEC_STORE", str(afile / "x"))
     src = tmp_path / "x.jsonl"
     src.write_text(json.dumps(GOOD) + "\n")
-    for args in (["stats"], ["verify"], ["compact"], ["evict", "--max-tokens", "1"],
-                 ["index", str(src), "--tokenizer", str(word_tokenizer_dir)],
-                 ["generate", "--model", str(tmp_path / "no-model"), "-p", "SELECT"]):
+    for args in (
+        ["stats"],
+        ["verify"],
+        ["compact"],
+        ["evict", "--max-tokens", "1"],
+        ["index", str(src), "--tokenizer", str(word_tokenizer_dir)],
+        ["generate", "--model", str(tmp_path / "no-model"), "-p", "SELECT"],
+    ):
         _one_line(runner.invoke(app, args), "afile is a file, not a directory")
     assert afile.read_text() == "x"
 
@@ -237,8 +266,14 @@ def test_store_in_a_directory_without_permissions(store: Path, tmp_path: Path, w
     os.chmod(store, 0o000)
     try:
         for args in (["stats"], ["compact"], ["index", str(src), "--tokenizer", str(word_tokenizer_dir)]):
-            proc = subprocess.run([*prefix, sys.executable, "-m", "sufdec", *args], capture_output=True, text=True,
-                                  timeout=60, cwd=REPO, env={**os.environ, "SUFDEC_STORE": str(store)})
+            proc = subprocess.run(
+                [*prefix, sys.executable, "-m", "sufdec", *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=REPO,
+                env={**os.environ, "SUFDEC_STORE": str(store)},
+            )
             errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
             assert proc.returncode == 1 and len(errors) == 1 and "permission denied" in errors[0], proc.stderr
     finally:
@@ -269,21 +304,30 @@ def _set_meta(store: Path, **values) -> None:
     env.close()
 
 
-@pytest.mark.parametrize("values, needle", [
-    ({"eviction": "random"}, "'eviction' is 'random', not one of fifo, lru"),
-    ({"max_tokens": -3}, "'max_tokens' is -3"),
-    ({"max_depth": 0}, "'max_depth' is 0, not a tree depth"),
-    ({"snapshot_log_pos": 10**9}, "beyond the log's end"),
-])
-def test_hand_edited_meta_value_out_of_range(store: Path, tmp_path: Path, word_tokenizer_dir: Path, values,
-                                             needle) -> None:
+@pytest.mark.parametrize(
+    "values, needle",
+    [
+        ({"eviction": "random"}, "'eviction' is 'random', not one of fifo, lru"),
+        ({"max_tokens": -3}, "'max_tokens' is -3"),
+        ({"max_depth": 0}, "'max_depth' is 0, not a tree depth"),
+        ({"snapshot_log_pos": 10**9}, "beyond the log's end"),
+    ],
+)
+def test_hand_edited_meta_value_out_of_range(
+    store: Path, tmp_path: Path, word_tokenizer_dir: Path, values, needle
+) -> None:
     """Values of the right type but impossible (were ValueError tracebacks in every command)."""
     _set_meta(store, **values)
     before = _digest(store)
     src = tmp_path / "x.jsonl"
     src.write_text(json.dumps({"text": "SELECT age FROM singer"}) + "\n")
-    for args in (["stats"], ["verify"], ["compact"], ["evict", "--max-tokens", "1"],
-                 ["index", str(src), "--tokenizer", str(word_tokenizer_dir)]):
+    for args in (
+        ["stats"],
+        ["verify"],
+        ["compact"],
+        ["evict", "--max-tokens", "1"],
+        ["index", str(src), "--tokenizer", str(word_tokenizer_dir)],
+    ):
         _one_line(runner.invoke(app, [*args, "--store", str(store)]), "metadata is damaged", needle)
     assert _digest(store) == before
 
@@ -293,29 +337,47 @@ def _into_closed_pipe(*args: str) -> subprocess.CompletedProcess:
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        return subprocess.run([sys.executable, "-m", "sufdec", *args], stdout=write_end, stderr=subprocess.PIPE,
-                              text=True, timeout=120, cwd=REPO)
+        return subprocess.run(
+            [sys.executable, "-m", "sufdec", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
     finally:
         os.close(write_end)
 
 
-def test_every_printing_command_exits_quietly_into_a_closed_pipe(store: Path, tiny_model_dir: Path,
-                                                                 tmp_path: Path) -> None:
+def test_every_printing_command_exits_quietly_into_a_closed_pipe(
+    store: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
     """`sufdec stats | head -1`, `sufdec generate ... | true`: exit 0, nothing on stderr but chatter
     (they used to exit 1; generate's text streams from inside the decode loop)."""
     on_store = ["--store", str(store)]
     for args in (["stats", *on_store], ["stats", "--json", *on_store], ["verify", *on_store]):
         proc = _into_closed_pipe(*args)
         assert proc.returncode == 0 and proc.stderr == "", (args, proc.returncode, proc.stderr)
-    proc = _into_closed_pipe("generate", "--model", str(tiny_model_dir), "--store", str(tmp_path / "s"),
-                             "-p", "SELECT name FROM singer", "--raw", "-n", "8")
+    proc = _into_closed_pipe(
+        "generate",
+        "--model",
+        str(tiny_model_dir),
+        "--store",
+        str(tmp_path / "s"),
+        "-p",
+        "SELECT name FROM singer",
+        "--raw",
+        "-n",
+        "8",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr and "error:" not in proc.stderr
 
 
 # ---------------------------------------------------------------- another process's swap, seen by refresh
-def test_data_file_replaced_between_requests_is_one_line(tmp_path: Path, tiny_model_dir: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_data_file_replaced_between_requests_is_one_line(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Store.refresh (once per request) raises StoreLockedError when data.mdb was replaced:
     the outputs so far are printed, then one line, exit 1 (no retry: the old file is gone)."""
     from sufdec.store.store import Store
@@ -332,7 +394,21 @@ def test_data_file_replaced_between_requests_is_one_line(tmp_path: Path, tiny_mo
     monkeypatch.setattr(Store, "refresh", refresh)
     prompts = tmp_path / "two.jsonl"
     prompts.write_text('{"prompt": "SELECT name"}\n{"prompt": "SELECT age"}\n')
-    res = runner.invoke(app, ["generate", "--model", str(tiny_model_dir), "--store", str(tmp_path / "s"),
-                              "--prompts", str(prompts), "--raw", "-n", "3", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(tiny_model_dir),
+            "--store",
+            str(tmp_path / "s"),
+            "--prompts",
+            str(prompts),
+            "--raw",
+            "-n",
+            "3",
+            "--json",
+        ],
+    )
     _one_line(res, "data.mdb of the store", "was replaced", "Run the command again")
     assert sum(line.startswith("{") for line in res.stdout.splitlines()) == 1

@@ -11,8 +11,24 @@ KEYS = ("text", "new_tokens", "steps", "tokens_per_step", "tokens_per_s", "elaps
 
 
 def _gen(model_dir, store, *extra, prompt="SELECT name FROM singer WHERE"):
-    res = runner.invoke(app, ["generate", "--model", str(model_dir), "--store", str(store), "--prompt", prompt,
-                              "--max-new-tokens", "24", "--json", "--sizing", "fixed", *extra])
+    res = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(model_dir),
+            "--store",
+            str(store),
+            "--prompt",
+            prompt,
+            "--max-new-tokens",
+            "24",
+            "--json",
+            "--sizing",
+            "fixed",
+            *extra,
+        ],
+    )
     assert res.exit_code == 0, res.output
     return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
 
@@ -36,33 +52,91 @@ def test_generate_json_learns_and_then_drafts_from_what_it_learned(tmp_path, tin
 
 def test_generate_prompts_file_and_chain_mode(tmp_path, tiny_model_dir):
     prompts = tmp_path / "p.jsonl"
-    prompts.write_text('{"id": "a", "prompt": "SELECT name"}\n{"messages": [{"role": "user", "content": "count(*) FROM"}]}\n')
-    res = runner.invoke(app, ["generate", "--model", str(tiny_model_dir), "--store", str(tmp_path / "s"),
-                              "--prompts", str(prompts), "--max-new-tokens", "8", "--json", "--spec", "chain"])
+    prompts.write_text(
+        '{"id": "a", "prompt": "SELECT name"}\n{"messages": [{"role": "user", "content": "count(*) FROM"}]}\n'
+    )
+    res = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(tiny_model_dir),
+            "--store",
+            str(tmp_path / "s"),
+            "--prompts",
+            str(prompts),
+            "--max-new-tokens",
+            "8",
+            "--json",
+            "--spec",
+            "chain",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 2 and rows[0]["id"] == "a" and rows[1]["spec"] == "chain"
     for row in rows:  # issue 20 item 14: drafts rejected and drafts never verified told apart
         assert row["drafted"] >= row["verified"] >= row["accepted"] >= 0
     # the name before 0.1 was never released: refused, with the kinds there are
-    res = runner.invoke(app, ["generate", "--model", str(tiny_model_dir), "--store", str(tmp_path / "s"),
-                              "--prompt", "SELECT", "--max-new-tokens", "4", "--json", "--spec", "path"])
+    res = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(tiny_model_dir),
+            "--store",
+            str(tmp_path / "s"),
+            "--prompt",
+            "SELECT",
+            "--max-new-tokens",
+            "4",
+            "--json",
+            "--spec",
+            "path",
+        ],
+    )
     assert res.exit_code == 2 and "tree, chain, eesd, hybrid, off" in res.output
 
 
 def test_generate_streams_text_and_prints_a_summary(tmp_path, tiny_model_dir):
-    res = runner.invoke(app, ["generate", "--model", str(tiny_model_dir), "--store", str(tmp_path / "s"),
-                              "--prompt", "SELECT", "--max-new-tokens", "6", "--no-learn"])
+    res = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(tiny_model_dir),
+            "--store",
+            str(tmp_path / "s"),
+            "--prompt",
+            "SELECT",
+            "--max-new-tokens",
+            "6",
+            "--no-learn",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "tokens in" in res.output and "per step" in res.output
 
 
 def test_generate_refuses_bad_options(tmp_path, tiny_model_dir):
-    res = runner.invoke(app, ["generate", "--model", str(tiny_model_dir), "--store", str(tmp_path / "s"),
-                              "--prompt", "x", "--spec", "sideways"])
+    res = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(tiny_model_dir),
+            "--store",
+            str(tmp_path / "s"),
+            "--prompt",
+            "x",
+            "--spec",
+            "sideways",
+        ],
+    )
     assert res.exit_code == 2 and "--spec" in res.output
-    res = runner.invoke(app, ["generate", "--model", str(tmp_path / "missing"), "--store", str(tmp_path / "s"),
-                              "--prompt", "x"])
+    res = runner.invoke(
+        app, ["generate", "--model", str(tmp_path / "missing"), "--store", str(tmp_path / "s"), "--prompt", "x"]
+    )
     assert res.exit_code == 1 and "error" in res.output
 
 
@@ -88,15 +162,34 @@ def test_generate_uses_the_models_own_generation_config(tmp_path, tiny_model_dir
     tok = AutoTokenizer.from_pretrained(model_dir)
     prompt = "SELECT name FROM singer WHERE"
     ids = torch.tensor([tok(prompt)["input_ids"]])
-    want = tok.decode(model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False)[0, ids.shape[1]:],
-                      skip_special_tokens=True)
-    unpenalised = tok.decode(model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                            repetition_penalty=1.0)[0, ids.shape[1]:], skip_special_tokens=True)
+    want = tok.decode(
+        model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False)[0, ids.shape[1] :],
+        skip_special_tokens=True,
+    )
+    unpenalised = tok.decode(
+        model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, repetition_penalty=1.0)[
+            0, ids.shape[1] :
+        ],
+        skip_special_tokens=True,
+    )
     assert want != unpenalised  # the penalty changes this output, so the check below means something
 
     def run(*extra):
-        res = runner.invoke(app, ["generate", "--model", str(model_dir), "--store", str(tmp_path / "s"), "--raw",
-                                  "--prompt", prompt, "--json", *extra])
+        res = runner.invoke(
+            app,
+            [
+                "generate",
+                "--model",
+                str(model_dir),
+                "--store",
+                str(tmp_path / "s"),
+                "--raw",
+                "--prompt",
+                prompt,
+                "--json",
+                *extra,
+            ],
+        )
         assert res.exit_code == 0, res.output
         return json.loads(res.stdout.splitlines()[-1])
 

@@ -13,8 +13,14 @@ LINES = [
     {"prompt": "how many?", "completion": "SELECT count(*) FROM singer"},
     {"prompt": "p", "response": "SELECT name FROM singer ORDER BY age DESC"},
     {"prompt": "p", "output": "SELECT avg(age) FROM singer"},
-    {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "SELECT name FROM concert"},
-                  {"role": "user", "content": "more"}, {"role": "assistant", "content": "SELECT name FROM stadium"}]},
+    {
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "SELECT name FROM concert"},
+            {"role": "user", "content": "more"},
+            {"role": "assistant", "content": "SELECT name FROM stadium"},
+        ]
+    },
     {"token_ids": [2, 3, 4, 5]},
 ]
 
@@ -52,23 +58,29 @@ def test_malformed_lines_are_reported_and_skipped(tmp_path, word_tokenizer_dir):
 
 def test_strict_aborts_with_the_line_number(tmp_path, word_tokenizer_dir):
     src = _write(tmp_path / "out.jsonl", LINES[:2], extra="not json\n")
-    res = runner.invoke(app, ["index", str(src), "--store", str(tmp_path / "s"), "--tokenizer",
-                              str(word_tokenizer_dir), "--strict"])
+    res = runner.invoke(
+        app, ["index", str(src), "--store", str(tmp_path / "s"), "--tokenizer", str(word_tokenizer_dir), "--strict"]
+    )
     assert res.exit_code != 0
     assert "line 3" in res.output
 
 
 def test_index_reads_stdin(tmp_path, word_tokenizer_dir):
     data = "\n".join(json.dumps(x) for x in LINES[:3]) + "\n"
-    res = runner.invoke(app, ["index", "-", "--store", str(tmp_path / "s"), "--tokenizer", str(word_tokenizer_dir),
-                              "--json"], input=data)
+    res = runner.invoke(
+        app,
+        ["index", "-", "--store", str(tmp_path / "s"), "--tokenizer", str(word_tokenizer_dir), "--json"],
+        input=data,
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout.strip().splitlines()[-1])["records_added"] == 3
 
 
 def test_missing_file_is_one_clear_error(tmp_path, word_tokenizer_dir):
-    res = runner.invoke(app, ["index", str(tmp_path / "nope.jsonl"), "--store", str(tmp_path / "s"),
-                              "--tokenizer", str(word_tokenizer_dir)])
+    res = runner.invoke(
+        app,
+        ["index", str(tmp_path / "nope.jsonl"), "--store", str(tmp_path / "s"), "--tokenizer", str(word_tokenizer_dir)],
+    )
     assert res.exit_code == 2
     assert "no such file" in res.output
 
@@ -76,21 +88,55 @@ def test_missing_file_is_one_clear_error(tmp_path, word_tokenizer_dir):
 def test_stats_json_keys_and_prefix_tree(tmp_path, word_tokenizer_dir):
     src = _write(tmp_path / "out.jsonl", LINES)
     assert _index(tmp_path / "store", src, word_tokenizer_dir).exit_code == 0
-    res = runner.invoke(app, ["stats", "--store", str(tmp_path / "store"), "--json", "--tokenizer",
-                              str(word_tokenizer_dir), "--prefix", "SELECT name", "--top", "3"])
+    res = runner.invoke(
+        app,
+        [
+            "stats",
+            "--store",
+            str(tmp_path / "store"),
+            "--json",
+            "--tokenizer",
+            str(word_tokenizer_dir),
+            "--prefix",
+            "SELECT name",
+            "--top",
+            "3",
+        ],
+    )
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
     for key in ("sequences", "tokens", "nodes", "memory_bytes", "disk_bytes", "tokenizer", "format_version"):
         assert key in info
     assert info["sequences"] == 7
-    assert info["tokens"] == sum(len(s.split()) for s in [
-        "SELECT name FROM singer WHERE age > 30", "SELECT count(*) FROM singer",
-        "SELECT name FROM singer ORDER BY age DESC", "SELECT avg(age) FROM singer",
-        "SELECT name FROM concert", "SELECT name FROM stadium"]) + 4
+    assert (
+        info["tokens"]
+        == sum(
+            len(s.split())
+            for s in [
+                "SELECT name FROM singer WHERE age > 30",
+                "SELECT count(*) FROM singer",
+                "SELECT name FROM singer ORDER BY age DESC",
+                "SELECT avg(age) FROM singer",
+                "SELECT name FROM concert",
+                "SELECT name FROM stadium",
+            ]
+        )
+        + 4
+    )
     # after "SELECT name" comes " FROM" in all 4 records that have it
     assert info["top"][0]["text"] == "FROM" and info["top"][0]["count"] == 4
-    pretty = runner.invoke(app, ["stats", "--store", str(tmp_path / "store"), "--tokenizer", str(word_tokenizer_dir),
-                                 "--prefix", "SELECT name"])
+    pretty = runner.invoke(
+        app,
+        [
+            "stats",
+            "--store",
+            str(tmp_path / "store"),
+            "--tokenizer",
+            str(word_tokenizer_dir),
+            "--prefix",
+            "SELECT name",
+        ],
+    )
     assert pretty.exit_code == 0
     assert "occurs 4 times" in pretty.output and "p=0.50" in pretty.output  # singer 2 of 4
 
@@ -105,7 +151,13 @@ def test_model_list_and_help():
     res = runner.invoke(app, ["model", "list", "--json"])
     assert res.exit_code == 0
     assert isinstance(json.loads(res.stdout), list)
-    for cmd in (["--help"], ["index", "--help"], ["stats", "--help"], ["generate", "--help"], ["bench", "tree", "--help"]):
+    for cmd in (
+        ["--help"],
+        ["index", "--help"],
+        ["stats", "--help"],
+        ["generate", "--help"],
+        ["bench", "tree", "--help"],
+    ):
         out = runner.invoke(app, cmd)
         assert out.exit_code == 0, cmd
 
@@ -125,8 +177,19 @@ def test_stats_prefix_longer_than_the_tree_depth_says_so(tmp_path, word_tokenize
     assert _index(tmp_path / "store", src, word_tokenizer_dir).exit_code == 0
     prefix = " ".join(["SELECT name FROM singer"] * 20)  # 80 tokens, the depth is 64
     for extra in ([], ["--top", "3"], ["--json", "--top", "3"]):
-        res = runner.invoke(app, ["stats", "--store", str(tmp_path / "store"), "--tokenizer", str(word_tokenizer_dir),
-                                  "--prefix", prefix, *extra])
+        res = runner.invoke(
+            app,
+            [
+                "stats",
+                "--store",
+                str(tmp_path / "store"),
+                "--tokenizer",
+                str(word_tokenizer_dir),
+                "--prefix",
+                prefix,
+                *extra,
+            ],
+        )
         assert "occurs 0 times" not in res.output and "depth" in res.output and "80 tokens" in res.output, res.output
 
 
@@ -157,8 +220,10 @@ def test_index_reads_a_fifo_and_process_substitution(tmp_path, word_tokenizer_di
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout.strip().splitlines()[-1])["records_added"] == 3
     src = _write(tmp_path / "more.jsonl", LINES[3:])
-    cmd = (f"{sys.executable} -m sufdec index <(cat {src}) --store {tmp_path / 's'} "
-           f"--tokenizer {word_tokenizer_dir} --json")
+    cmd = (
+        f"{sys.executable} -m sufdec index <(cat {src}) --store {tmp_path / 's'} "
+        f"--tokenizer {word_tokenizer_dir} --json"
+    )
     proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["records_added"] == 4
@@ -168,8 +233,19 @@ def test_index_summary_mentions_evictions(tmp_path, word_tokenizer_dir):
     src = _write(tmp_path / "out.jsonl", LINES)
     assert _index(tmp_path / "store", src, word_tokenizer_dir).exit_code == 0
     more = _write(tmp_path / "more.jsonl", [{"text": "SELECT name FROM singer WHERE age > 40"}])
-    res = runner.invoke(app, ["index", str(more), "--store", str(tmp_path / "store"), "--tokenizer",
-                              str(word_tokenizer_dir), "--max-tokens", "12"])
+    res = runner.invoke(
+        app,
+        [
+            "index",
+            str(more),
+            "--store",
+            str(tmp_path / "store"),
+            "--tokenizer",
+            str(word_tokenizer_dir),
+            "--max-tokens",
+            "12",
+        ],
+    )
     assert res.exit_code == 0 and "evicted" in res.output, res.output
     res = _index(tmp_path / "store", more, word_tokenizer_dir, "--max-bytes", "1")
     out = json.loads(res.stdout.strip().splitlines()[-1])
@@ -179,8 +255,17 @@ def test_index_summary_mentions_evictions(tmp_path, word_tokenizer_dir):
 def test_index_into_a_closed_pipe_exits_quietly(tmp_path, word_tokenizer_dir):
     """`sufdec index ... | true`: the reader is gone before the summary is printed."""
     src = _write(tmp_path / "out.jsonl", LINES)
-    cmd = [sys.executable, "-m", "sufdec", "index", str(src), "--store", str(tmp_path / "s"),
-           "--tokenizer", str(word_tokenizer_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sufdec",
+        "index",
+        str(src),
+        "--store",
+        str(tmp_path / "s"),
+        "--tokenizer",
+        str(word_tokenizer_dir),
+    ]
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
@@ -206,8 +291,11 @@ def test_stats_sources_counts_records_by_writer(tmp_path, word_tokenizer_dir):
     res = runner.invoke(app, ["stats", "--store", str(store), "--sources", "--json"])
     assert res.exit_code == 0, res.output
     got = json.loads(res.stdout)["sources"]
-    assert got == {"index": {"sequences": 7, "tokens": got["index"]["tokens"]},
-                   "vllm": {"sequences": 2, "tokens": 6}, "generate": {"sequences": 1, "tokens": 2}}
+    assert got == {
+        "index": {"sequences": 7, "tokens": got["index"]["tokens"]},
+        "vllm": {"sequences": 2, "tokens": 6},
+        "generate": {"sequences": 1, "tokens": 2},
+    }
     assert list(got) == ["index", "vllm", "generate"]  # most records first
     shown = runner.invoke(app, ["stats", "--store", str(store), "--sources"]).output
     assert "vllm" in shown and "written by" in shown

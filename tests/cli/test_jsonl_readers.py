@@ -32,8 +32,11 @@ def test_a_long_line_is_never_held_whole(tmp_path: Path) -> None:
         f.write('{"prompt": "three"}\n')
     seen: list[tuple[int, str, bool]] = []
     tracemalloc.start()
-    rows = list(read_objects(path, _accept, "a prompt", skipped=lambda n, why, long: seen.append((n, why, long)),
-                             limit=64 * 1024))
+    rows = list(
+        read_objects(
+            path, _accept, "a prompt", skipped=lambda n, why, long: seen.append((n, why, long)), limit=64 * 1024
+        )
+    )
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert [n for n, _ in rows] == [1, 3]
@@ -43,12 +46,15 @@ def test_a_long_line_is_never_held_whole(tmp_path: Path) -> None:
         list(read_objects(path, _accept, "a prompt", limit=64 * 1024))
 
 
-@pytest.mark.parametrize("line, why", [
-    (b"not json", "not valid JSON"),
-    (b"[" * 100_000, "not valid JSON"),   # json's own limit, or a RecursionError: either way one reason
-    (b'{"prompt": "\xff"}', "not UTF-8"),
-    (b'{"text": "no prompt"}', "expected a prompt"),
-])
+@pytest.mark.parametrize(
+    "line, why",
+    [
+        (b"not json", "not valid JSON"),
+        (b"[" * 100_000, "not valid JSON"),  # json's own limit, or a RecursionError: either way one reason
+        (b'{"prompt": "\xff"}', "not UTF-8"),
+        (b'{"text": "no prompt"}', "expected a prompt"),
+    ],
+)
 def test_unusable_lines_are_named(tmp_path: Path, line: bytes, why: str) -> None:
     path = tmp_path / "p.jsonl"
     path.write_bytes(b'{"prompt": "ok"}\n' + line + b"\n")
@@ -57,13 +63,28 @@ def test_unusable_lines_are_named(tmp_path: Path, line: bytes, why: str) -> None
     assert len(rows) == 1 and seen[0][0] == 2 and (why in seen[0][1] or "nested too deeply" in seen[0][1])
 
 
-def test_generate_skips_an_over_long_prompt_line_with_its_number(tmp_path: Path, tiny_model_dir: Path,
-                                                                 monkeypatch) -> None:
+def test_generate_skips_an_over_long_prompt_line_with_its_number(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch
+) -> None:
     monkeypatch.setattr(read_objects, "__kwdefaults__", {"skipped": None, "limit": 4096})
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "SELECT"}\n{"prompt": "' + "y " * 5000 + '"}\n')
-    res = runner.invoke(app, ["generate", "--model", str(tiny_model_dir), "--store", str(tmp_path / "s"),
-                              "--prompts", str(prompts), "-n", "2", "--json", "--no-learn"])
+    res = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(tiny_model_dir),
+            "--store",
+            str(tmp_path / "s"),
+            "--prompts",
+            str(prompts),
+            "-n",
+            "2",
+            "--json",
+            "--no-learn",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "p.jsonl:2: skipped: line is 10,015 bytes, over the 4,096-byte limit" in " ".join(res.output.split())
     assert len([x for x in res.stdout.splitlines() if x.startswith("{")]) == 1
@@ -79,8 +100,22 @@ def test_generate_reads_prompts_from_a_fifo(tmp_path: Path, tiny_model_dir: Path
 
     writer = threading.Thread(target=write)
     writer.start()
-    res = runner.invoke(app, ["generate", "--model", str(tiny_model_dir), "--store", str(tmp_path / "s"),
-                              "--prompts", str(fifo), "-n", "2", "--json", "--no-learn"])
+    res = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(tiny_model_dir),
+            "--store",
+            str(tmp_path / "s"),
+            "--prompts",
+            str(fifo),
+            "-n",
+            "2",
+            "--json",
+            "--no-learn",
+        ],
+    )
     writer.join(10)
     assert res.exit_code == 0, res.output
     assert len([json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]) == 2
@@ -97,10 +132,24 @@ def test_train_exit_skips_bad_lines_and_refuses_non_finite_options(tmp_path: Pat
     assert res.exit_code == 2 and "--lr must be >= 0, not inf" in res.output, res.output
     data = tmp_path / "d.jsonl"
     words = "select name from singer where age count"
-    data.write_text("not json\n" + "[" * 100_000 + "\n"
-                    + "".join(json.dumps({"text": f"{words} {i}"}) + "\n" for i in range(60)))
-    res = runner.invoke(app, ["train-exit", "--model", str(tiny_model_dir), "--data", str(data),
-                              "--out", str(tmp_path / "exit"), "--steps", "2", "--json"])
+    data.write_text(
+        "not json\n" + "[" * 100_000 + "\n" + "".join(json.dumps({"text": f"{words} {i}"}) + "\n" for i in range(60))
+    )
+    res = runner.invoke(
+        app,
+        [
+            "train-exit",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "exit"),
+            "--steps",
+            "2",
+            "--json",
+        ],
+    )
     said = " ".join(res.output.split())
     assert "d.jsonl:1: skipped: not valid JSON" in said and "d.jsonl:2: skipped:" in said, said
     assert "Traceback" not in res.output
@@ -122,9 +171,11 @@ def test_train_exit_refuses_to_resume_a_damaged_or_poisoned_layer(tmp_path: Path
     good_w, good_m = weights.read_bytes(), meta.read_text()
     tensors = load_file(str(weights))
     poisoned = {k: v.clone().fill_(float("nan")) for k, v in tensors.items()}
-    cases = [(lambda: weights.write_bytes(good_w[:100]), "is damaged"),
-             (lambda: meta.write_text("{garbage"), "is damaged"),
-             (lambda: save_file(poisoned, str(weights)), "non-finite weights")]
+    cases = [
+        (lambda: weights.write_bytes(good_w[:100]), "is damaged"),
+        (lambda: meta.write_text("{garbage"), "is damaged"),
+        (lambda: save_file(poisoned, str(weights)), "non-finite weights"),
+    ]
     for spoil, needle in cases:
         weights.write_bytes(good_w)
         meta.write_text(good_m)

@@ -16,7 +16,9 @@ WORDS = "SELECT name FROM singer WHERE age > 30 AND country = 'France' ORDER BY 
 
 
 def _jsonl(path: Path, n: int) -> Path:
-    rows = [" ".join(WORDS[(i + j) % len(WORDS)] for j in range(5 + i % 7)) + f" {WORDS[i % 3]}" * (i % 5) for i in range(n)]
+    rows = [
+        " ".join(WORDS[(i + j) % len(WORDS)] for j in range(5 + i % 7)) + f" {WORDS[i % 3]}" * (i % 5) for i in range(n)
+    ]
     rows = list(dict.fromkeys(rows))
     path.write_text("".join(json.dumps({"text": r}) + "\n" for r in rows))
     return path
@@ -57,8 +59,17 @@ def test_verify_missing_store_fails_clearly(tmp_path):
 def test_budget_flags_are_recorded_and_evict_and_compact(tmp_path, word_tokenizer_dir):
     store = tmp_path / "s"
     src = _jsonl(tmp_path / "in.jsonl", 300)
-    code, out, _ = _run("index", str(src), "--store", str(store), "--tokenizer", str(word_tokenizer_dir),
-                        "--max-tokens", "500", "--json")
+    code, out, _ = _run(
+        "index",
+        str(src),
+        "--store",
+        str(store),
+        "--tokenizer",
+        str(word_tokenizer_dir),
+        "--max-tokens",
+        "500",
+        "--json",
+    )
     assert code == 0 and out["store_tokens"] <= 500 and out["records_added"] > out["store_sequences"]
     with Store.open(store) as st:
         assert st.budget.max_tokens == 500
@@ -90,8 +101,9 @@ def test_evict_and_budget_flags_refuse_nonsense(tmp_path, word_tokenizer_dir):
     assert code == 2 and "no budget" in text
     code, _, text = _run("evict", "--store", str(store), "--max-bytes", "lots")
     assert code == 2 and "not a size" in text
-    code, _, text = _run("index", str(src), "--store", str(store), "--tokenizer", str(word_tokenizer_dir),
-                         "--eviction", "random")
+    code, _, text = _run(
+        "index", str(src), "--store", str(store), "--tokenizer", str(word_tokenizer_dir), "--eviction", "random"
+    )
     assert code == 2 and "--eviction" in text
 
 
@@ -103,7 +115,16 @@ def test_a_lowered_budget_holds_after_an_index_run_of_duplicates(tmp_path, word_
     code, out, _ = _run("index", str(src), "--store", str(store), "--tokenizer", str(word_tokenizer_dir), "--json")
     assert code == 0 and out["records_added"] > 0
     total = out["store_tokens"]
-    code, out, text = _run("index", str(src), "--store", str(store), "--tokenizer", str(word_tokenizer_dir),
-                           "--max-tokens", str(total * 3 // 4), "--json")
+    code, out, text = _run(
+        "index",
+        str(src),
+        "--store",
+        str(store),
+        "--tokenizer",
+        str(word_tokenizer_dir),
+        "--max-tokens",
+        str(total * 3 // 4),
+        "--json",
+    )
     assert code == 0 and out["records_added"] == 0, text
     assert out["store_tokens"] <= total * 3 // 4 and out["evicted"] > 0, out

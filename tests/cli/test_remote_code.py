@@ -13,7 +13,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-CUSTOM_CODE = '''import os
+CUSTOM_CODE = """import os
 from pathlib import Path
 
 Path(os.environ["SUFDEC_TEST_MARK"]).write_text("the folder's code ran")
@@ -27,7 +27,7 @@ class CustomConfig(LlamaConfig):
 
 class CustomModel(LlamaForCausalLM):
     config_class = CustomConfig
-'''
+"""
 
 
 def _custom_code_model(tiny_model_dir: Path, folder: Path) -> Path:
@@ -43,8 +43,15 @@ def _custom_code_model(tiny_model_dir: Path, folder: Path) -> Path:
 
 def _run(mark: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, SUFDEC_TEST_MARK=str(mark))
-    return subprocess.run([sys.executable, "-m", "sufdec", *args], cwd=REPO, input="y\ny\n", env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sufdec", *args],
+        cwd=REPO,
+        input="y\ny\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_a_model_folders_code_runs_only_with_the_flag(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -52,8 +59,10 @@ def test_a_model_folders_code_runs_only_with_the_flag(tiny_model_dir: Path, tmp_
     mark = tmp_path / "ran"
     data = tmp_path / "data.jsonl"
     data.write_text('{"text": "select name from singer"}\n')
-    for args in (("generate", "--model", str(model), "-p", "hi", "-n", "2", "--no-learn"),
-                 ("train-exit", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "exit"))):
+    for args in (
+        ("generate", "--model", str(model), "-p", "hi", "-n", "2", "--no-learn"),
+        ("train-exit", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "exit")),
+    ):
         res = _run(mark, *args)
         assert res.returncode == 1, (args, res.stdout, res.stderr[-3000:])
         errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]

@@ -21,15 +21,42 @@ def _outputs(path, n=60, seed=0):
 def test_train_exit_then_generate_with_it(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("SUFDEC_CACHE_DIR", str(tmp_path / "cache"))
     store = tmp_path / "store"
-    gen = ["generate", "--model", str(tiny_model_dir), "--store", str(store), "--prompt", "SELECT name FROM",
-           "--max-new-tokens", "16", "--json", "--no-learn"]
+    gen = [
+        "generate",
+        "--model",
+        str(tiny_model_dir),
+        "--store",
+        str(store),
+        "--prompt",
+        "SELECT name FROM",
+        "--max-new-tokens",
+        "16",
+        "--json",
+        "--no-learn",
+    ]
     res = runner.invoke(app, gen + ["--spec", "eesd"])
     assert res.exit_code == 1 and "train-exit" in res.output  # none trained yet: one line says how
-    res = runner.invoke(app, ["index", str(_outputs(tmp_path / "out.jsonl")), "--store", str(store),
-                              "--tokenizer", str(tiny_model_dir)])
+    res = runner.invoke(
+        app, ["index", str(_outputs(tmp_path / "out.jsonl")), "--store", str(store), "--tokenizer", str(tiny_model_dir)]
+    )
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["train-exit", "--model", str(tiny_model_dir), "--store", str(store), "--layer", "1",
-                              "--steps", "3", "--draft-vocab", "0", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "train-exit",
+            "--model",
+            str(tiny_model_dir),
+            "--store",
+            str(store),
+            "--layer",
+            "1",
+            "--steps",
+            "3",
+            "--draft-vocab",
+            "0",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout.strip().splitlines()[-1])
     assert info["layer"] == 1 and info["steps"] == 3 and info["data_sequences"] == 60
@@ -62,8 +89,10 @@ def test_train_exit_checks_the_layer_before_loading_the_model(tmp_path, tiny_mod
     monkeypatch.setattr(loading, "load_model", no_load)
     src = _outputs(tmp_path / "out.jsonl")
     n = json.loads((tiny_model_dir / "config.json").read_text())["num_hidden_layers"]
-    for args, words in ((["--layer", str(n)], f"--layer must be between 1 and {n - 1} for this {n}-layer model"),
-                        (["--layer", "1", "--init-from", "99"], "--init-from must be a layer index between 0 and")):
+    for args, words in (
+        (["--layer", str(n)], f"--layer must be between 1 and {n - 1} for this {n}-layer model"),
+        (["--layer", "1", "--init-from", "99"], "--init-from must be a layer index between 0 and"),
+    ):
         res = runner.invoke(app, ["train-exit", "--model", str(tiny_model_dir), "--data", str(src), *args])
         assert res.exit_code == 2 and words in res.output, res.output
 
@@ -72,14 +101,40 @@ def test_a_damaged_exit_layer_is_one_line_for_eesd_and_a_fallback_for_hybrid(tmp
     """Issue 20 item 3 through the CLI: --spec eesd refuses in one line; --spec hybrid says
     so once and drafts from the suffix trees, as it does when no layer exists."""
     monkeypatch.setenv("SUFDEC_CACHE_DIR", str(tmp_path / "cache"))
-    res = runner.invoke(app, ["train-exit", "--model", str(tiny_model_dir), "--data", str(_outputs(tmp_path / "o.jsonl")),
-                              "--layer", "1", "--steps", "1", "--draft-vocab", "0", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "train-exit",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(_outputs(tmp_path / "o.jsonl")),
+            "--layer",
+            "1",
+            "--steps",
+            "1",
+            "--draft-vocab",
+            "0",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     meta = json.loads(res.stdout.strip().splitlines()[-1])["path"].replace(".safetensors", ".json")
     with open(meta, "w") as f:
         f.write("{garbage")
-    gen = ["generate", "--model", str(tiny_model_dir), "--store", str(tmp_path / "s"), "--prompt", "SELECT name",
-           "--max-new-tokens", "4", "--json", "--no-learn"]
+    gen = [
+        "generate",
+        "--model",
+        str(tiny_model_dir),
+        "--store",
+        str(tmp_path / "s"),
+        "--prompt",
+        "SELECT name",
+        "--max-new-tokens",
+        "4",
+        "--json",
+        "--no-learn",
+    ]
     res = runner.invoke(app, gen + ["--spec", "eesd"])
     errors = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert res.exit_code == 1 and len(errors) == 1 and "is damaged" in errors[0] and "Traceback" not in res.output

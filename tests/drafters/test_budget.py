@@ -42,7 +42,7 @@ def test_bad_cost_models_rejected():
 def test_best_size():
     assert best_size([], CPU) == 0
     assert best_size([0.01, 0.01], CPU) == 0  # nothing likely: plain decoding
-    assert best_size([0.95] * 40, CPU) > 16      # very likely chains pay for big forwards
+    assert best_size([0.95] * 40, CPU) > 16  # very likely chains pay for big forwards
     assert best_size([0.95] * 40, CPU, max_nodes=5) == 5
     assert best_size([0.9] * 64, CostModel.flat()) == 64  # free verification: take all
     # a medium case by hand: m=1 -> 1.5/1.1, m=2 -> 1.8/1.175, m=3 -> 1.9/1.25
@@ -101,6 +101,7 @@ def test_cost_curve_fit_does_not_carry_one_slow_sample_upward():
 
 # ---------------------------------------------------------------- acceptance calibration
 
+
 def _tree() -> Draft:
     """root children a(0.9), b(0.5); a -> c(q 0.82) -> d(q 0.55); b -> e(q 0.3)."""
     probs = [0.9, 0.5, 0.9 * 0.82, 0.9 * 0.82 * 0.55, 0.5 * 0.3]
@@ -108,19 +109,27 @@ def _tree() -> Draft:
 
 
 def _cell(cal, depth, q):
-    return next((r for r in cal.table() if r["depth"][0] <= depth and (r["depth"][1] is None or depth <= r["depth"][1])
-                 and r["q"][0] <= q < r["q"][1]), None)
+    return next(
+        (
+            r
+            for r in cal.table()
+            if r["depth"][0] <= depth
+            and (r["depth"][1] is None or depth <= r["depth"][1])
+            and r["q"][0] <= q < r["q"][1]
+        ),
+        None,
+    )
 
 
 def test_calibration_labels_edges_given_a_right_parent():
     cal = AcceptanceCalibration()
-    cal.record(_tree(), [10, 30])          # a, c right; d's depth (3) unknown; b wrong; e not counted
-    assert _cell(cal, 1, 0.9)["seen"] == 1 and _cell(cal, 1, 0.9)["observed"] == 1.0    # a
-    assert _cell(cal, 2, 0.82)["seen"] == 1 and _cell(cal, 2, 0.82)["observed"] == 1.0    # c
-    assert _cell(cal, 1, 0.5)["seen"] == 1 and _cell(cal, 1, 0.5)["observed"] == 0.0    # b
-    assert _cell(cal, 2, 0.3) is None                                                    # e: parent wrong
-    assert _cell(cal, 3, 0.55) is None                                                    # d: unknown
-    cal.record(_tree(), [20, 30, 40])      # a wrong (c, d not counted), b right, e wrong
+    cal.record(_tree(), [10, 30])  # a, c right; d's depth (3) unknown; b wrong; e not counted
+    assert _cell(cal, 1, 0.9)["seen"] == 1 and _cell(cal, 1, 0.9)["observed"] == 1.0  # a
+    assert _cell(cal, 2, 0.82)["seen"] == 1 and _cell(cal, 2, 0.82)["observed"] == 1.0  # c
+    assert _cell(cal, 1, 0.5)["seen"] == 1 and _cell(cal, 1, 0.5)["observed"] == 0.0  # b
+    assert _cell(cal, 2, 0.3) is None  # e: parent wrong
+    assert _cell(cal, 3, 0.55) is None  # d: unknown
+    cal.record(_tree(), [20, 30, 40])  # a wrong (c, d not counted), b right, e wrong
     assert _cell(cal, 1, 0.9)["observed"] == 0.5 and _cell(cal, 1, 0.5)["observed"] == 0.5
     assert _cell(cal, 2, 0.3)["observed"] == 0.0 and _cell(cal, 2, 0.82)["seen"] == 1
 
@@ -128,19 +137,19 @@ def test_calibration_labels_edges_given_a_right_parent():
 def test_calibration_factors_follow_the_data_and_keep_paths_monotone():
     cal = AcceptanceCalibration()
     fresh = cal.apply(_tree())
-    assert fresh.probs == pytest.approx(_tree().probs)              # nothing seen: the drafter's own q
+    assert fresh.probs == pytest.approx(_tree().probs)  # nothing seen: the drafter's own q
     # depth 1 at q ~0.9 is right 10% of the time; deep edges at q ~0.6 always
-    chain = Draft([1, 2, 3, 4, 5, 6], [-1, 0, 1, 2, 3, 4], [0.92 * 0.62 ** k for k in range(6)], 0.0, 6)
+    chain = Draft([1, 2, 3, 4, 5, 6], [-1, 0, 1, 2, 3, 4], [0.92 * 0.62**k for k in range(6)], 0.0, 6)
     for i in range(400):
         cal.record(chain, [1, 2, 3, 4, 5, 6] if i % 10 == 0 else [9])
         cal.record(chain, [1, 2, 3, 4, 5, 6])
-    for depth in (1, 2, 4, 8):                                       # non-decreasing in q (seen cells)
+    for depth in (1, 2, 4, 8):  # non-decreasing in q (seen cells)
         factors = [r["factor"] for r in cal.table() if r["depth"][0] == depth]
         assert factors == sorted(factors)
     out = cal.apply(chain)
-    assert out.probs[0] == pytest.approx(0.55, abs=0.05)              # half the chains fail at the root
-    assert out.probs[-1] > 0.5 > chain.probs[-1]                      # deep edges are trusted: 0.92*0.62^5 = 0.08
-    assert all(b <= a for a, b in zip(out.probs, out.probs[1:]))      # never increases down a path
+    assert out.probs[0] == pytest.approx(0.55, abs=0.05)  # half the chains fail at the root
+    assert out.probs[-1] > 0.5 > chain.probs[-1]  # deep edges are trusted: 0.92*0.62^5 = 0.08
+    assert all(b <= a for a, b in zip(out.probs, out.probs[1:]))  # never increases down a path
     assert out.token_ids == chain.token_ids and out.score == pytest.approx(sum(out.probs))
 
 

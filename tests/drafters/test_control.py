@@ -46,7 +46,7 @@ def test_beta_posterior_discounts_old_evidence():
             p.update(1, 0)
         for _ in range(30):
             p.update(0, 1)
-    assert fast.mean < 0.2 < 0.8 < slow.mean   # the discounted one follows the drift
+    assert fast.mean < 0.2 < 0.8 < slow.mean  # the discounted one follows the drift
     assert BetaPosterior().mean == 0.5
 
 
@@ -58,7 +58,7 @@ def test_beta_ts_limit_feedback_and_not_drafting():
     a, b = post.a, post.b
     ctl.feedback(StepOutcome(chain([1, 2, 3]), 2, [1, 2, 9]))
     assert (post.a, post.b) == pytest.approx((1 + 0.97 * (a - 1) + 2, 1 + 0.97 * (b - 1) + 1))
-    ctl.feedback(StepOutcome(chain([1, 2]), 2, [1, 2, 5]))       # whole chain accepted: no failure
+    ctl.feedback(StepOutcome(chain([1, 2]), 2, [1, 2, 5]))  # whole chain accepted: no failure
     assert post.b == pytest.approx(1 + 0.97 * (b - 1 + 1))
     # always accepted and free to draft: it asks for long chains
     for _ in range(100):
@@ -77,7 +77,7 @@ def test_feedback_measures_times():
     shared = DraftControls(CostModel.flat())
     ctl = shared.for_request("fixed", "eesd")
     ctl.feedback(StepOutcome(chain([1, 2]), 1, [1, 7], drafted=2, draft_s=0.02, forward_s=0.05))
-    assert shared.draft_cost("eesd") == pytest.approx(0.2)   # 10 ms a token / 50 ms a forward
+    assert shared.draft_cost("eesd") == pytest.approx(0.2)  # 10 ms a token / 50 ms a forward
     assert shared.draft_cost("suffix") == 0.0
 
 
@@ -88,15 +88,15 @@ def test_cost_control_labels_every_drafted_node_once_known():
     d = chain([4, 5, 6], [0.99, 0.98, 0.97])
     sized = ctl.size(d, 32, None)
     assert len(sized) == 3
-    ctl.feedback(StepOutcome(sized, 1, [4, 8]))            # continuation known to depth 2 only
-    assert ctl.pending                                     # depth 3 still unknown: kept
+    ctl.feedback(StepOutcome(sized, 1, [4, 8]))  # continuation known to depth 2 only
+    assert ctl.pending  # depth 3 still unknown: kept
     ctl.feedback(StepOutcome(Draft(), 0, [1]))
     assert not ctl.pending
     table = shared.calibration("suffix").table()
-    assert sum(row["seen"] for row in table) == 2           # depth 1 right, depth 2 wrong, depth 3 unlabelled
+    assert sum(row["seen"] for row in table) == 2  # depth 1 right, depth 2 wrong, depth 3 unlabelled
     ctl2 = shared.for_request("cost")
     ctl2.size(chain([1]), 32, None)
-    ctl2.end()                                             # the end labels what is left
+    ctl2.end()  # the end labels what is left
     assert not ctl2.pending
 
 

@@ -49,24 +49,24 @@ class FakePaced(FakeDrafter):
 
 
 def test_hybrid_takes_the_better_draft_or_none(monkeypatch):
-    monkeypatch.setattr(hybrid_module, "UNMATCHED", 0)   # early exit weighed from the first step
+    monkeypatch.setattr(hybrid_module, "UNMATCHED", 0)  # early exit weighed from the first step
     shared = DraftControls(CPU, seed=3)
     suffix, early = FakeDrafter(chain([7, 8, 9], [0.95, 0.9, 0.85])), FakePaced(chain([1, 2], [0.9, 0.8]))
     hybrid = HybridDrafter(suffix, early, shared, DraftSettings(spec="hybrid"))
-    assert early.rule is not None                                 # the early side is paced
+    assert early.rule is not None  # the early side is paced
     hybrid.begin([5, 6])
     # a strong suffix draft: taken, no early-exit forward paid
     d = hybrid.draft(32)
     assert d.token_ids == [7, 8, 9] and early.calls == []
     report(hybrid, d, [7, 8, 9, 4])
-    assert early.seen == [5, 6, 7, 8, 9, 4]                       # both sides follow the context
+    assert early.seen == [5, 6, 7, 8, 9, 4]  # both sides follow the context
     # no suffix match and early exit believed good and cheap: an early-exit chain
     suffix.next = Draft()
     shared.posterior("eesd").a = 80.0
     d = hybrid.draft(32)
     assert d.token_ids == [1, 2] and len(early.calls) == 1
     post_a = shared.posterior("eesd").a
-    report(hybrid, d, [1, 3])                                     # one accepted, then rejected
+    report(hybrid, d, [1, 3])  # one accepted, then rejected
     assert shared.posterior("eesd").a == pytest.approx(1 + 0.97 * (post_a - 1) + 1)
     # a weak suffix draft (one node, right half the time) loses to a strong early-exit chain
     suffix.next = chain([6], [0.5])
@@ -135,7 +135,7 @@ def run_steps(clock, hybrid, steps, forward_s=0.01):
         t0 = clock.now
         d = hybrid.draft(32)
         draft_s = clock.now - t0
-        clock.now += forward_s                      # the verification forward
+        clock.now += forward_s  # the verification forward
         report(hybrid, d, [1, 2] if len(d) else [2], draft_s, forward_s)  # the chain accepted, then the bonus
     hybrid.end([], True)
 
@@ -145,7 +145,7 @@ def believed_good():
     shared = DraftControls(CPU, seed=1)
     shared.draft_cost = lambda source: 0.0
     shared.posterior("eesd").a = 50.0
-    shared.forward_s.add(0.01)                  # a plain step: 0.01 s for one token
+    shared.forward_s.add(0.01)  # a plain step: 0.01 s for one token
     return shared
 
 
@@ -158,13 +158,13 @@ def test_early_exit_is_refused_while_its_steps_are_slower_than_plain(monkeypatch
     hybrid = HybridDrafter(FakeDrafter(), early, shared, DraftSettings(spec="hybrid", sizing="beta-ts"))
     run_steps(clock, hybrid, 200)
     rate = shared.step_rate("eesd")
-    assert early.prefills == 1                  # once in the request, at its first chain
-    if expect_slow:   # 2 tokens in 0.06 s against 1 in 0.01 s: the warm-up and the explorations
+    assert early.prefills == 1  # once in the request, at its first chain
+    if expect_slow:  # 2 tokens in 0.06 s against 1 in 0.01 s: the warm-up and the explorations
         assert rate.per_second == pytest.approx(2 / 0.06, rel=0.05)
         assert hybrid.choices["eesd"] <= WARMUP + 200 // EXPLORE + 1
         assert hybrid.choices["none"] >= 200 - WARMUP - 200 // EXPLORE - 1
         assert shared.step_rate("none").per_second == pytest.approx(100.0)
-    else:             # 2 tokens in 0.011 s: every step drafts, once UNMATCHED had no suffix draft
+    else:  # 2 tokens in 0.011 s: every step drafts, once UNMATCHED had no suffix draft
         assert hybrid.choices["eesd"] == 200 - UNMATCHED + 1 and rate.vetoed == 0
         assert hybrid.choices["none"] == UNMATCHED - 1
 
@@ -173,13 +173,13 @@ def test_a_prefill_per_short_request_counts_against_early_exit(monkeypatch):
     clock = Clock()
     monkeypatch.setattr(hybrid_module, "time", clock)
     shared = believed_good()
-    early = SlowEarly(clock, 0.001, prefill_s=0.2)   # cheap chains, a dear prefill (a long prompt)
+    early = SlowEarly(clock, 0.001, prefill_s=0.2)  # cheap chains, a dear prefill (a long prompt)
     hybrids = []
-    for _ in range(40):                               # requests of 5 steps: the prefill never pays
+    for _ in range(40):  # requests of 5 steps: the prefill never pays
         hybrids.append(HybridDrafter(FakeDrafter(), early, shared, DraftSettings(spec="hybrid")))
         run_steps(clock, hybrids[-1], 5)
     chains = sum(h.choices["eesd"] for h in hybrids)
-    assert chains <= WARMUP + 5 + 200 // EXPLORE      # warm-up (finishing a request), explorations
+    assert chains <= WARMUP + 5 + 200 // EXPLORE  # warm-up (finishing a request), explorations
     assert early.prefills <= 2 + 200 // EXPLORE
 
 
@@ -191,12 +191,12 @@ def test_early_exit_waits_for_unmatched_steps_and_prefills_at_its_first_chain(mo
     suffix = FakeDrafter(chain([7, 8, 9], [0.99, 0.98, 0.97]))
     hybrid = HybridDrafter(suffix, early, shared, DraftSettings(spec="hybrid"))
     hybrid.begin([5, 6])
-    shared.posterior("eesd").a = 80.0           # chains believed good
-    for i in range(3 * (UNMATCHED - 1)):        # the suffix trees match 2 steps in 3
+    shared.posterior("eesd").a = 80.0  # chains believed good
+    for i in range(3 * (UNMATCHED - 1)):  # the suffix trees match 2 steps in 3
         suffix.next = chain([7, 8, 9], [0.99, 0.98, 0.97]) if i % 3 else Draft()
         report(hybrid, hybrid.draft(32), [7, 8, 9, 4] if i % 3 else [2])
-    assert early.prefills == 0 and early.calls == []   # one unmatched step short
+    assert early.prefills == 0 and early.calls == []  # one unmatched step short
     hybrid.end([1], True)
     suffix.next = Draft()
-    run_steps(clock, hybrid, UNMATCHED + 2)     # a new request without matches: one prefill
+    run_steps(clock, hybrid, UNMATCHED + 2)  # a new request without matches: one prefill
     assert early.prefills == 1 and len(early.calls) == 3

@@ -32,8 +32,9 @@ def test_a_registered_kind_runs_through_the_decode_loop(repeat_kind) -> None:
     made = []
     service = DraftService(DraftSettings(spec="repeat", sizing="fixed"), controls=DraftControls.flat())
     build = registry.kind_of("repeat").build
-    registry.register(registry.DrafterKind("repeat", lambda s, d: made.append(build(s, d)) or made[-1],
-                                           "the toy", chain=True))
+    registry.register(
+        registry.DrafterKind("repeat", lambda s, d: made.append(build(s, d)) or made[-1], "the toy", chain=True)
+    )
     gen = SpeculativeGenerator(model, char_tokenizer(), drafting=service)
     accepted = 0
     for prompt in random_prompts(4, seed=9, lo=8, hi=30):
@@ -62,8 +63,12 @@ def test_the_cli_offers_every_registered_kind(repeat_kind) -> None:
 
 
 SPEC_NAMES = {"tree", "chain", "eesd", "hybrid", "off"}
-ALLOWED = {"sufdec/drafters/registry.py",   # the entries themselves
-           "sufdec/bench/settings.py", "sufdec/bench/generation.py", "sufdec/cli/bench.py"}  # bench method names
+ALLOWED = {
+    "sufdec/drafters/registry.py",  # the entries themselves
+    "sufdec/bench/settings.py",
+    "sufdec/bench/generation.py",
+    "sufdec/cli/bench.py",
+}  # bench method names
 
 
 def test_no_spec_string_is_compared_outside_the_registry() -> None:
@@ -79,8 +84,12 @@ def test_no_spec_string_is_compared_outside_the_registry() -> None:
                 continue
             sides = [node.left, *node.comparators]
             names = {n.attr if isinstance(n, ast.Attribute) else getattr(n, "id", None) for n in sides}
-            consts = {c.value for side in sides for c in ast.walk(side)
-                      if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+            consts = {
+                c.value
+                for side in sides
+                for c in ast.walk(side)
+                if isinstance(c, ast.Constant) and isinstance(c.value, str)
+            }
             if "spec" in names and consts & SPEC_NAMES:
                 bad.append(f"{rel}:{node.lineno}")
     assert not bad, f"spec strings compared outside the registry: {bad}"

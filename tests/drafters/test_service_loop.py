@@ -22,7 +22,7 @@ def speculative_greedy(model, service: DraftService, prompt: list[int], max_new:
         left = max_new - (len(ids) - len(prompt))
         raw, draft = request.propose(max_depth=left - 1)
         chain = draft.token_ids  # a chain: node i's parent is i - 1
-        logits = model(torch.tensor([ids + chain])).logits[0, len(ids) - 1:]  # [1 + len(chain), V]
+        logits = model(torch.tensor([ids + chain])).logits[0, len(ids) - 1 :]  # [1 + len(chain), V]
         best = logits.argmax(-1).tolist()
         accepted = 0
         while accepted < len(chain) and chain[accepted] == best[accepted]:
@@ -31,8 +31,8 @@ def speculative_greedy(model, service: DraftService, prompt: list[int], max_new:
         ids += emitted
         steps += 1
         request.feedback(StepOutcome(draft, accepted, emitted, drafted=len(raw)))
-    request.finish(ids[len(prompt):], finished=True)
-    return ids[len(prompt):], steps
+    request.finish(ids[len(prompt) :], finished=True)
+    return ids[len(prompt) :], steps
 
 
 def test_a_plain_loop_over_the_service_is_lossless_and_learns() -> None:
@@ -43,8 +43,12 @@ def test_a_plain_loop_over_the_service_is_lossless_and_learns() -> None:
     reference = plain_greedy(model, prompt, 40)
     tree, learned = SuffixIndex(), []
     tree.add(0, prompt + reference)  # a past output: the same request was served before
-    service = DraftService(DraftSettings(spec="chain", sizing="fixed"), tree=lambda: tree,
-                           learn=lambda out: learned.append(out) or len(learned), controls=DraftControls.flat())
+    service = DraftService(
+        DraftSettings(spec="chain", sizing="fixed"),
+        tree=lambda: tree,
+        learn=lambda out: learned.append(out) or len(learned),
+        controls=DraftControls.flat(),
+    )
     out, steps = speculative_greedy(model, service, prompt, 40)
     assert out == reference
     assert steps < 40 / 4, steps  # the stored output was drafted and accepted in long chains

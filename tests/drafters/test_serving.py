@@ -50,11 +50,17 @@ def test_open_store_unusable_drafts_from_requests_only(tmp_path, caplog):
 
 
 def test_a_serving_service_learns_in_the_background_and_closes_the_store(tmp_path):
-    service = open_serving(tmp_path / "s", TOK, DraftSettings(spec="chain", sizing="fixed"),
-                           source={"from": "test"}, refresh_s=0.05, price=0.0)
+    service = open_serving(
+        tmp_path / "s",
+        TOK,
+        DraftSettings(spec="chain", sizing="fixed"),
+        source={"from": "test"},
+        refresh_s=0.05,
+        price=0.0,
+    )
     request = service.start([1, 2, 3])
     request.finish([4, 5, 6], finished=True)
-    service.start([1]).finish([7], finished=False)   # cut short: not learned
+    service.start([1]).finish([7], finished=False)  # cut short: not learned
     service.close()
     assert service.learner is None  # the queue was drained before the store closed
     with Store.open(tmp_path / "s", readonly=True) as s:
@@ -64,7 +70,7 @@ def test_a_serving_service_learns_in_the_background_and_closes_the_store(tmp_pat
 def test_a_serving_service_drafts_what_another_process_stored(tmp_path):
     service = open_serving(tmp_path / "s", TOK, DraftSettings(spec="chain", sizing="fixed"), refresh_s=0.05)
     request = service.start([9, 1, 2])
-    with Store.open(tmp_path / "s", TOK) as other:   # another process learns
+    with Store.open(tmp_path / "s", TOK) as other:  # another process learns
         other.append([1, 2, 3, 4], source={"from": "other"})
     deadline = time.time() + 10
     while len(service.store.tree) == 0 and time.time() < deadline:

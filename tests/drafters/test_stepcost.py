@@ -42,7 +42,7 @@ def test_step_cost_waits_until_the_data_can_tell():
     cost = StepCost(prior=0.2)
     _steps(cost, [(4, 8)] * 40, lambda r, d: 0.1, lambda r, d: 8)  # always the same draft size
     assert cost.fit() is None and cost.token_cost == 0.2
-    cost.observe(0, 3, 1.0, 1)          # no request, or no time: not a step
+    cost.observe(0, 3, 1.0, 1)  # no request, or no time: not a step
     cost.observe(1, 3, float("nan"), 1)
     assert cost.steps == 40
     cost.reset()
@@ -68,7 +68,7 @@ def test_live_cost_curve_follows_the_machine():
     assert busy.cost(9) > 2 * base.cost(9) and busy.cost(2) < busy.cost(9) < busy.cost(33)
     one_slow = StepCost()
     _steps(one_slow, [(1, 0)] * 30 + [(1, 2)], lambda r, d: 0.1 if d == 0 else 0.4, lambda r, d: 1)
-    assert one_slow.cost_model(base).cost(3) < 1.5   # one slow step with 2 drafted tokens: not 4 forwards
+    assert one_slow.cost_model(base).cost(3) < 1.5  # one slow step with 2 drafted tokens: not 4 forwards
     _steps(cost, [(1, 0)] * 2000, lambda r, d: 0.1, lambda r, d: 1)  # plain steps only
     assert cost.cost_model(base).cost(9) == pytest.approx(base.cost(9), rel=0.05)
 
@@ -90,7 +90,7 @@ def test_a_price_reads_calibrated_probabilities():
     """One stored occurrence drafts count ratios of ~0.67 per token; once exact repeats were
     seen to hold every time, the calibration lets the whole chain through."""
     service = DraftService(DraftSettings(sizing="cost"), price=0.3)
-    chain = _chain([0.67 ** d for d in range(1, 7)])
+    chain = _chain([0.67**d for d in range(1, 7)])
     control = service.controls.for_request("cost")
     assert len(control.size(chain, 10)) == 3
     for _ in range(50):
@@ -122,7 +122,7 @@ def test_the_decode_loop_refits_its_curve_from_each_step():
             drafted = _chain([0.5] * (k % 7))
             request.feedback(StepOutcome(drafted, 0, [7], len(drafted), 0.0, 0.01 + 0.004 * (k % 7)))
     assert live.controls.steps.steps == 40 and given.controls.steps.steps == 0
-    assert live.controls.cost_model().cost(5) > 1.5   # a flat measured curve, steps that say otherwise
+    assert live.controls.cost_model().cost(5) > 1.5  # a flat measured curve, steps that say otherwise
     assert given.controls.cost_model() == CostModel.flat()
 
 

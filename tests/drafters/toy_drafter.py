@@ -21,12 +21,19 @@ class RepeatDrafter(ContextDrafter):
         last = ctx[-1]
         for i in range(len(ctx) - 2, -1, -1):
             if ctx[i] == last:
-                follow = ctx[i + 1:i + 1 + max_nodes]
+                follow = ctx[i + 1 : i + 1 + max_nodes]
                 self.drafts += 1
-                return Draft(follow, list(range(-1, len(follow) - 1)), [0.5 ** (d + 1) for d in range(len(follow))],
-                             match_len=1)
+                return Draft(
+                    follow, list(range(-1, len(follow) - 1)), [0.5 ** (d + 1) for d in range(len(follow))], match_len=1
+                )
         return Draft()
 
 
-KIND = register(DrafterKind("repeat", lambda sources, settings: RepeatDrafter(),
-                            "the continuation of the last token's previous occurrence", chain=True))
+KIND = register(
+    DrafterKind(
+        "repeat",
+        lambda sources, settings: RepeatDrafter(),
+        "the continuation of the last token's previous occurrence",
+        chain=True,
+    )
+)

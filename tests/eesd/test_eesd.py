@@ -28,7 +28,7 @@ def test_draft_model_is_the_target_cut_after_n_plus_one_layers(kind):
     draft = exit_model.build_draft_model(model, exit_model.new_exit_layer(model, 1, init_from=1), 1)
     ids = torch.randint(2, 256, (1, 24), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        hs = model(ids, output_hidden_states=True).hidden_states   # [L + 1] x [1, T, H]
+        hs = model(ids, output_hidden_states=True).hidden_states  # [L + 1] x [1, T, H]
         last = len(hs) - 1 == 2  # transformers hands the last layer's output already normalised
         want = model.lm_head(hs[2] if last else model.model.norm(hs[2]))
         got = draft(ids).logits
@@ -48,7 +48,7 @@ def test_training_lowers_the_loss_saves_and_refuses_another_model(tmp_path):
     seqs = _sequences(model)
     settings = TrainSettings(layer=1, steps=40, lr=1e-3, batch=4, chunk=32, draft_vocab=0, checkpoint_every=0)
     first = train_exit_layer(model, seqs, TrainSettings(**{**settings.__dict__, "steps": 1}), tmp_path)
-    info = train_exit_layer(model, seqs, settings, tmp_path)   # resumes from the 1-step checkpoint
+    info = train_exit_layer(model, seqs, settings, tmp_path)  # resumes from the 1-step checkpoint
     assert info.steps == 40 and info.final_loss < first.final_loss
     assert 0.0 <= info.held_out_acceptance <= 1.0 and info.data_sequences == len(seqs)
     draft, loaded = exit_model.load_exit_layer(model, exit_model.find_exit_layer(tmp_path))
@@ -59,11 +59,10 @@ def test_training_lowers_the_loss_saves_and_refuses_another_model(tmp_path):
 
 
 def test_a_trained_exit_layer_agrees_with_the_target_more_than_an_untrained_one(tmp_path):
-    model = tiny_model("gemma3", seed=1, sharpen=4.0)   # 3 layers: the exit copy of layer 2 is not exact
+    model = tiny_model("gemma3", seed=1, sharpen=4.0)  # 3 layers: the exit copy of layer 2 is not exact
     seqs = _sequences(model, n=16, length=60)
     base = TrainSettings(layer=1, batch=4, chunk=32, draft_vocab=0, checkpoint_every=0, lr=1e-3)
-    untrained = train_exit_layer(model, seqs, TrainSettings(**{**base.__dict__, "steps": 1, "lr": 0.0}),
-                                 tmp_path / "a")
+    untrained = train_exit_layer(model, seqs, TrainSettings(**{**base.__dict__, "steps": 1, "lr": 0.0}), tmp_path / "a")
     trained = train_exit_layer(model, seqs, TrainSettings(**{**base.__dict__, "steps": 80}), tmp_path / "b")
     assert trained.held_out_acceptance > untrained.held_out_acceptance
 
@@ -71,8 +70,9 @@ def test_a_trained_exit_layer_agrees_with_the_target_more_than_an_untrained_one(
 def test_reduced_draft_vocabulary_maps_back_to_token_ids(tmp_path):
     model = tiny_model("llama", seed=1, sharpen=4.0)
     seqs = _sequences(model)
-    info = train_exit_layer(model, seqs, TrainSettings(layer=1, steps=5, batch=4, chunk=32, draft_vocab=40,
-                                                       checkpoint_every=0), tmp_path)
+    info = train_exit_layer(
+        model, seqs, TrainSettings(layer=1, steps=5, batch=4, chunk=32, draft_vocab=40, checkpoint_every=0), tmp_path
+    )
     vocab = info.extra["draft_vocab"]
     assert len(vocab) == 40 and vocab == sorted(vocab)
     draft, _ = exit_model.load_exit_layer(model, exit_model.find_exit_layer(tmp_path))
@@ -93,10 +93,17 @@ def test_early_exit_speculation_equals_plain_generate(kind, attn):
     # the next drafted one (the drafter must then still feed it again)
     # branch: a sibling wherever the runner-up has 5% of the top's probability (trees)
     for min_prob, budget, branch in ((0.0, 32, 0.0), (0.5, 32, 0.0), (0.0, 2, 0.0), (0.0, 32, 0.05), (0.0, 3, 0.05)):
-        gen = SpeculativeGenerator(model, char_tokenizer(), drafter_factory=lambda: EarlyExitDrafter(
-            draft_model, None, max_len=5, min_prob=min_prob, branch=branch), controls=DraftControls.flat())
-        cfg = GenerationConfig(max_new_tokens=30, eos_token_ids=(),
-                               draft=DraftSettings(spec="eesd", sizing="fixed", max_spec_tokens=budget))
+        gen = SpeculativeGenerator(
+            model,
+            char_tokenizer(),
+            drafter_factory=lambda: EarlyExitDrafter(draft_model, None, max_len=5, min_prob=min_prob, branch=branch),
+            controls=DraftControls.flat(),
+        )
+        cfg = GenerationConfig(
+            max_new_tokens=30,
+            eos_token_ids=(),
+            draft=DraftSettings(spec="eesd", sizing="fixed", max_spec_tokens=budget),
+        )
         accepted = 0
         for prompt in random_prompts(3, seed=11, lo=2, hi=12) + [[5]]:
             ref = plain_greedy(model, prompt, 30)
@@ -142,12 +149,18 @@ def test_training_data_reads_token_ids_and_cuts_long_prompts(tmp_path):
 
     path = tmp_path / "d.jsonl"
     long_prompt = list(range(1000, 1000 + PROMPT_TAIL + 50))
-    path.write_text("\n".join(json.dumps(r) for r in [
-        {"prompt_token_ids": [7, 8], "token_ids": [9, 10, 11]},
-        {"prompt_token_ids": long_prompt, "token_ids": [12, 13]},
-        {"token_ids": [14, 15]},                      # all of it output
-        {"prompt_token_ids": [16], "token_ids": []},  # nothing to learn: skipped
-    ]) + "\n")
+    path.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"prompt_token_ids": [7, 8], "token_ids": [9, 10, 11]},
+                {"prompt_token_ids": long_prompt, "token_ids": [12, 13]},
+                {"token_ids": [14, 15]},  # all of it output
+                {"prompt_token_ids": [16], "token_ids": []},  # nothing to learn: skipped
+            ]
+        )
+        + "\n"
+    )
     seqs = sequences_from_jsonl(path, tokenizer=None, max_tokens=10_000)
     assert seqs[0] == ([7, 8, 9, 10, 11], 2)
     assert seqs[1] == (long_prompt[-PROMPT_TAIL:] + [12, 13], PROMPT_TAIL)
@@ -172,8 +185,9 @@ def test_held_out_figures_count_chains_and_close_runners_up():
         def __call__(self, hidden):
             return probs.log()
 
-    teacher = Teacher(hidden=torch.zeros(1, 5, 1), top_p=None, top_i=None, argmax=target,
-                      learn=torch.ones(1, 5, dtype=torch.bool))
+    teacher = Teacher(
+        hidden=torch.zeros(1, 5, 1), top_p=None, top_i=None, argmax=target, learn=torch.ones(1, 5, dtype=torch.bool)
+    )
     f = held_out_figures(Fake(), teacher, torch.tensor([0]))
     assert f["top1"] == 0.8 and f["top2"] == 1.0
     assert f["chain"][:3] == [0.8, 0.5, 0.0]  # pairs (0,1) and (3,4) of 4; no triple
@@ -205,17 +219,28 @@ def _damage(weights, meta, how):
         save_file(state, str(weights))
 
 
-@pytest.mark.parametrize("how, words", [
-    ("truncated", "is damaged"), ("zeroed", "is damaged"), ("garbage json", "is damaged (JSONDecodeError"),
-    ("layer one", "\"layer\" is 'one'"), ("vocab id", "token id 1000000, outside this model's vocabulary"),
-    ("nan", "non-finite weights"), ("shape", "has shape"),
-])
+@pytest.mark.parametrize(
+    "how, words",
+    [
+        ("truncated", "is damaged"),
+        ("zeroed", "is damaged"),
+        ("garbage json", "is damaged (JSONDecodeError"),
+        ("layer one", "\"layer\" is 'one'"),
+        ("vocab id", "token id 1000000, outside this model's vocabulary"),
+        ("nan", "non-finite weights"),
+        ("shape", "has shape"),
+    ],
+)
 def test_a_damaged_exit_layer_is_named_not_a_traceback(tmp_path, how, words):
     """Issue 20 item 3: each used to end in SafetensorError, JSONDecodeError, TypeError or
     IndexError; each is now one ExitLayerError that names the file and says what to do."""
     model = tiny_model("llama", seed=1, sharpen=4.0)
-    train_exit_layer(model, _sequences(model, n=6), TrainSettings(layer=1, steps=1, batch=4, chunk=32,
-                                                                  draft_vocab=40, checkpoint_every=0), tmp_path)
+    train_exit_layer(
+        model,
+        _sequences(model, n=6),
+        TrainSettings(layer=1, steps=1, batch=4, chunk=32, draft_vocab=40, checkpoint_every=0),
+        tmp_path,
+    )
     weights = exit_model.find_exit_layer(tmp_path)
     _damage(weights, weights.with_suffix(".json"), how)
     with pytest.raises(exit_model.ExitLayerError, match=re.escape(words)) as err:

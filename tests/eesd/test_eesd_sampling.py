@@ -19,8 +19,9 @@ from tests.engine.test_sampling_joint import MAX_NEW, Target, build_case, chi2_p
 N = 1500
 
 
-@pytest.mark.parametrize("name, branch", [("llama-sdpa-penalty", 0.0), ("gemma3-sliding-penalty", 0.0),
-                                          ("llama-sdpa-penalty", 0.2)])
+@pytest.mark.parametrize(
+    "name, branch", [("llama-sdpa-penalty", 0.0), ("gemma3-sliding-penalty", 0.0), ("llama-sdpa-penalty", 0.2)]
+)
 def test_joint_distribution_with_early_exit_chains(name, branch):
     """``branch`` > 0: trees (a sibling where the top-2 are close), verified by the same rule."""
     model, prompt, sampling = build_case(name)
@@ -36,14 +37,19 @@ def test_joint_distribution_with_early_exit_chains(name, branch):
             siblings[0] += len(d.parents) - len(set(d.parents))
             return d
 
-    gen = SpeculativeGenerator(model, char_tokenizer(), drafter_factory=lambda: Counting(
-        draft_model, None, max_len=MAX_NEW - 1, min_prob=0.0, branch=branch), controls=DraftControls.flat())
+    gen = SpeculativeGenerator(
+        model,
+        char_tokenizer(),
+        drafter_factory=lambda: Counting(draft_model, None, max_len=MAX_NEW - 1, min_prob=0.0, branch=branch),
+        controls=DraftControls.flat(),
+    )
     draft = DraftSettings(spec="eesd", sizing="fixed")
     counts: dict[tuple[int, ...], int] = {}
     deep = 0
     for seed in range(N):
-        res = gen.generate(prompt, GenerationConfig(max_new_tokens=MAX_NEW, seed=seed, eos_token_ids=(),
-                                                    draft=draft, **sampling))
+        res = gen.generate(
+            prompt, GenerationConfig(max_new_tokens=MAX_NEW, seed=seed, eos_token_ids=(), draft=draft, **sampling)
+        )
         counts[tuple(res.token_ids)] = counts.get(tuple(res.token_ids), 0) + 1
         deep += res.step_results[0].accepted_nodes >= 2
     exact = Target(model, sampling).joint(prompt, MAX_NEW)

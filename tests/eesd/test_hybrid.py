@@ -24,16 +24,19 @@ def test_hybrid_is_lossless_and_uses_both_sources(kind, sizing):
     prompts = random_prompts(4, seed=13, lo=2, hi=10)
     refs = [plain_greedy(model, p, 40) for p in prompts]
     index = SuffixIndex()
-    for i, ref in enumerate(refs[:2]):   # the store knows half of the answers
+    for i, ref in enumerate(refs[:2]):  # the store knows half of the answers
         index.add(i, ref)
     settings = DraftSettings(spec="hybrid", sizing=sizing)
     controls = DraftControls(CostModel.flat(), seed=0)
-    controls.draft_cost = lambda source: 0.0   # drafting judged free (not timed): both sides try, deterministically
+    controls.draft_cost = lambda source: 0.0  # drafting judged free (not timed): both sides try, deterministically
     made = []
 
     def factory():
-        made.append(HybridDrafter(SuffixDrafter(index, settings), EarlyExitDrafter(draft_model, None, max_len=4),
-                                  controls, settings))
+        made.append(
+            HybridDrafter(
+                SuffixDrafter(index, settings), EarlyExitDrafter(draft_model, None, max_len=4), controls, settings
+            )
+        )
         return made[-1]
 
     gen = SpeculativeGenerator(model, char_tokenizer(), drafter_factory=factory, controls=controls)
@@ -44,9 +47,9 @@ def test_hybrid_is_lossless_and_uses_both_sources(kind, sizing):
         assert res.token_ids == ref, (kind, sizing, prompt)
         steps.append(res.steps)
     known, unknown = made[:2], made[2:]
-    assert all(h.choices["suffix"] > 0 for h in known)             # stored answers: suffix drafts
-    assert sum(h.choices["eesd"] for h in unknown) > 0              # new ones: early exit tried
-    assert max(steps[:2]) < min(steps[2:])                          # whole stored answers in few steps
+    assert all(h.choices["suffix"] > 0 for h in known)  # stored answers: suffix drafts
+    assert sum(h.choices["eesd"] for h in unknown) > 0  # new ones: early exit tried
+    assert max(steps[:2]) < min(steps[2:])  # whole stored answers in few steps
 
 
 def test_one_feedback_and_one_learning_call_per_step_and_request(monkeypatch):
@@ -61,9 +64,13 @@ def test_one_feedback_and_one_learning_call_per_step_and_request(monkeypatch):
     index = SuffixIndex()
     index.add(0, plain_greedy(model, prompts[0], 30))
     learned, reports, told = [], [], []
-    service = DraftService(DraftSettings(spec="hybrid", sizing="calibration-ts"), tree=lambda: index,
-                           exit_drafter=lambda: EarlyExitDrafter(draft_model, None, max_len=4),
-                           learn=lambda ids: learned.append(ids) or len(learned), cost=CostModel.flat())
+    service = DraftService(
+        DraftSettings(spec="hybrid", sizing="calibration-ts"),
+        tree=lambda: index,
+        exit_drafter=lambda: EarlyExitDrafter(draft_model, None, max_len=4),
+        learn=lambda ids: learned.append(ids) or len(learned),
+        cost=CostModel.flat(),
+    )
     feedback, hybrid_feedback = DraftRequest.feedback, HybridDrafter.feedback
     monkeypatch.setattr(DraftRequest, "feedback", lambda self, o: reports.append(o) or feedback(self, o))
     monkeypatch.setattr(HybridDrafter, "feedback", lambda self, o: told.append(o) or hybrid_feedback(self, o))
@@ -74,5 +81,5 @@ def test_one_feedback_and_one_learning_call_per_step_and_request(monkeypatch):
         assert res.token_ids == plain_greedy(model, prompt, 30) == learned[-1]
         steps += res.steps
         assert res.drafting["spec"] == "hybrid" and res.drafting["learned"]
-    assert len(reports) == steps and told == reports     # one report per step, handed on as it is
-    assert len(learned) == len(prompts)                   # one learning call per request
+    assert len(reports) == steps and told == reports  # one report per step, handed on as it is
+    assert len(learned) == len(prompts)  # one learning call per request

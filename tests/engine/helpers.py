@@ -34,9 +34,16 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
 
 
 _COMMON = dict(
-    vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-    num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=0, eos_token_id=None,
-    pad_token_id=0, tie_word_embeddings=False,
+    vocab_size=VOCAB,
+    hidden_size=64,
+    intermediate_size=128,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=1024,
+    bos_token_id=0,
+    eos_token_id=None,
+    pad_token_id=0,
+    tie_word_embeddings=False,
 )
 
 
@@ -46,12 +53,18 @@ def _config(kind: str):
     if kind == "qwen2":
         return Qwen2Config(num_hidden_layers=2, **_COMMON)
     if kind == "qwen2_sliding":
-        return Qwen2Config(num_hidden_layers=3, use_sliding_window=True, sliding_window=8,
-                           max_window_layers=1, **_COMMON)
+        return Qwen2Config(
+            num_hidden_layers=3, use_sliding_window=True, sliding_window=8, max_window_layers=1, **_COMMON
+        )
     if kind == "gemma3":
         return Gemma3TextConfig(
-            num_hidden_layers=3, head_dim=16, sliding_window=8, query_pre_attn_scalar=16,
-            layer_types=["sliding_attention", "full_attention", "sliding_attention"], **_COMMON)
+            num_hidden_layers=3,
+            head_dim=16,
+            sliding_window=8,
+            query_pre_attn_scalar=16,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+            **_COMMON,
+        )
     raise ValueError(kind)
 
 
@@ -73,9 +86,8 @@ def random_prompts(n: int, seed: int = 0, lo: int = 2, hi: int = 20) -> list[lis
 
 def plain_greedy(model, prompt: list[int], max_new_tokens: int, **kw) -> list[int]:
     ids = torch.tensor([prompt])
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                         max_new_tokens=max_new_tokens, **kw)
-    return out[0, len(prompt):].tolist()
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new_tokens, **kw)
+    return out[0, len(prompt) :].tolist()
 
 
 class OracleDrafter(ContextDrafter):
@@ -143,7 +155,7 @@ class OracleDrafter(ContextDrafter):
                 add(self._wrong(-5), q)
         n = len(toks)
         depths = Draft(toks, parents, [1.0] * n).depths()
-        probs = [0.9 ** d for d in depths]
+        probs = [0.9**d for d in depths]
         return Draft(toks, parents, probs, float(sum(probs)), 1)
 
 
@@ -180,8 +192,32 @@ class TopKDrafter(ContextDrafter):
 # (SentencePiece-style Metaspace, byte-level), Llama models of any vocabulary or context,
 # and a model whose greedy continuation follows a given token map.
 
-SP_WORDS = ["the", "cat", "sat", "on", "mat", "and", "is", "it", "to", "of", "in", "for",
-            "that", "was", "he", "she", "with", "as", "at", "by", "this", "had", "not", "but"]
+SP_WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "mat",
+    "and",
+    "is",
+    "it",
+    "to",
+    "of",
+    "in",
+    "for",
+    "that",
+    "was",
+    "he",
+    "she",
+    "with",
+    "as",
+    "at",
+    "by",
+    "this",
+    "had",
+    "not",
+    "but",
+]
 
 
 def sentencepiece_tokenizer() -> PreTrainedTokenizerFast:
@@ -234,13 +270,19 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok)
 
 
-def llama_model(vocab_size: int = VOCAB, seed: int = 0, attn: str = "sdpa",
-                max_position_embeddings: int = 1024, sharpen: float = 1.0):
+def llama_model(
+    vocab_size: int = VOCAB,
+    seed: int = 0,
+    attn: str = "sdpa",
+    max_position_embeddings: int = 1024,
+    sharpen: float = 1.0,
+):
     """A seeded tiny Llama like ``tiny_model("llama")`` with another vocabulary or context."""
     torch.manual_seed(seed)
     kw = dict(_COMMON, vocab_size=vocab_size, max_position_embeddings=max_position_embeddings)
-    model = AutoModelForCausalLM.from_config(LlamaConfig(num_hidden_layers=2, **kw),
-                                             attn_implementation=attn, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(
+        LlamaConfig(num_hidden_layers=2, **kw), attn_implementation=attn, dtype=torch.float32
+    )
     if sharpen != 1.0:
         with torch.no_grad():
             model.get_output_embeddings().weight.mul_(sharpen)

@@ -72,8 +72,9 @@ def test_one_feedback_per_step_and_no_draft_when_the_control_says_so():
     controls = RecordingControls(skip_every=3)
     drafter = CountingOracle(ref, "chain", depth=4)
     gen = SpeculativeGenerator(model, tok, drafter, controls=controls)
-    res = gen.generate(prompt, GenerationConfig(max_new_tokens=24, eos_token_ids=(),
-                                                draft=DraftSettings(sizing="fixed")))
+    res = gen.generate(
+        prompt, GenerationConfig(max_new_tokens=24, eos_token_ids=(), draft=DraftSettings(sizing="fixed"))
+    )
     assert res.token_ids == ref
     ctl = controls.made[-1]
     assert ctl.calls.count("feedback") == res.steps and ctl.calls[-1] == "end"
@@ -99,8 +100,9 @@ def test_every_policy_is_lossless(sizing, shape):
     for i, prompt in enumerate(random_prompts(3, seed=21)):
         ref = plain_greedy(model, prompt, 30)
         gen = SpeculativeGenerator(model, tok, OracleDrafter(ref, shape, seed=i), controls=controls)
-        res = gen.generate(prompt, GenerationConfig(max_new_tokens=30, eos_token_ids=(),
-                                                    draft=DraftSettings(sizing=sizing)))
+        res = gen.generate(
+            prompt, GenerationConfig(max_new_tokens=30, eos_token_ids=(), draft=DraftSettings(sizing=sizing))
+        )
         assert res.token_ids == ref, (sizing, shape, i)
     if sizing in ("beta-ts", "calibration-ts"):
         post = controls.posterior("suffix")

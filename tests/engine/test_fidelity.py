@@ -51,7 +51,7 @@ def hf_generate(model, prompt: list[int], **kw) -> list[int]:
     generation_config."""
     ids = torch.tensor([prompt])
     out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, **kw)
-    return out[0, len(prompt):].tolist()
+    return out[0, len(prompt) :].tolist()
 
 
 def spec(model, tok, drafter, prompt, config: GenerationConfig):
@@ -68,8 +68,13 @@ def test_model_repetition_penalty_applies_by_default(tok, kind):
         want = hf_generate(model, prompt, max_new_tokens=N_NEW)  # the model's penalty applies
         differs += want != plain_greedy(model, prompt, N_NEW, repetition_penalty=1.0)
         for shape in SHAPES:
-            res = spec(model, tok, OracleDrafter(want, shape, seed=i), prompt,
-                       GenerationConfig(max_new_tokens=N_NEW, eos_token_ids=(), draft=FIXED))
+            res = spec(
+                model,
+                tok,
+                OracleDrafter(want, shape, seed=i),
+                prompt,
+                GenerationConfig(max_new_tokens=N_NEW, eos_token_ids=(), draft=FIXED),
+            )
             assert res.token_ids == want, f"prompt {i} shape {shape}"
     assert differs, "the penalty changed no output: the test would not notice it being ignored"
 
@@ -93,8 +98,13 @@ def test_two_eos_ids_from_generation_config(tok):
             want = hf_generate(model, prompt, max_new_tokens=48)
             assert want[-1] == a and len(want) < 48  # generate() ends at the first of either
             for shape in ("chain", "tree", "mixed"):
-                res = spec(model, tok, OracleDrafter(long, shape, seed=i), prompt,
-                           GenerationConfig(max_new_tokens=48, draft=FIXED))
+                res = spec(
+                    model,
+                    tok,
+                    OracleDrafter(long, shape, seed=i),
+                    prompt,
+                    GenerationConfig(max_new_tokens=48, draft=FIXED),
+                )
                 assert res.token_ids == want, f"prompt {i} shape {shape} eos {(a, b)}"
                 assert res.finish_reason == "eos"
             checked += 1
@@ -116,8 +126,7 @@ def test_tokenizer_eos_is_not_an_extra_stop(tok):
     eos_tok = char_tokenizer()
     eos_tok.eos_token = CHARS[e]  # the tokenizer names a token plain decoding emits
     assert eos_tok.eos_token_id == e
-    res = spec(model, eos_tok, OracleDrafter(want, "tree"), prompt,
-               GenerationConfig(max_new_tokens=N_NEW, draft=FIXED))
+    res = spec(model, eos_tok, OracleDrafter(want, "tree"), prompt, GenerationConfig(max_new_tokens=N_NEW, draft=FIXED))
     assert res.token_ids == want and res.finish_reason == "length"
 
 
@@ -130,13 +139,19 @@ def test_one_token_prompt(tok, kind):
     for i, t in enumerate([5, 97, 200]):
         want = hf_generate(model, [t], max_new_tokens=N_NEW)
         for shape in ("tree", "chain", "mixed"):
-            res = spec(model, tok, OracleDrafter(want, shape, seed=i), [t],
-                       GenerationConfig(max_new_tokens=N_NEW, eos_token_ids=(), draft=FIXED))
+            res = spec(
+                model,
+                tok,
+                OracleDrafter(want, shape, seed=i),
+                [t],
+                GenerationConfig(max_new_tokens=N_NEW, eos_token_ids=(), draft=FIXED),
+            )
             assert res.token_ids == want, f"token {t} shape {shape}"
     # a string prompt of one character goes the same way
     want = hf_generate(model, [tok("q")["input_ids"][0]], max_new_tokens=8)
-    res = spec(model, tok, OracleDrafter(want, "tree"), "q",
-               GenerationConfig(max_new_tokens=8, eos_token_ids=(), draft=FIXED))
+    res = spec(
+        model, tok, OracleDrafter(want, "tree"), "q", GenerationConfig(max_new_tokens=8, eos_token_ids=(), draft=FIXED)
+    )
     assert res.token_ids == want
 
 
@@ -164,8 +179,13 @@ def _check_stop(model, tokenizer, prompt, stop, ref, n, seed=0):
     want = _hf_stop(model, prompt, tokenizer, stop, n)
     assert len(want) < n, f"generate() did not stop on {stop!r}"
     for shape in ("chain", "tree", "mixed"):
-        res = spec(model, tokenizer, OracleDrafter(ref, shape, seed=seed), prompt,
-                   GenerationConfig(max_new_tokens=n, eos_token_ids=(), stop=(stop,), draft=FIXED))
+        res = spec(
+            model,
+            tokenizer,
+            OracleDrafter(ref, shape, seed=seed),
+            prompt,
+            GenerationConfig(max_new_tokens=n, eos_token_ids=(), stop=(stop,), draft=FIXED),
+        )
         assert res.token_ids == want, (stop, shape, tokenizer.decode(ref))
         assert res.finish_reason == "stop"
     return want
@@ -207,25 +227,39 @@ def test_stop_string_ending_in_space_sentencepiece():
     assert hits >= 3
 
 
-EURO = "€"        # E2 82 AC
-GRIN = "\U0001F600"  # F0 9F 98 80
+EURO = "€"  # E2 82 AC
+GRIN = "\U0001f600"  # F0 9F 98 80
 
 
 def _byte_model():
     """Greedy bytes: "x" -> "yzA" then euro signs forever; "q" -> grinning faces forever."""
     model = tiny_model("llama", seed=11)
-    chain = {ord("x"): ord("y"), ord("y"): ord("z"), ord("z"): ord("A"), ord("A"): 0xE2,
-             0xE2: 0x82, 0x82: 0xAC, 0xAC: 0xE2,
-             ord("q"): 0xF0, 0xF0: 0x9F, 0x9F: 0x98, 0x98: 0x80, 0x80: 0xF0}
+    chain = {
+        ord("x"): ord("y"),
+        ord("y"): ord("z"),
+        ord("z"): ord("A"),
+        ord("A"): 0xE2,
+        0xE2: 0x82,
+        0x82: 0xAC,
+        0xAC: 0xE2,
+        ord("q"): 0xF0,
+        0xF0: 0x9F,
+        0x9F: 0x98,
+        0x98: 0x80,
+        0x80: 0xF0,
+    }
     return steer_greedy(model, chain, seed=11)
 
 
-@pytest.mark.parametrize("prompt_text,stop,n_tokens", [
-    ("hello x", EURO * 3, 3 + 9),     # "yzA" then the third euro's last byte
-    ("hello x", "zA" + EURO, 3 + 3),  # ASCII then a multi-byte character
-    ("say q", GRIN * 2, 8),
-    ("say €q", EURO + "q" + GRIN, 4),  # begins in the prompt's multi-byte character
-])
+@pytest.mark.parametrize(
+    "prompt_text,stop,n_tokens",
+    [
+        ("hello x", EURO * 3, 3 + 9),  # "yzA" then the third euro's last byte
+        ("hello x", "zA" + EURO, 3 + 3),  # ASCII then a multi-byte character
+        ("say q", GRIN * 2, 8),
+        ("say €q", EURO + "q" + GRIN, 4),  # begins in the prompt's multi-byte character
+    ],
+)
 def test_stop_string_of_multibyte_characters(prompt_text, stop, n_tokens):
     btok = byte_tokenizer()
     model = _byte_model()
@@ -318,7 +352,8 @@ def test_forward_uses_the_installed_cache_keyword(tok):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             res = SpeculativeGenerator(model, tok, OracleDrafter(ref, "mixed"), controls=DraftControls.flat()).generate(
-                prompt, GenerationConfig(max_new_tokens=16, eos_token_ids=(), draft=FIXED))
+                prompt, GenerationConfig(max_new_tokens=16, eos_token_ids=(), draft=FIXED)
+            )
     finally:
         hf_logger.removeHandler(handler)
     assert res.token_ids == ref

@@ -93,8 +93,11 @@ def test_text_streamer_and_results():
     gen = SpeculativeGenerator(model, tok, OracleDrafter(ref, "tree"))
     buf = io.StringIO()
     with redirect_stdout(buf):
-        res = gen.generate(prompt, GenerationConfig(max_new_tokens=30, eos_token_ids=(), draft=FIXED),
-                           streamer=TextStreamer(tok, skip_prompt=True))
+        res = gen.generate(
+            prompt,
+            GenerationConfig(max_new_tokens=30, eos_token_ids=(), draft=FIXED),
+            streamer=TextStreamer(tok, skip_prompt=True),
+        )
     assert buf.getvalue().strip() == res.text.strip() == tok.decode(ref).strip()
     assert res.new_tokens == 30 == sum(res.tokens_per_step) and res.steps == len(res.step_results)
     assert res.finish_reason == "length" and res.tokens_per_s > 0 and res.mean_tokens_per_step > 1
@@ -127,7 +130,9 @@ def test_cost_sizing_drops_unlikely_nodes():
     res = gen.generate(prompt, GenerationConfig(max_new_tokens=20, eos_token_ids=()))
     assert res.token_ids == ref
     assert all(s.verified == 0 for s in res.step_results) and res.steps == 20
-    likely = SpeculativeGenerator(model, tok, OracleDrafter(ref, "chain", depth=8), controls=DraftControls(cpu, calibrate=False))
+    likely = SpeculativeGenerator(
+        model, tok, OracleDrafter(ref, "chain", depth=8), controls=DraftControls(cpu, calibrate=False)
+    )
     res2 = likely.generate(prompt, GenerationConfig(max_new_tokens=20, eos_token_ids=()))
     assert res2.token_ids == ref and any(s.verified > 0 for s in res2.step_results)
 
@@ -150,9 +155,9 @@ def test_acceptance_calibration_learns_from_outcomes():
     modest = SpeculativeGenerator(model, tok, Unlikely(ref, "chain", depth=4), controls=DraftControls(cpu))
     res = modest.generate(prompt, cfg)
     assert res.token_ids == ref
-    assert res.step_results[0].verified == 0                  # the prior believes 1% at first
+    assert res.step_results[0].verified == 0  # the prior believes 1% at first
     assert sum(s.verified for s in res.step_results[-5:]) > 0  # and learns that it is right
-    assert modest.controls.calibration("suffix").mapping()[0][0] > 0.2             # depth 1, q < 0.2: right after all
+    assert modest.controls.calibration("suffix").mapping()[0][0] > 0.2  # depth 1, q < 0.2: right after all
 
     class Liar(OracleDrafter):  # drafts a wrong token at the root, claims 0.99
         def draft(self, max_nodes):
@@ -165,13 +170,14 @@ def test_acceptance_calibration_learns_from_outcomes():
     assert res.token_ids == ref
     assert res.step_results[0].verified > 0
     first, last = (sum(s.verified for s in part) for part in (res.step_results[:10], res.step_results[-10:]))
-    assert last < first / 2                                    # believed less and less
-    assert proud.controls.calibration("suffix").mapping()[0][-1] < 0.2             # depth 1, q >= 0.98: always wrong
+    assert last < first / 2  # believed less and less
+    assert proud.controls.calibration("suffix").mapping()[0][-1] < 0.2  # depth 1, q >= 0.98: always wrong
 
 
 def test_null_drafter_is_plain_decoding():
     model, tok = tiny_model("gemma3", seed=8), char_tokenizer()
     prompt = random_prompts(1, seed=8)[0]
     res = SpeculativeGenerator(model, tok, NullDrafter()).generate(
-        prompt, GenerationConfig(max_new_tokens=25, eos_token_ids=()))
+        prompt, GenerationConfig(max_new_tokens=25, eos_token_ids=())
+    )
     assert res.token_ids == plain_greedy(model, prompt, 25) and res.steps == 25

@@ -24,8 +24,9 @@ def tok():
 
 
 def _fixed(spec: str = "tree", sizing: str = "fixed", **kw) -> GenerationConfig:
-    base = dict(max_new_tokens=N_NEW, eos_token_ids=(),
-                draft=DraftSettings(spec=spec, sizing=sizing, max_spec_tokens=64))
+    base = dict(
+        max_new_tokens=N_NEW, eos_token_ids=(), draft=DraftSettings(spec=spec, sizing=sizing, max_spec_tokens=64)
+    )
     base.update(kw)
     return GenerationConfig(**base)
 
@@ -57,7 +58,8 @@ def test_chain_mode_matches_generate(model, tok):
     for i, prompt in enumerate(random_prompts(3, seed=8)):
         ref = plain_greedy(model, prompt, N_NEW)
         res = SpeculativeGenerator(model, tok, OracleDrafter(ref, "tree", seed=i)).generate(
-            prompt, _fixed(spec="chain"))
+            prompt, _fixed(spec="chain")
+        )
         assert res.token_ids == ref
 
 
@@ -78,8 +80,7 @@ def test_max_new_tokens_mid_path(model, tok, max_new):
     ref = plain_greedy(model, prompt, N_NEW)
     for sizing in ("fixed", "cost"):
         drafter = OracleDrafter(ref, "chain", seed=max_new)
-        res = SpeculativeGenerator(model, tok, drafter).generate(
-            prompt, _fixed(max_new_tokens=max_new, sizing=sizing))
+        res = SpeculativeGenerator(model, tok, drafter).generate(prompt, _fixed(max_new_tokens=max_new, sizing=sizing))
         assert res.token_ids == ref[:max_new] and res.finish_reason == "length"
 
 
@@ -116,9 +117,11 @@ def test_drafter_factory_and_lifecycle(tok):
         made.append(OracleDrafter(ref, "tree"))
         made[-1].ended = None
         orig_end = made[-1].end
+
         def end(out, finished, d=made[-1]):
             d.ended = (list(out), finished)
             orig_end(out, finished)
+
         made[-1].end = end
         return made[-1]
 

@@ -75,9 +75,8 @@ def test_speculative_greedy_equals_generate(smol):
         prompt = _chat_ids(tok, text)
         ids = torch.tensor([prompt])
         with torch.inference_mode():
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                 max_new_tokens=N_NEW)
-        ref = out[0, len(prompt):].tolist()
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=N_NEW)
+        ref = out[0, len(prompt) :].tolist()
         drafter = OracleDrafter(ref + [0] * 8, "mixed", seed=i)
         gen = SpeculativeGenerator(model, tok, drafter)
         res = gen.generate(prompt, GenerationConfig(max_new_tokens=N_NEW, draft=FIXED))

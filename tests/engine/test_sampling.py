@@ -48,10 +48,18 @@ class MemoDrafter(TopKDrafter):
 def _processed_probs(model, rows: list[list[int]], kw: dict) -> torch.Tensor:
     """generate()'s own next-token distribution for each row: [len(rows), V]."""
     ids = torch.tensor(rows)
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, max_new_tokens=1,
-                         output_scores=True, return_dict_in_generate=True,
-                         top_k=kw.get("top_k", 0), top_p=kw.get("top_p", 1.0),
-                         temperature=kw["temperature"], repetition_penalty=kw.get("repetition_penalty", 1.0))
+    out = model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        do_sample=True,
+        max_new_tokens=1,
+        output_scores=True,
+        return_dict_in_generate=True,
+        top_k=kw.get("top_k", 0),
+        top_p=kw.get("top_p", 1.0),
+        temperature=kw["temperature"],
+        repetition_penalty=kw.get("repetition_penalty", 1.0),
+    )
     return torch.softmax(out.scores[0].float(), dim=-1)
 
 

@@ -36,17 +36,30 @@ from sufdec.suffix.draft import Draft
 from .helpers import char_tokenizer, random_prompts, tiny_model
 
 N_SAMPLES = 3000
-MAX_NEW = 4   # the first step verifies depth <= 3 (4 tokens with the bonus)
+MAX_NEW = 4  # the first step verifies depth <= 3 (4 tokens with the bonus)
 TOP_K = 3
 
 CASES = {
     # kind, attention, model seed, LM-head sharpening, prompt (seed, length), sampling
-    "llama-sdpa-penalty": dict(kind="llama", attn="sdpa", seed=2, sharpen=10.0, prompt=(2, 6),
-                               sampling=dict(temperature=1.0, top_k=TOP_K, repetition_penalty=1.3)),
-    "llama-eager": dict(kind="llama", attn="eager", seed=3, sharpen=10.0, prompt=(1, 6),
-                        sampling=dict(temperature=0.8, top_k=TOP_K)),
-    "gemma3-sliding-penalty": dict(kind="gemma3", attn="sdpa", seed=2, sharpen=10.0, prompt=(0, 14),
-                                   sampling=dict(temperature=1.0, top_k=TOP_K, repetition_penalty=1.3)),
+    "llama-sdpa-penalty": dict(
+        kind="llama",
+        attn="sdpa",
+        seed=2,
+        sharpen=10.0,
+        prompt=(2, 6),
+        sampling=dict(temperature=1.0, top_k=TOP_K, repetition_penalty=1.3),
+    ),
+    "llama-eager": dict(
+        kind="llama", attn="eager", seed=3, sharpen=10.0, prompt=(1, 6), sampling=dict(temperature=0.8, top_k=TOP_K)
+    ),
+    "gemma3-sliding-penalty": dict(
+        kind="gemma3",
+        attn="sdpa",
+        seed=2,
+        sharpen=10.0,
+        prompt=(0, 14),
+        sampling=dict(temperature=1.0, top_k=TOP_K, repetition_penalty=1.3),
+    ),
 }
 
 
@@ -154,7 +167,7 @@ class JointDrafter(ContextDrafter):
                 add(wrong, parent, depth)
 
         grow(context, -1, 1)
-        probs = [0.9 ** d for d in depths]
+        probs = [0.9**d for d in depths]
         return Draft(toks, parents, probs, float(sum(probs)), 1)
 
 
@@ -172,8 +185,11 @@ def chi2_pvalue(counts: dict, exact: dict, n: int) -> float:
             return 0.0  # many samples in cells the target (nearly) never produces
     stat = sum((o - e) ** 2 / e for o, e in zip(obs, exp))
     df = len(obs) - 1
-    return float(torch.special.gammaincc(torch.tensor(df / 2.0, dtype=torch.float64),
-                                         torch.tensor(stat / 2.0, dtype=torch.float64)))
+    return float(
+        torch.special.gammaincc(
+            torch.tensor(df / 2.0, dtype=torch.float64), torch.tensor(stat / 2.0, dtype=torch.float64)
+        )
+    )
 
 
 def marginal(joint: dict, depth: int) -> dict:
@@ -227,7 +243,7 @@ def test_drafts_have_depth_duplicates_and_wrong_branches():
             assert r == min(k for k in kids if layout.tokens[k] == t)
     assert dups >= 4
     # wrong branches: tokens the target never samples there
-    assert any(target.probs(prompt)[t] == 0 for t in d.token_ids[: 8])
+    assert any(target.probs(prompt)[t] == 0 for t in d.token_ids[:8])
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -240,8 +256,10 @@ def test_joint_distribution_of_first_tokens(name):
     impossible = sum(c for seq, c in counts.items() if seq not in exact)
     p3 = chi2_pvalue(marginal(counts, 3), marginal(exact, 3), N_SAMPLES)
     p4 = chi2_pvalue(counts, exact, N_SAMPLES)
-    print(f"{name}: p(first 3) = {p3:.3g}, p(first 4) = {p4:.3g}, impossible samples = {impossible}, "
-          f"steps/sample = {steps / N_SAMPLES:.2f}, deep first steps = {deep / N_SAMPLES:.2f}")
+    print(
+        f"{name}: p(first 3) = {p3:.3g}, p(first 4) = {p4:.3g}, impossible samples = {impossible}, "
+        f"steps/sample = {steps / N_SAMPLES:.2f}, deep first steps = {deep / N_SAMPLES:.2f}"
+    )
     assert impossible == 0, f"{name}: {impossible} samples the target cannot produce"
     # drafts did the work: most samples took one step, accepting nodes below depth 1
     assert steps < 1.5 * N_SAMPLES and deep > 0.5 * N_SAMPLES

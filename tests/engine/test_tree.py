@@ -17,15 +17,18 @@ from sufdec.suffix.draft import Draft
 #    |
 #   e(14)
 TREE = Draft([10, 11, 12, 13, 14], [-1, -1, 0, 0, 2], [0.9, 0.5, 0.6, 0.3, 0.5], 2.8, 3)
-TREE_MASK = np.array([
-    # r  a  b  c  d  e
-    [1, 0, 0, 0, 0, 0],  # root
-    [1, 1, 0, 0, 0, 0],  # a
-    [1, 0, 1, 0, 0, 0],  # b
-    [1, 1, 0, 1, 0, 0],  # c
-    [1, 1, 0, 0, 1, 0],  # d
-    [1, 1, 0, 1, 0, 1],  # e
-], dtype=bool)
+TREE_MASK = np.array(
+    [
+        # r  a  b  c  d  e
+        [1, 0, 0, 0, 0, 0],  # root
+        [1, 1, 0, 0, 0, 0],  # a
+        [1, 0, 1, 0, 0, 0],  # b
+        [1, 1, 0, 1, 0, 0],  # c
+        [1, 1, 0, 0, 1, 0],  # d
+        [1, 1, 0, 1, 0, 1],  # e
+    ],
+    dtype=bool,
+)
 
 
 def test_ids_positions_children():

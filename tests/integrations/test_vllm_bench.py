@@ -11,10 +11,21 @@ from sufdec.bench.vllm import plan, report
 
 def _row(method, phase, c, tps, outputs, accepted=0, drafts=0, drafted=0):
     tokens = sum(map(len, outputs))
-    return {"workload": "w", "method": method, "label": method, "phase": phase, "concurrency": c,
-            "tokens": tokens, "wall_s": tokens / tps, "tokens_per_s": tps, "engine_steps": 10,
-            "spec": {"num_drafts": drafts, "num_draft_tokens": drafted, "num_accepted_tokens": accepted},
-            "propose_calls": 10 if drafts else 0, "propose_s": 0.01 if drafts else 0.0, "outputs": outputs}
+    return {
+        "workload": "w",
+        "method": method,
+        "label": method,
+        "phase": phase,
+        "concurrency": c,
+        "tokens": tokens,
+        "wall_s": tokens / tps,
+        "tokens_per_s": tps,
+        "engine_steps": 10,
+        "spec": {"num_drafts": drafts, "num_draft_tokens": drafted, "num_accepted_tokens": accepted},
+        "propose_calls": 10 if drafts else 0,
+        "propose_s": 0.01 if drafts else 0.0,
+        "outputs": outputs,
+    }
 
 
 def test_jobs_follow_the_protocol(tmp_path):

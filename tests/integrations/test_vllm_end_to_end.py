@@ -37,13 +37,14 @@ def _model_dir() -> Path:
 
 
 def _run(mode: str, store: Path, model: Path, out: Path) -> dict:
-    env = dict(os.environ, SUFDEC_STORE=str(store), VLLM_CPU_KVCACHE_SPACE="1",
-               TOKENIZERS_PARALLELISM="false")
+    env = dict(os.environ, SUFDEC_STORE=str(store), VLLM_CPU_KVCACHE_SPACE="1", TOKENIZERS_PARALLELISM="false")
     env.pop("SUFDEC_VLLM_CONFIG", None)
     proc = subprocess.run(
-        [sys.executable, str(CHILD), str(model), str(PROMPTS), str(N_PROMPTS), str(MAX_TOKENS), mode, str(K),
-         str(out)],
-        env=env, capture_output=True, text=True, timeout=900,
+        [sys.executable, str(CHILD), str(model), str(PROMPTS), str(N_PROMPTS), str(MAX_TOKENS), mode, str(K), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"vLLM run ({mode}) failed:\n{log[-6000:]}"
@@ -75,9 +76,11 @@ def runs(tmp_path_factory):
     warm = _run("sufdec", store, model, work / "warm.json")
     after_warm = _stored(store)
     for name, run in (("plain", plain), ("sufdec, empty store", cold), ("sufdec, second process", warm)):
-        print(f"\n[vllm e2e] {name}: {run['tokens']} tokens in {run['generate_s']:.1f} s "
-              f"({run['tokens_per_s']:.1f} tokens/s), start {run['start_s']:.0f} s, metrics {run['metrics']}"
-              + (f", {_tokens_per_step(run):.2f} tokens/step" if run["metrics"] else ""))
+        print(
+            f"\n[vllm e2e] {name}: {run['tokens']} tokens in {run['generate_s']:.1f} s "
+            f"({run['tokens_per_s']:.1f} tokens/s), start {run['start_s']:.0f} s, metrics {run['metrics']}"
+            + (f", {_tokens_per_step(run):.2f} tokens/step" if run["metrics"] else "")
+        )
     return {"plain": plain, "cold": cold, "warm": warm, "after_cold": after_cold, "after_warm": after_warm}
 
 
@@ -109,5 +112,9 @@ def test_a_second_process_drafts_from_what_the_first_learned(runs):
 def test_ended_output_agrees_with_vllm_on_what_users_received(runs):
     # every plain output ended by itself (EOS or max_tokens): the rule learns all of them
     for out in runs["plain"]["outputs"]:
-        assert ended_output(out, eos_token_id=2, stop_token_ids=(), max_tokens=MAX_TOKENS,
-                            num_prompt_tokens=1, max_model_len=2048) == out
+        assert (
+            ended_output(
+                out, eos_token_id=2, stop_token_ids=(), max_tokens=MAX_TOKENS, num_prompt_tokens=1, max_model_len=2048
+            )
+            == out
+        )

@@ -27,8 +27,17 @@ def test_config_defaults_follow_sufdec_store(tmp_path):
 
 def test_config_file_overrides(tmp_path):
     path = tmp_path / "c.json"
-    path.write_text(json.dumps({"store": str(tmp_path / "x"), "learn": False, "preset": "paper",
-                                "draft": {"max_spec_tokens": 8, "sizing": "fixed"}, "refresh_s": 0}))
+    path.write_text(
+        json.dumps(
+            {
+                "store": str(tmp_path / "x"),
+                "learn": False,
+                "preset": "paper",
+                "draft": {"max_spec_tokens": 8, "sizing": "fixed"},
+                "refresh_s": 0,
+            }
+        )
+    )
     cfg = IntegrationConfig.from_environ({"SUFDEC_STORE": "/elsewhere", "SUFDEC_VLLM_CONFIG": str(path)})
     assert cfg.store == tmp_path / "x" and not cfg.learn and cfg.refresh_s == 0
     assert cfg.draft == DraftSettings.preset("paper", spec="chain", sizing="fixed", max_spec_tokens=8)
@@ -36,19 +45,22 @@ def test_config_file_overrides(tmp_path):
     assert IntegrationConfig.from_dict({"token_cost": "auto"}, {}).token_cost == "auto"
 
 
-@pytest.mark.parametrize("raw, words", [
-    ({"stroe": "x"}, "unknown key"),
-    ({"draft": {"max_spec_token": 3}}, "unknown draft field"),
-    ({"draft": {"spec": "tree"}}, "chains only"),
-    ({"draft": {"spec": "hybrid"}}, "chains only"),
-    ({"draft": {"spec": "nonesuch"}}, "chains only.*chain"),
-    ({"draft": {"sizing": "beta-ts"}}, "sizing must be one of cost, fixed, not 'beta-ts'"),
-    ({"draft": {"sizing": "calibration-ts"}}, "sizing must be one of cost, fixed"),
-    ({"token_cost": 2}, "between 0 and 1"),
-    ({"token_cost": "cheap"}, '"auto" or a number'),
-    ({"token_cost": True}, '"auto" or a number'),
-    ({"preset": "nope"}, "unknown preset"),
-])
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        ({"stroe": "x"}, "unknown key"),
+        ({"draft": {"max_spec_token": 3}}, "unknown draft field"),
+        ({"draft": {"spec": "tree"}}, "chains only"),
+        ({"draft": {"spec": "hybrid"}}, "chains only"),
+        ({"draft": {"spec": "nonesuch"}}, "chains only.*chain"),
+        ({"draft": {"sizing": "beta-ts"}}, "sizing must be one of cost, fixed, not 'beta-ts'"),
+        ({"draft": {"sizing": "calibration-ts"}}, "sizing must be one of cost, fixed"),
+        ({"token_cost": 2}, "between 0 and 1"),
+        ({"token_cost": "cheap"}, '"auto" or a number'),
+        ({"token_cost": True}, '"auto" or a number'),
+        ({"preset": "nope"}, "unknown preset"),
+    ],
+)
 def test_config_errors_say_what(raw, words):
     with pytest.raises(ConfigError, match=words):
         IntegrationConfig.from_dict(raw, {})
@@ -64,19 +76,25 @@ def test_config_file_unreadable(tmp_path):
 
 # ---------------------------------------------------------------- which outputs are learned
 def _ended(out, eos=EOS, stops=(), max_tokens=100, prompt=10, max_len=1000):
-    return ended_output(out, eos_token_id=eos, stop_token_ids=stops, max_tokens=max_tokens,
-                        num_prompt_tokens=prompt, max_model_len=max_len)
+    return ended_output(
+        out,
+        eos_token_id=eos,
+        stop_token_ids=stops,
+        max_tokens=max_tokens,
+        num_prompt_tokens=prompt,
+        max_model_len=max_len,
+    )
 
 
 def test_ended_output_mirrors_vllm_check_stop():
-    assert _ended([5, 6, EOS]) == [5, 6, EOS]                 # EOS, kept
-    assert _ended([5, EOS, 7, 8]) == [5, EOS]                 # accepted past EOS: cut there
-    assert _ended([5, 9, 7], stops=[9]) == [5, 9]             # a stop token id
-    assert _ended([5, 6, 7, 8], max_tokens=3) == [5, 6, 7]    # max_tokens
+    assert _ended([5, 6, EOS]) == [5, 6, EOS]  # EOS, kept
+    assert _ended([5, EOS, 7, 8]) == [5, EOS]  # accepted past EOS: cut there
+    assert _ended([5, 9, 7], stops=[9]) == [5, 9]  # a stop token id
+    assert _ended([5, 6, 7, 8], max_tokens=3) == [5, 6, 7]  # max_tokens
     assert _ended([5, 6, 7], prompt=8, max_len=10) == [5, 6]  # the context is full
-    assert _ended([5, 6, 7]) is None                          # aborted (client, stop string)
-    assert _ended([5, EOS, 7], eos=None) is None              # ignore_eos: EOS is a token
-    assert _ended([5, -1]) is None                            # placeholders: not ours to judge
+    assert _ended([5, 6, 7]) is None  # aborted (client, stop string)
+    assert _ended([5, EOS, 7], eos=None) is None  # ignore_eos: EOS is a token
+    assert _ended([5, -1]) is None  # placeholders: not ours to judge
     assert _ended([]) is None
 
 
@@ -96,7 +114,7 @@ def _live(index, spec="chain", sizing="fixed", **kw):
 def test_live_requests_draft_chains_from_the_store_and_forget():
     live = _live(_index([1, 2, 3, 4, 5, 6, EOS, 9, 9]))
     assert live.draft("a", [7, 1, 2], limit=10, final={EOS}) == [3, 4, 5, 6, EOS]  # cut after EOS
-    assert live.draft("a", [7, 1, 2, 3, 4], limit=2) == [5, 6]                   # fed the new tail only
+    assert live.draft("a", [7, 1, 2, 3, 4], limit=2) == [5, 6]  # fed the new tail only
     assert live.draft("a", [7, 1, 2, 3, 4], limit=0) == []
     assert "a" in live and len(live) == 1
     live.finish("a", None)
@@ -135,14 +153,14 @@ def test_live_requests_report_each_step_once_and_learn_through_the_service():
     assert live.draft("a", [9, 1, 2], limit=3) == [3, 4, 5]
     request = live._live["a"].request
     request.feedback = outcomes.append  # what the service's request is told, step by step
-    live.draft("a", [9, 1, 2, 3, 4, 7], limit=3)          # 3 and 4 accepted, 7 the bonus
+    live.draft("a", [9, 1, 2, 3, 4, 7], limit=3)  # 3 and 4 accepted, 7 the bonus
     live.draft("a", [9, 1, 2, 3, 4, 7, 8], limit=3)
     assert [(o.accepted, o.emitted) for o in outcomes] == [(2, [3, 4, 7]), (0, [8])]
     assert outcomes[0].verified.token_ids == [3, 4, 5]
     live.finish("a", [3, 4, 7, 8])
     live.draft("b", [9, 1], limit=3)
-    live.finish("b", None)                                 # aborted: not learned
-    live.finish("c", [5, 5])                               # never drafted for: learned all the same
+    live.finish("b", None)  # aborted: not learned
+    live.finish("c", [5, 5])  # never drafted for: learned all the same
     assert learned == [[3, 4, 7, 8], [5, 5]]
 
 
@@ -187,11 +205,13 @@ def test_worker_reads_the_step_shape_from_the_scheduler_output():
 
     from sufdec.integrations.vllm.worker import _step_shape
 
-    decode = SimpleNamespace(num_scheduled_tokens={"a": 4, "b": 1}, scheduled_spec_decode_tokens={"a": [1, 2, 3]},
-                             scheduled_new_reqs=[])
+    decode = SimpleNamespace(
+        num_scheduled_tokens={"a": 4, "b": 1}, scheduled_spec_decode_tokens={"a": [1, 2, 3]}, scheduled_new_reqs=[]
+    )
     assert _step_shape(decode) == (2, 3, True)
-    chunked = SimpleNamespace(num_scheduled_tokens={"a": 4, "b": 64}, scheduled_spec_decode_tokens={"a": [1, 2, 3]},
-                              scheduled_new_reqs=[])
+    chunked = SimpleNamespace(
+        num_scheduled_tokens={"a": 4, "b": 64}, scheduled_spec_decode_tokens={"a": [1, 2, 3]}, scheduled_new_reqs=[]
+    )
     assert _step_shape(chunked) == (2, 3, False)  # b computes prompt tokens
     new = SimpleNamespace(num_scheduled_tokens={"c": 1}, scheduled_spec_decode_tokens={}, scheduled_new_reqs=["c"])
     assert _step_shape(new) == (1, 0, False)

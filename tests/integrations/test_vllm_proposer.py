@@ -24,8 +24,9 @@ def _vllm_config(model_dir, worker_cls=WORKER, k=4, max_len=64):
     return SimpleNamespace(
         parallel_config=SimpleNamespace(worker_cls=worker_cls),
         speculative_config=SimpleNamespace(num_speculative_tokens=k),
-        model_config=SimpleNamespace(max_model_len=max_len, tokenizer=str(model_dir),
-                                     served_model_name="tiny", model=str(model_dir)),
+        model_config=SimpleNamespace(
+            max_model_len=max_len, tokenizer=str(model_dir), served_model_name="tiny", model=str(model_dir)
+        ),
     )
 
 
@@ -36,8 +37,9 @@ def _params(max_tokens=20):
 
 
 def _state(prompt, output, max_tokens=20):
-    return SimpleNamespace(sampling_params=_params(max_tokens), output_token_ids=list(output),
-                           num_prompt_tokens=len(prompt))
+    return SimpleNamespace(
+        sampling_params=_params(max_tokens), output_token_ids=list(output), num_prompt_tokens=len(prompt)
+    )
 
 
 class FakeRunner:
@@ -88,17 +90,17 @@ def test_rows_map_to_requests_and_drafts_respect_budgets(proposer):
     p, runner, store = proposer
     p.store.append([10, 11, 12, 13, 14, 15, 16, EOS], source={"from": "test"})
     p.service.follow_tree()
-    runner.put(0, "a", [5, 10, 11], [12])                    # continues the stored output
-    runner.put(1, "b", [7, 7, 7], [])                          # still in prefill: no sampled ids
-    runner.put(2, "c", [5, 10, 11], [12, 13], max_tokens=4)    # 2 tokens left: 1 draft token
+    runner.put(0, "a", [5, 10, 11], [12])  # continues the stored output
+    runner.put(1, "b", [7, 7, 7], [])  # still in prefill: no sampled ids
+    runner.put(2, "c", [5, 10, 11], [12, 13], max_tokens=4)  # 2 tokens left: 1 draft token
     drafts = p.propose([[12], [], [13]], runner.lens, runner.rows)
-    assert drafts == [[13, 14, 15, 16], [], [14]]              # K=4 caps row 0
+    assert drafts == [[13, 14, 15, 16], [], [14]]  # K=4 caps row 0
     assert len(p.live) == 2
 
 
 def test_finished_requests_are_learned_once_and_aborted_ones_not(proposer):
     p, runner, store = proposer
-    runner.put(0, "done", [5, 6], [20, 21, EOS, 99])           # accepted past EOS: cut there
+    runner.put(0, "done", [5, 6], [20, 21, EOS, 99])  # accepted past EOS: cut there
     runner.put(1, "aborted", [5, 6], [30, 31])
     p.propose([[20], [30]], runner.lens, runner.rows)
     for req_id in ("done", "aborted"):
@@ -126,8 +128,9 @@ def test_a_registered_chain_kind_runs_through_the_proposer(tmp_path, word_tokeni
 
     registry.register(toy_drafter.KIND)
     try:
-        cfg = IntegrationConfig.from_dict({"draft": {"spec": "repeat"}, "refresh_s": 0, "token_cost": 0},
-                                          {"SUFDEC_STORE": str(tmp_path / "s")})
+        cfg = IntegrationConfig.from_dict(
+            {"draft": {"spec": "repeat"}, "refresh_s": 0, "token_cost": 0}, {"SUFDEC_STORE": str(tmp_path / "s")}
+        )
         p = Proposer(_vllm_config(word_tokenizer_dir / "tokenizer.json"), cfg)
         runner = FakeRunner()
         p.bind(runner)

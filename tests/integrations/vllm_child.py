@@ -4,7 +4,8 @@ through the chat template, plain or with sufdec's proposer; writes one JSON obje
 
     python vllm_child.py MODEL_DIR PROMPTS.jsonl N MAX_TOKENS plain|sufdec K OUT.json [CONCURRENCY]
 (vLLM logs to stdout, so the result goes to a file.) CONCURRENCY: prompts submitted per
-``chat`` call (default: all at once). The store is the one $SUFDEC_STORE names (the proposer reads it, as in production).
+``chat`` call (default: all at once). The store is the one $SUFDEC_STORE names (the proposer
+reads it, as in production).
 """
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ def main() -> None:
     extra = {}
     if mode == "sufdec":
         extra = {
-            "speculative_config": {"method": "custom_class", "model": "sufdec.integrations.vllm.Proposer",
-                                   "num_speculative_tokens": int(k)},
+            "speculative_config": {
+                "method": "custom_class",
+                "model": "sufdec.integrations.vllm.Proposer",
+                "num_speculative_tokens": int(k),
+            },
             "worker_cls": "sufdec.integrations.vllm.Worker",
         }
     t0 = time.perf_counter()
-    llm = LLM(model=model, dtype="float32", enforce_eager=True, max_model_len=2048, seed=0,
-              disable_log_stats=False, **extra)
+    llm = LLM(
+        model=model, dtype="float32", enforce_eager=True, max_model_len=2048, seed=0, disable_log_stats=False, **extra
+    )
     started = time.perf_counter()
     with open(prompts_file, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f][: int(n)]
@@ -37,10 +42,13 @@ def main() -> None:
     step = concurrency or len(chats)
     outs = []
     for i in range(0, len(chats), step):
-        outs += llm.chat(chats[i:i + step], params, use_tqdm=False)
+        outs += llm.chat(chats[i : i + step], params, use_tqdm=False)
     done = time.perf_counter()
-    metrics = {m.name.removeprefix("vllm:spec_decode_"): m.value for m in llm.get_metrics()
-               if m.name.startswith("vllm:spec_decode_num_") and hasattr(m, "value")}
+    metrics = {
+        m.name.removeprefix("vllm:spec_decode_"): m.value
+        for m in llm.get_metrics()
+        if m.name.startswith("vllm:spec_decode_num_") and hasattr(m, "value")
+    }
     tokens = sum(len(o.outputs[0].token_ids) for o in outs)
     result = {
         "outputs": [list(o.outputs[0].token_ids) for o in outs],

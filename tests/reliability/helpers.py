@@ -45,8 +45,14 @@ def expected_tokens(tok_dir: Path, texts: list[str]) -> list[list[int]]:
 
 def sufdec(*args: str, **kw) -> subprocess.Popen:
     """`python -m sufdec ARGS` in the repository, stdout piped."""
-    return subprocess.Popen([sys.executable, "-m", "sufdec", *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sufdec", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def committed(store: Path) -> int:

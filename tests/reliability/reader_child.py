@@ -54,8 +54,19 @@ def main() -> None:
     if len(store.tree) != len(store):
         problems.append(f"tree has {len(store.tree)} sequences, the store {len(store)}")
     store.close()
-    print(json.dumps({"counts": counts, "refreshes": refreshes, "drafts": drafts, "nonempty": nonempty,
-                      "seen": next_id, "problems": problems}), flush=True)
+    print(
+        json.dumps(
+            {
+                "counts": counts,
+                "refreshes": refreshes,
+                "drafts": drafts,
+                "nonempty": nonempty,
+                "seen": next_id,
+                "problems": problems,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,17 @@ def _one_line_or_ok(proc) -> str:
 def test_compact_under_a_writer_whose_sufdec_lock_was_deleted(tmp_path: Path, word_tokenizer_dir: Path) -> None:
     data, store = tmp_path / "data.jsonl", tmp_path / "store"
     make_corpus(data, 8000, seed=5)
-    writer = sufdec("index", str(data), "--store", str(store), "--tokenizer", str(word_tokenizer_dir),
-                    "--txn-records", "300", "--json")
+    writer = sufdec(
+        "index",
+        str(data),
+        "--store",
+        str(store),
+        "--tokenizer",
+        str(word_tokenizer_dir),
+        "--txn-records",
+        "300",
+        "--json",
+    )
     _wait_for(store / "sufdec.acked")  # the first transaction is committed
     (store / "sufdec.lock").unlink()
     compact = sufdec("compact", "--store", str(store))

@@ -103,8 +103,21 @@ def kill_generate(tmp_path: Path, model: Path, *, kills: int, prompts: int, seed
     path.write_text("".join(json.dumps({"prompt": " ".join(rng.choices(words, k=6))}) + "\n" for _ in range(prompts)))
     store = tmp_path / "store"
     tok = AutoTokenizer.from_pretrained(str(model))
-    args = ["generate", "--model", str(model), "--store", str(store), "--prompts", str(path), "--raw",
-            "--json", "--max-new-tokens", "12", "--sizing", "fixed"]
+    args = [
+        "generate",
+        "--model",
+        str(model),
+        "--store",
+        str(store),
+        "--prompts",
+        str(path),
+        "--raw",
+        "--json",
+        "--max-new-tokens",
+        "12",
+        "--sizing",
+        "fixed",
+    ]
     acked: set[str] = set()
     tally = Tally()
     while tally.kills < kills:

@@ -23,8 +23,16 @@ def _create(store: Path, tok_dir: Path) -> None:
 
 
 def _readers(store: Path, n: int, target: int) -> list[subprocess.Popen]:
-    procs = [subprocess.Popen([sys.executable, str(READER), str(store), str(target), "60"], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(n)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(READER), str(store), str(target), "60"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n)
+    ]
     for p in procs:
         assert p.stdout.readline().strip() == "ready", p.stderr.read()
     return procs
@@ -45,8 +53,17 @@ def test_four_readers_drafting_while_index_writes(tmp_path: Path, word_tokenizer
     store = tmp_path / "store"
     _create(store, word_tokenizer_dir)
     readers = _readers(store, 4, len(expected))
-    writer = sufdec("index", str(data), "--store", str(store), "--tokenizer", str(word_tokenizer_dir),
-                    "--txn-records", "50", "--json")
+    writer = sufdec(
+        "index",
+        str(data),
+        "--store",
+        str(store),
+        "--tokenizer",
+        str(word_tokenizer_dir),
+        "--txn-records",
+        "50",
+        "--json",
+    )
     _, err = writer.communicate(timeout=120)
     assert writer.returncode == 0, err
     for r in _results(readers):
@@ -68,8 +85,20 @@ def test_two_writers_at_once(tmp_path: Path, word_tokenizer_dir: Path) -> None:
     store = tmp_path / "store"
     _create(store, word_tokenizer_dir)
     readers = _readers(store, 1, len(union))
-    writers = [sufdec("index", str(tmp_path / f"{x}.jsonl"), "--store", str(store), "--tokenizer",
-                      str(word_tokenizer_dir), "--txn-records", "50", "--json") for x in "ab"]
+    writers = [
+        sufdec(
+            "index",
+            str(tmp_path / f"{x}.jsonl"),
+            "--store",
+            str(store),
+            "--tokenizer",
+            str(word_tokenizer_dir),
+            "--txn-records",
+            "50",
+            "--json",
+        )
+        for x in "ab"
+    ]
     reports = []
     for w in writers:
         out, err = w.communicate(timeout=120)

@@ -29,7 +29,11 @@ def main() -> None:
     print("ready", flush=True)
     if mode == "ingest":
         ingest_jsonl(
-            store, data, encode=encode, vocab_size=VOCAB, encode_batch_size=16,
+            store,
+            data,
+            encode=encode,
+            vocab_size=VOCAB,
+            encode_batch_size=16,
             on_progress=lambda *_: print("p", flush=True),
         )
     else:

@@ -43,8 +43,13 @@ def test_compact_refuses_before_writing_when_it_cannot_make_its_copy(store_dir: 
     assert _digest(store_dir) == before  # not even the checkpoint ran
 
 
-@pytest.mark.parametrize("exc, kind", [(PermissionError(errno.EACCES, "Permission denied"), StoreLockedError),
-                                       (OSError(errno.EXDEV, "Invalid cross-device link"), StoreIOError)])
+@pytest.mark.parametrize(
+    "exc, kind",
+    [
+        (PermissionError(errno.EACCES, "Permission denied"), StoreLockedError),
+        (OSError(errno.EXDEV, "Invalid cross-device link"), StoreIOError),
+    ],
+)
 def test_compact_whose_rename_fails_keeps_the_store(store_dir: Path, monkeypatch, exc, kind) -> None:
     def fails(*a, **k):
         raise exc
@@ -79,8 +84,10 @@ def test_a_budget_beyond_64_bits_is_a_value_error(tmp_path: Path) -> None:
         Store.open(tmp_path / "s", TOK, config=StoreConfig(max_bytes=2**70))
 
 
-@pytest.mark.parametrize("key, value", [("eviction", "random"), ("max_tokens", -1), ("max_depth", 70000),
-                                        ("next_seq_id", -5), ("format_version", 0)])
+@pytest.mark.parametrize(
+    "key, value",
+    [("eviction", "random"), ("max_tokens", -1), ("max_depth", 70000), ("next_seq_id", -5), ("format_version", 0)],
+)
 def test_impossible_meta_values_are_refused_at_open(store_dir: Path, key: str, value) -> None:
     import lmdb
 
@@ -116,6 +123,6 @@ def test_compact_keeps_a_linked_data_file_where_the_link_points(tmp_path: Path) 
     compact_mod.compact(store)
     assert (store / "data.mdb").is_symlink() and os.readlink(store / "data.mdb") == str(elsewhere / "data.mdb")
     assert (elsewhere / "data.mdb").stat().st_size < size
-    assert sorted(p.name for p in elsewhere.iterdir()) == ["data.mdb"]   # no copy left behind
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["data.mdb"]  # no copy left behind
     with Store.open(store, TOK) as st:
         assert [s.tokens for s in st.iter_sequences()] == kept and verify(st) == []

@@ -25,8 +25,9 @@ WORDS = "SELECT name FROM singer WHERE age > 30 AND country = 'France' ORDER BY 
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sufdec", *args], capture_output=True, text=True,
-                          timeout=120, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "sufdec", *args], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
 
 
 def one_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -49,20 +50,28 @@ def corpus(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(tmp_path: Path, corpus: Path, word_tokenizer_dir: Path) -> Path:
-    res = CliRunner().invoke(app, ["index", str(corpus), "--store", str(tmp_path / "s"),
-                                   "--tokenizer", str(word_tokenizer_dir)])
+    res = CliRunner().invoke(
+        app, ["index", str(corpus), "--store", str(tmp_path / "s"), "--tokenizer", str(word_tokenizer_dir)]
+    )
     assert res.exit_code == 0, res.output
     return tmp_path / "s"
 
 
 def _commands(store: Path, corpus: Path, tok: Path) -> dict[str, list[str]]:
     s = ["--store", str(store)]
-    return {"stats": ["stats", *s], "verify": ["verify", *s], "repair": ["verify", "--repair", *s],
-            "index": ["index", str(corpus), *s, "--tokenizer", str(tok)], "compact": ["compact", *s]}
+    return {
+        "stats": ["stats", *s],
+        "verify": ["verify", *s],
+        "repair": ["verify", "--repair", *s],
+        "index": ["index", str(corpus), *s, "--tokenizer", str(tok)],
+        "compact": ["compact", *s],
+    }
 
 
-@pytest.mark.parametrize("damage, needle", [("truncated", "truncated"), ("zeroed", "not an LMDB"),
-                                            ("random", "not an LMDB"), ("empty", "empty")])
+@pytest.mark.parametrize(
+    "damage, needle",
+    [("truncated", "truncated"), ("zeroed", "not an LMDB"), ("random", "not an LMDB"), ("empty", "empty")],
+)
 def test_a_damaged_data_file_is_one_line_everywhere(store, corpus, word_tokenizer_dir, damage, needle) -> None:
     data = store / "data.mdb"
     size = data.stat().st_size
@@ -87,12 +96,15 @@ def _sequences_root_page(data: Path) -> tuple[int, int]:
 
     def meta(off: int) -> tuple[int, int, int]:
         m = off + 16  # LMDB 0.9 page header
-        return (struct.unpack_from("<Q", raw, m + 128)[0], struct.unpack_from("<I", raw, m + 24)[0],
-                struct.unpack_from("<Q", raw, m + 72 + 40)[0])
+        return (
+            struct.unpack_from("<Q", raw, m + 128)[0],
+            struct.unpack_from("<I", raw, m + 24)[0],
+            struct.unpack_from("<Q", raw, m + 72 + 40)[0],
+        )
 
     first = meta(0)
     _, psize, main_root = max(first, meta(first[1]))
-    page = raw[main_root * psize:(main_root + 1) * psize]
+    page = raw[main_root * psize : (main_root + 1) * psize]
     at = page.index(b"sequences") + len(b"sequences")
     return psize, struct.unpack_from("<Q", page, at + 40)[0]
 

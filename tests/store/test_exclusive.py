@@ -44,8 +44,9 @@ HOLD_RAW_LMDB = (  # a process that opens the environment itself, never taking s
 @contextlib.contextmanager
 def held(store: Path, code: str = HOLD_STORE) -> Iterator[subprocess.Popen]:
     """Another process holding the store open until the block ends."""
-    proc = subprocess.Popen([sys.executable, "-c", code, str(store)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(store)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
     try:
         assert proc.stdout.readline().strip() == "open"
         yield proc

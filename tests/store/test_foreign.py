@@ -44,8 +44,14 @@ def test_foreign_environment_refused_everywhere(tmp_path: Path, word_tokenizer_d
     src.write_text(json.dumps({"text": "SELECT name FROM singer"}) + "\n")
     runner = CliRunner()
     s = ["--store", str(store)]
-    for args in (["index", str(src), *s, "--tokenizer", str(word_tokenizer_dir)], ["verify", "--repair", *s],
-                 ["compact", *s], ["stats", *s], ["verify", *s], ["evict", *s, "--max-tokens", "1"]):
+    for args in (
+        ["index", str(src), *s, "--tokenizer", str(word_tokenizer_dir)],
+        ["verify", "--repair", *s],
+        ["compact", *s],
+        ["stats", *s],
+        ["verify", *s],
+        ["evict", *s, "--max-tokens", "1"],
+    ):
         res = runner.invoke(app, args)
         errors = [x for x in res.output.splitlines() if x.startswith("error:")]
         assert res.exit_code == 1 and len(errors) == 1 and "not a sufdec store" in errors[0], (args, res.output)

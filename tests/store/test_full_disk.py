@@ -38,8 +38,9 @@ def small_fs(tmp_path: Path):
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sufdec", *args], capture_output=True, text=True,
-                          timeout=120, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "sufdec", *args], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
 
 
 def _fill(fs: Path, leave: int) -> Path:
@@ -54,8 +55,9 @@ def _fill(fs: Path, leave: int) -> Path:
 
 def _corpus(path: Path, n: int, seed: int) -> Path:
     rng = random.Random(seed)
-    path.write_text("".join(json.dumps({"text": " ".join(rng.choices(WORDS, k=60)) + f" {seed} {i}"}) + "\n"
-                            for i in range(n)))
+    path.write_text(
+        "".join(json.dumps({"text": " ".join(rng.choices(WORDS, k=60)) + f" {seed} {i}"}) + "\n" for i in range(n))
+    )
     return path
 
 
@@ -67,8 +69,9 @@ def _one_line(proc: subprocess.CompletedProcess) -> str:
 
 
 @pytest.mark.parametrize("leave", [0, 4 << 10, 12 << 10, 44 << 10])
-def test_creating_a_store_on_a_full_file_system(small_fs: Path, tmp_path: Path, word_tokenizer_dir: Path,
-                                                 leave: int) -> None:
+def test_creating_a_store_on_a_full_file_system(
+    small_fs: Path, tmp_path: Path, word_tokenizer_dir: Path, leave: int
+) -> None:
     src = _corpus(tmp_path / "in.jsonl", 300, 0)
     filler = _fill(small_fs, leave)
     args = ["index", str(src), "--store", str(small_fs / "s"), "--tokenizer", str(word_tokenizer_dir), "--json"]
@@ -81,8 +84,9 @@ def test_creating_a_store_on_a_full_file_system(small_fs: Path, tmp_path: Path, 
     assert cli("verify", "--store", str(small_fs / "s")).returncode == 0
 
 
-def test_indexing_onto_a_full_file_system_loses_nothing(small_fs: Path, tmp_path: Path,
-                                                        word_tokenizer_dir: Path) -> None:
+def test_indexing_onto_a_full_file_system_loses_nothing(
+    small_fs: Path, tmp_path: Path, word_tokenizer_dir: Path
+) -> None:
     store = small_fs / "s"
     first = _corpus(tmp_path / "first.jsonl", 50, 1)
     base = ["--store", str(store), "--tokenizer", str(word_tokenizer_dir), "--json"]

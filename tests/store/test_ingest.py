@@ -45,7 +45,10 @@ def test_every_record_shape(tmp_path: Path) -> None:
                 {"role": "user", "content": "hi"},
                 {"role": "assistant", "content": "first turn"},
                 {"role": "user", "content": "more"},
-                {"role": "assistant", "content": [{"type": "text", "text": "second "}, {"type": "text", "text": "turn"}]},
+                {
+                    "role": "assistant",
+                    "content": [{"type": "text", "text": "second "}, {"type": "text", "text": "turn"}],
+                },
                 {"role": "assistant", "content": None, "tool_calls": []},
             ]
         },
@@ -55,8 +58,13 @@ def test_every_record_shape(tmp_path: Path) -> None:
         summary = run(store, write_jsonl(tmp_path / "in.jsonl", rows))
         assert summary.records_added == 7 and summary.skipped == 0 and summary.problems == ()
         assert stored(store) == [
-            ids("plain text"), ids("completion one"), ids("response two"), ids("output three"),
-            ids("first turn"), ids("second turn"), [5, 6, 7, 255],
+            ids("plain text"),
+            ids("completion one"),
+            ids("response two"),
+            ids("output three"),
+            ids("first turn"),
+            ids("second turn"),
+            [5, 6, 7, 255],
         ]
         assert summary.tokens_added == sum(map(len, stored(store)))
         first_turn = store.get(4)
@@ -180,7 +188,9 @@ def test_encoder_gets_batches(tmp_path: Path) -> None:
 
     rows = [{"text": f"t{i}"} for i in range(10)] + [{"token_ids": [1]}]
     with Store.open(tmp_path / "s", TOK) as store:
-        ingest_jsonl(store, write_jsonl(tmp_path / "in.jsonl", rows), encode=counting, vocab_size=VOCAB, encode_batch_size=4)
+        ingest_jsonl(
+            store, write_jsonl(tmp_path / "in.jsonl", rows), encode=counting, vocab_size=VOCAB, encode_batch_size=4
+        )
         assert sizes == [4, 4, 2]
         assert stored(store)[-1] == [1]  # file order is kept
 
@@ -189,19 +199,30 @@ def test_output_that_encodes_to_nothing(tmp_path: Path) -> None:
     def dropping(texts: list[str]) -> list[list[int]]:
         return [[] if t == "drop" else list(t.encode()) for t in texts]
 
-    rows = [{"text": "keep"}, {"text": "drop"}, {"messages": [{"role": "assistant", "content": "x"}, {"role": "assistant", "content": "drop"}]}]
+    rows = [
+        {"text": "keep"},
+        {"text": "drop"},
+        {"messages": [{"role": "assistant", "content": "x"}, {"role": "assistant", "content": "drop"}]},
+    ]
     with Store.open(tmp_path / "s", TOK) as store:
         summary = ingest_jsonl(store, write_jsonl(tmp_path / "in.jsonl", rows), encode=dropping, vocab_size=VOCAB)
         assert stored(store) == [ids("keep")]
         assert [(p.line, p.reason) for p in summary.problems] == [
-            (2, "output encodes to no tokens"), (3, "output encodes to no tokens")
+            (2, "output encodes to no tokens"),
+            (3, "output encodes to no tokens"),
         ]
 
 
 def test_bom_and_long_line(tmp_path: Path) -> None:
     long_text = "".join(random.Random(0).choices("abcdefghij klmnop", k=2_000_000))  # one 2 MB line
     path = tmp_path / "in.jsonl"
-    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"text": "bom"}).encode() + b"\n" + json.dumps({"text": long_text}).encode() + b"\n")
+    path.write_bytes(
+        b"\xef\xbb\xbf"
+        + json.dumps({"text": "bom"}).encode()
+        + b"\n"
+        + json.dumps({"text": long_text}).encode()
+        + b"\n"
+    )
     with Store.open(tmp_path / "s", TOK) as store:
         summary = run(store, path, checkpoint=False)
         assert summary.records_added == 2 and summary.tokens_added == 3 + len(long_text)
@@ -220,8 +241,9 @@ def test_a_tokenizer_failure_is_a_skipped_line(tmp_path: Path) -> None:
             out.append(["x"] if "junk" in t else list(t.encode()))
         return out
 
-    src = write_jsonl(tmp_path / "in.jsonl", [{"text": "fine one"}, {"text": "boom"}, {"text": "junk ids"},
-                                              {"text": "fine two"}])
+    src = write_jsonl(
+        tmp_path / "in.jsonl", [{"text": "fine one"}, {"text": "boom"}, {"text": "junk ids"}, {"text": "fine two"}]
+    )
     with Store.open(tmp_path / "s", TOK) as store:
         summary = ingest_jsonl(store, src, encode=picky, vocab_size=VOCAB)
         assert summary.records_added == 2 and summary.skipped == 2
@@ -236,7 +258,7 @@ def test_the_count_after_a_write_error_is_exact(tmp_path: Path, monkeypatch: pyt
     from sufdec.store import StoreFullError
 
     turns = [{"role": "assistant", "content": f"answer number {i}"} for i in range(10)]
-    src = write_jsonl(tmp_path / "in.jsonl", [{"messages": turns}])   # one line, ten outputs
+    src = write_jsonl(tmp_path / "in.jsonl", [{"messages": turns}])  # one line, ten outputs
     commits = []
     real = Store._commit
 

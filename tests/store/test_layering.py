@@ -13,9 +13,7 @@ import sufdec.store
 
 PACKAGE = "sufdec.store"
 ROOT = Path(sufdec.store.__file__).parent
-MODULES = {
-    (PACKAGE if p.stem == "__init__" else f"{PACKAGE}.{p.stem}"): p for p in sorted(ROOT.glob("*.py"))
-}
+MODULES = {(PACKAGE if p.stem == "__init__" else f"{PACKAGE}.{p.stem}"): p for p in sorted(ROOT.glob("*.py"))}
 
 
 def _trees() -> dict[str, ast.Module]:

@@ -77,8 +77,8 @@ def test_a_new_store_is_never_made_among_other_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in home.iterdir()) == [".bashrc", "notes.txt"]
     empty = tmp_path / "empty"
     empty.mkdir()
-    Store.open(empty, TOK).close()              # an empty directory takes a store
-    Store.open(empty, TOK).close()              # and opens it again
+    Store.open(empty, TOK).close()  # an empty directory takes a store
+    Store.open(empty, TOK).close()  # and opens it again
     Store.open(tmp_path / "new" / "deep", TOK).close()
 
 
@@ -111,7 +111,9 @@ def test_append_and_dedup(tmp_path: Path) -> None:
         assert store.append([4, 5]) == 1
         got = store.get(0)
         assert got is not None and got.tokens == [1, 2, 3] and got.source["note"] == "a"
-        assert "time" in got.source and got.content_hash == codec.content_hash(codec.token_bytes(codec.to_token_array([1, 2, 3])))
+        assert "time" in got.source and got.content_hash == codec.content_hash(
+            codec.token_bytes(codec.to_token_array([1, 2, 3]))
+        )
         assert store.find([4, 5]) == 1 and store.find([9]) is None and store.get(7) is None
         with pytest.raises(ValueError):
             store.append([])
@@ -364,7 +366,9 @@ print("ok")
 def test_fork_is_refused(tmp_path: Path) -> None:
     """Run in a fresh interpreter: forking the (multi-threaded) test runner is unsafe."""
     root = str(Path(__file__).resolve().parents[2])
-    out = subprocess.run([sys.executable, "-c", FORK_SCRIPT, str(tmp_path), root], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, str(tmp_path), root], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 

@@ -57,13 +57,20 @@ def check_draft_valid(draft, counts: Counter, context, D: int, min_prob: float, 
     assert abs(draft.score - sum(draft.probs)) < 1e-9
 
 
-def check_speculate(tree, ref, context, *, max_spec_tokens=32, factor=4.0, offset=0.0,
-                    min_prob=0.1, use_tree=True, draft=None) -> None:
+def check_speculate(
+    tree, ref, context, *, max_spec_tokens=32, factor=4.0, offset=0.0, min_prob=0.1, use_tree=True, draft=None
+) -> None:
     counts = ref.counts()
     D = ref.D
     if draft is None:
-        draft = tree.speculate(context, max_spec_tokens=max_spec_tokens, max_spec_factor=factor,
-                               max_spec_offset=offset, min_token_prob=min_prob, use_tree=use_tree)
+        draft = tree.speculate(
+            context,
+            max_spec_tokens=max_spec_tokens,
+            max_spec_factor=factor,
+            max_spec_offset=offset,
+            min_token_prob=min_prob,
+            use_tree=use_tree,
+        )
     lens = match_lengths(counts, context, D)
     if draft.match_len == 0:
         assert len(draft.token_ids) == 0 and draft.score == 0
@@ -82,7 +89,7 @@ def check_speculate(tree, ref, context, *, max_spec_tokens=32, factor=4.0, offse
             best = max(best, scores[ln])
         assert abs(draft.score - best) < 1e-9
         if draft.match_len:
-            ref_probs = sorted(tree_probs(counts, ctx[-draft.match_len:], n_b, min_prob))
+            ref_probs = sorted(tree_probs(counts, ctx[-draft.match_len :], n_b, min_prob))
             assert len(ref_probs) == len(draft.probs)
             for a, b in zip(ref_probs, sorted(draft.probs)):
                 assert abs(a - b) < 1e-9
@@ -98,9 +105,9 @@ def check_speculate(tree, ref, context, *, max_spec_tokens=32, factor=4.0, offse
                 hi = max(hi, min(path_scores(counts, ctx[-ln:], b, min_prob)))
         assert draft.score >= hi - 1e-9
         if draft.match_len:
-            assert round(draft.score, 9) in {round(s, 9) for s in path_scores(
-                counts, ctx[-draft.match_len:], n_b, min_prob)} or any(
-                abs(draft.score - s) < 1e-8 for s in path_scores(counts, ctx[-draft.match_len:], n_b, min_prob))
+            assert round(draft.score, 9) in {
+                round(s, 9) for s in path_scores(counts, ctx[-draft.match_len :], n_b, min_prob)
+            } or any(abs(draft.score - s) < 1e-8 for s in path_scores(counts, ctx[-draft.match_len :], n_b, min_prob))
             for i in range(len(draft.token_ids)):
                 assert draft.parents[i] == i - 1
 

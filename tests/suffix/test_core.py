@@ -44,8 +44,14 @@ def test_counts_match_reference(D, seqs, chunked):
 
 
 @FAST
-@given(depths, seq_lists, st.lists(st.integers(0, 3), max_size=12), st.booleans(),
-       st.sampled_from([0.0, 0.1, 0.3]), st.sampled_from([(32, 4.0, 0.0), (3, 1.0, 0.0), (8, 0.5, 1.0), (5, 2.0, -1.0)]))
+@given(
+    depths,
+    seq_lists,
+    st.lists(st.integers(0, 3), max_size=12),
+    st.booleans(),
+    st.sampled_from([0.0, 0.1, 0.3]),
+    st.sampled_from([(32, 4.0, 0.0), (3, 1.0, 0.0), (8, 0.5, 1.0), (5, 2.0, -1.0)]),
+)
 def test_speculate_matches_reference(D, seqs, ctx, use_tree, minp, budget_cfg):
     t, r = build(D, seqs)
     m, f, o = budget_cfg
@@ -183,8 +189,19 @@ def test_numpy_inputs():
 
 @pytest.mark.parametrize(
     "bad",
-    [[-1], [2**31], [1, 2**40], [1.5], ["a"], "abc", np.array([1.0]), np.array([[1, 2]]),
-     np.array([-3], dtype=np.int64), np.array([2**31], dtype=np.int64), [None]],
+    [
+        [-1],
+        [2**31],
+        [1, 2**40],
+        [1.5],
+        ["a"],
+        "abc",
+        np.array([1.0]),
+        np.array([[1, 2]]),
+        np.array([-3], dtype=np.int64),
+        np.array([2**31], dtype=np.int64),
+        [None],
+    ],
 )
 def test_bad_tokens_raise(bad):
     t = SuffixTree(4)
@@ -204,8 +221,13 @@ def test_bad_params_raise():
     with pytest.raises(ValueError):
         SuffixTree(70000)
     t = SuffixTree(4)
-    for kw in ({"max_spec_tokens": -1}, {"max_spec_factor": -1.0}, {"min_token_prob": 1.5},
-               {"min_token_prob": float("nan")}, {"max_spec_offset": float("inf")}):
+    for kw in (
+        {"max_spec_tokens": -1},
+        {"max_spec_factor": -1.0},
+        {"min_token_prob": 1.5},
+        {"min_token_prob": float("nan")},
+        {"max_spec_offset": float("inf")},
+    ):
         with pytest.raises(ValueError):
             t.speculate([1], **kw)
 

@@ -38,9 +38,17 @@ def build_request(D, seq, chunk):
 
 
 @FAST
-@given(depths, seq_lists, small_seq, st.integers(1, 4), st.sampled_from(["both", "global", "request"]),
-       st.sampled_from([0.0, 0.5, 2.0]), st.sampled_from([1, 2, 3, 6]), st.sampled_from([0.0, 0.05, 0.3]),
-       budgets)
+@given(
+    depths,
+    seq_lists,
+    small_seq,
+    st.integers(1, 4),
+    st.sampled_from(["both", "global", "request"]),
+    st.sampled_from([0.0, 0.5, 2.0]),
+    st.sampled_from([1, 2, 3, 6]),
+    st.sampled_from([0.0, 0.05, 0.3]),
+    budgets,
+)
 def test_merged_matches_reference(D, seqs, req_seq, chunk, trees, prior, max_sources, min_prob, budget_cfg):
     m_tok, fac, off = budget_cfg
     g, gref = build_global(D, seqs)
@@ -50,22 +58,47 @@ def test_merged_matches_reference(D, seqs, req_seq, chunk, trees, prior, max_sou
         matcher.feed(req_seq[i : i + chunk])
     use_g = trees in ("both", "global")
     use_r = trees in ("both", "request")
-    cfg = SpecConfig(max_spec_tokens=m_tok, max_spec_factor=fac, max_spec_offset=off, min_token_prob=min_prob,
-                     mode="merged", prior=prior, max_sources=max_sources)
+    cfg = SpecConfig(
+        max_spec_tokens=m_tok,
+        max_spec_factor=fac,
+        max_spec_offset=off,
+        min_token_prob=min_prob,
+        mode="merged",
+        prior=prior,
+        max_sources=max_sources,
+    )
     d = speculate_both(matcher if use_g else None, r if use_r else None, 0, cfg)
-    L, cands = merged_candidates(gref.counts() if use_g else None, req_seq,
-                                 rref.counts() if use_r else None, req_seq, D, prior, max_sources)
+    L, cands = merged_candidates(
+        gref.counts() if use_g else None, req_seq, rref.counts() if use_r else None, req_seq, D, prior, max_sources
+    )
     check_merged(d, L, cands, m_tok, fac, off, min_prob)
     # keywords give the same draft as a SpecConfig
-    d2 = speculate_both(matcher if use_g else None, r if use_r else None, 0, max_spec_tokens=m_tok,
-                        max_spec_factor=fac, max_spec_offset=off, min_token_prob=min_prob, mode="merged",
-                        prior=prior, max_sources=max_sources)
+    d2 = speculate_both(
+        matcher if use_g else None,
+        r if use_r else None,
+        0,
+        max_spec_tokens=m_tok,
+        max_spec_factor=fac,
+        max_spec_offset=off,
+        min_token_prob=min_prob,
+        mode="merged",
+        prior=prior,
+        max_sources=max_sources,
+    )
     assert (list(d2.token_ids), list(d2.parents), list(d2.probs)) == (list(d.token_ids), list(d.parents), list(d.probs))
 
 
 @FAST
-@given(depths, seq_lists, small_seq, small_seq, st.integers(1, 4), st.booleans(), st.sampled_from([0.0, 0.1]),
-       st.sampled_from([(32, 4.0, 0.0), (3, 1.0, 0.0), (8, 0.5, 1.0)]))
+@given(
+    depths,
+    seq_lists,
+    small_seq,
+    small_seq,
+    st.integers(1, 4),
+    st.booleans(),
+    st.sampled_from([0.0, 0.1]),
+    st.sampled_from([(32, 4.0, 0.0), (3, 1.0, 0.0), (8, 0.5, 1.0)]),
+)
 def test_paper_mode_is_pick_best(D, seqs, prompt, out, chunk, use_tree, min_prob, budget_cfg):
     m_tok, fac, off = budget_cfg
     g, _ = build_global(D, seqs)
@@ -73,8 +106,9 @@ def test_paper_mode_is_pick_best(D, seqs, prompt, out, chunk, use_tree, min_prob
     r, _ = build_request(D, ctx, chunk)
     matcher = g.matcher()
     matcher.feed(ctx)
-    kw = dict(max_spec_tokens=m_tok, max_spec_factor=fac, max_spec_offset=off, min_token_prob=min_prob,
-              use_tree=use_tree)
+    kw = dict(
+        max_spec_tokens=m_tok, max_spec_factor=fac, max_spec_offset=off, min_token_prob=min_prob, use_tree=use_tree
+    )
     want = pick_best(to_draft(matcher.speculate(**kw)), to_draft(r.speculate_tail(0, **kw)))
     got = to_draft(speculate_both(matcher, r, 0, **kw))
     assert got == want
@@ -107,8 +141,9 @@ def test_merged_probs_never_grow_and_top_k_is_closed():
     req, _ = build_request(16, rng_seqs[3][:25] + [1, 2, 3, 4, 0, 1, 2], 3)
     m = g.matcher()
     m.feed(req.sequence(0))
-    d = speculate_both(m, req, 0, SpecConfig(max_spec_tokens=128, max_spec_factor=1000.0, min_token_prob=0.0,
-                                             mode="merged"))
+    d = speculate_both(
+        m, req, 0, SpecConfig(max_spec_tokens=128, max_spec_factor=1000.0, min_token_prob=0.0, mode="merged")
+    )
     assert len(d) > 10
     probs, parents = list(d.probs), list(d.parents)
     for i, p in enumerate(parents):
@@ -143,14 +178,26 @@ def test_bad_inputs_raise():
         speculate_both(m, r, 1, mode="merged")  # unknown request sequence
     with pytest.raises(ValueError):
         speculate_both(m, r, 0, mode="merged", use_tree=False)
-    for bad in (dict(mode="fancy"), dict(prior=-1.0), dict(prior=float("nan")), dict(max_sources=0),
-                dict(max_spec_tokens=-1), dict(min_token_prob=2.0)):
+    for bad in (
+        dict(mode="fancy"),
+        dict(prior=-1.0),
+        dict(prior=float("nan")),
+        dict(max_sources=0),
+        dict(max_spec_tokens=-1),
+        dict(min_token_prob=2.0),
+    ):
         with pytest.raises(ValueError):
             SpecConfig(**bad)
         with pytest.raises(ValueError):
             speculate_both(m, r, 0, **bad)
-    for bad in (dict(mode="fancy"), dict(spec=""), dict(sizing="some"), dict(max_spec_tokens=-1),
-                dict(min_token_prob=2.0), dict(max_depth=0)):
+    for bad in (
+        dict(mode="fancy"),
+        dict(spec=""),
+        dict(sizing="some"),
+        dict(max_spec_tokens=-1),
+        dict(min_token_prob=2.0),
+        dict(max_depth=0),
+    ):
         with pytest.raises(ValueError):
             DraftSettings(**bad)
     cfg = SpecConfig(mode="merged", prior=0.25, max_sources=2)

@@ -51,8 +51,8 @@ def longest_suffix(seqs, context, D: int) -> int:
     ctx = tuple(int(t) for t in context)
     best = 0
     for ln in range(1, min(len(ctx), D - 1) + 1):
-        suf = ctx[len(ctx) - ln:]
-        if not any(s[i:i + ln] == suf for s in text for i in range(len(s) - ln + 1)):
+        suf = ctx[len(ctx) - ln :]
+        if not any(s[i : i + ln] == suf for s in text for i in range(len(s) - ln + 1)):
             break
         best = ln
     return best
@@ -69,7 +69,11 @@ def check(index: SuffixIndex, seqs, context, D: int) -> None:
         if ds.mode == "merged":
             assert got.match_len == want_len
         draft = index.speculate(context, ds)
-        assert (draft.token_ids, draft.parents, draft.probs) == (list(got.token_ids), list(got.parents), list(got.probs))
+        assert (draft.token_ids, draft.parents, draft.probs) == (
+            list(got.token_ids),
+            list(got.parents),
+            list(got.probs),
+        )
         if ds.mode == "paper":  # the keyword form of the call drafts the same
             assert key(index.tree.speculate(context, **ds.core_kwargs())) == key(got)
 
@@ -82,9 +86,11 @@ def build(D: int, seqs) -> SuffixIndex:
 
 
 @FAST
-@given(st.sampled_from([1, 2, 3, 4, 8, 64]),
-       st.lists(st.lists(st.integers(0, 3), max_size=40), max_size=6),
-       st.lists(st.integers(0, 3), max_size=70))
+@given(
+    st.sampled_from([1, 2, 3, 4, 8, 64]),
+    st.lists(st.lists(st.integers(0, 3), max_size=40), max_size=6),
+    st.lists(st.integers(0, 3), max_size=70),
+)
 def test_random_small_alphabet(D, seqs, context):
     check(build(D, seqs), seqs, context, D)
 
@@ -110,14 +116,16 @@ def test_numpy_corpus_deep_matches(seed):
     phrases = [rng.integers(0, 50, size=int(rng.integers(3, 30))) for _ in range(30)]
     seqs = []
     for _ in range(40):
-        parts = [phrases[int(rng.integers(len(phrases)))] if rng.random() < 0.6 else rng.integers(0, 200, size=5)
-                 for _ in range(int(rng.integers(2, 12)))]
+        parts = [
+            phrases[int(rng.integers(len(phrases)))] if rng.random() < 0.6 else rng.integers(0, 200, size=5)
+            for _ in range(int(rng.integers(2, 12)))
+        ]
         seqs.append(np.concatenate(parts).astype(np.int64))
     index = build(D, seqs)
     for _ in range(60):
         s = seqs[int(rng.integers(len(seqs)))]
         end = int(rng.integers(1, len(s) + 1))
-        ctx = s[max(0, end - int(rng.integers(1, 90))):end].copy()
+        ctx = s[max(0, end - int(rng.integers(1, 90))) : end].copy()
         if rng.random() < 0.5 and len(ctx) > 1:
             ctx[int(rng.integers(len(ctx)))] = int(rng.integers(0, 300))
         check(index, seqs, ctx, D)
@@ -128,7 +136,7 @@ def test_numpy_corpus_deep_matches(seed):
     for _ in range(30):
         s = alive[int(rng.integers(len(alive)))]
         end = int(rng.integers(1, len(s) + 1))
-        check(index, alive, s[max(0, end - 70):end], D)
+        check(index, alive, s[max(0, end - 70) : end], D)
 
 
 def test_high_fanout_and_empty():
@@ -182,7 +190,12 @@ print(rss() - r0, t.memory_bytes(), sum(map(len, seqs)))
 @pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""), reason="a sanitizer's allocator pads every block")
 def test_memory_bytes_matches_rss_growth():
     """memory_bytes is what building the tree adds to the process's RSS (within 10%)."""
-    out = subprocess.run([sys.executable, "-c", RSS_CHILD], capture_output=True, text=True, check=True,
-                         env={**os.environ, "MALLOC_ARENA_MAX": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_CHILD],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "MALLOC_ARENA_MAX": "1"},
+    )
     rss, mem, ntok = map(int, out.stdout.split())
     assert abs(rss - mem) <= 0.10 * mem, (rss / ntok, mem / ntok)

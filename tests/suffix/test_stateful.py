@@ -47,8 +47,14 @@ class TreeMachine(RuleBasedStateMachine):
     @rule(prior=st.sampled_from([0.0, 0.5]), max_sources=st.sampled_from([1, 3]))
     def merged_from_matcher(self, prior, max_sources):
         # the matcher must notice appends/removes/reloads since it was fed
-        cfg = SpecConfig(max_spec_tokens=16, max_spec_factor=1000.0, min_token_prob=0.0, mode="merged",
-                         prior=prior, max_sources=max_sources)
+        cfg = SpecConfig(
+            max_spec_tokens=16,
+            max_spec_factor=1000.0,
+            min_token_prob=0.0,
+            mode="merged",
+            prior=prior,
+            max_sources=max_sources,
+        )
         d = speculate_both(self.matcher, None, 0, cfg)
         L, cands = merged_candidates(self.ref.counts(), self.ctx, None, (), self.ref.D, prior, max_sources)
         check_merged(d, L, cands, 16, 1000.0, 0.0, 0.0)

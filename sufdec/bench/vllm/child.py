@@ -43,8 +43,9 @@ def _counters(llm: Any) -> dict[str, int]:
     return out
 
 
-def serve(llm: Any, prompts: list[list[int]], max_tokens: int, concurrency: int, tag: str,
-          on_finish: Any = None) -> tuple[list[Any], int, float]:
+def serve(
+    llm: Any, prompts: list[list[int]], max_tokens: int, concurrency: int, tag: str, on_finish: Any = None
+) -> tuple[list[Any], int, float]:
     """Greedy outputs of ``prompts`` with at most ``concurrency`` in flight; (outputs, engine
     steps, wall seconds)."""
     from vllm import SamplingParams
@@ -96,9 +97,17 @@ def _engine(job: dict) -> Any:
         extra["speculative_config"] = job["speculative_config"]
     if job.get("worker_cls"):
         extra["worker_cls"] = job["worker_cls"]
-    return LLM(model=job["model"], dtype="float32", enforce_eager=True, seed=0,
-               max_model_len=job["max_model_len"], max_num_seqs=job["max_num_seqs"],
-               disable_log_stats=False, worker_extension_cls="sufdec.bench.vllm.hooks.BenchHooks", **extra)
+    return LLM(
+        model=job["model"],
+        dtype="float32",
+        enforce_eager=True,
+        seed=0,
+        max_model_len=job["max_model_len"],
+        max_num_seqs=job["max_num_seqs"],
+        disable_log_stats=False,
+        worker_extension_cls="sufdec.bench.vllm.hooks.BenchHooks",
+        **extra,
+    )
 
 
 def _corpus_task(llm: Any, job: dict, task: dict) -> None:
@@ -106,6 +115,7 @@ def _corpus_task(llm: Any, job: dict, task: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     keys, prompts = task["keys"], task["prompts"]
     with open(path, "a", encoding="utf-8") as f:
+
         def keep(i: int, out: Any) -> None:
             f.write(json.dumps({"prompt": keys[i], "tokens": list(out.outputs[0].token_ids)}) + "\n")
             f.flush()
@@ -124,12 +134,22 @@ def _cell(llm: Any, job: dict, task: dict, eval_prompts: list[list[int]], corpus
     tokens = sum(len(o.outputs[0].token_ids) for o in outs)
     token_cost = llm.collective_rpc("bench_token_cost")[0]
     return {
-        "workload": job["workload"], "method": job["method"], "phase": task["phase"],
-        "label": task.get("label", job["method"]), "concurrency": task["concurrency"],
-        "tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall, "engine_steps": steps,
+        "workload": job["workload"],
+        "method": job["method"],
+        "phase": task["phase"],
+        "label": task.get("label", job["method"]),
+        "concurrency": task["concurrency"],
+        "tokens": tokens,
+        "wall_s": wall,
+        "tokens_per_s": tokens / wall,
+        "engine_steps": steps,
         "spec": {k: after[k] - before[k] for k in SPEC_COUNTERS},
-        "propose_calls": calls1 - calls0, "propose_s": secs1 - secs0, "token_cost": token_cost,
-        "reset": reset, "load_1m": [load0, os.getloadavg()[0]], "time": time.time(),
+        "propose_calls": calls1 - calls0,
+        "propose_s": secs1 - secs0,
+        "token_cost": token_cost,
+        "reset": reset,
+        "load_1m": [load0, os.getloadavg()[0]],
+        "time": time.time(),
         "outputs": [list(o.outputs[0].token_ids) for o in outs],
         "finish": [o.outputs[0].finish_reason for o in outs],
     }
@@ -156,8 +176,11 @@ def main(job_file: str) -> None:
             row["drafter"] = drafter
             with open(results, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
-            print(f"[bench-vllm] {row['label']} {row['phase']} c={row['concurrency']}: {row['tokens']} tokens, "
-                  f"{row['tokens_per_s']:.1f} tokens/s, spec {row['spec']}, reset {row['reset']}", flush=True)
+            print(
+                f"[bench-vllm] {row['label']} {row['phase']} c={row['concurrency']}: {row['tokens']} tokens, "
+                f"{row['tokens_per_s']:.1f} tokens/s, spec {row['spec']}, reset {row['reset']}",
+                flush=True,
+            )
     del llm  # shuts the engine down (sufdec's worker flushes and closes the store)
 
 

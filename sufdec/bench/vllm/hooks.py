@@ -63,9 +63,15 @@ class BenchHooks:
             return {"token_cost": drafter.token_cost(), "measured": False}
         step = drafter.service.controls.steps
         fit = step.fit()
-        return {"token_cost": step.token_cost, "measured": True, "steps": step.steps,
-                "step_s": fit[0] if fit else None, "request_s": fit[1] if fit else None,
-                "draft_token_s": fit[2] if fit else None, "history": list(step.history)}
+        return {
+            "token_cost": step.token_cost,
+            "measured": True,
+            "steps": step.steps,
+            "step_s": fit[0] if fit else None,
+            "request_s": fit[1] if fit else None,
+            "draft_token_s": fit[2] if fit else None,
+            "history": list(step.history),
+        }
 
     def bench_reset(self, corpus: Optional[Sequence[Sequence[Sequence[int]]]] = None) -> dict:
         """Back to a cell's start state; ``corpus``: [prompt ids, output ids] pairs that
@@ -95,8 +101,7 @@ def _reset_sufdec(proposer: Any) -> dict:
         proposer.service.follow_tree()
     service.controls.calibrations.clear()
     service.controls.steps.reset()
-    return {"learned_total": learned, "removed": removed,
-            "store_outputs": len(store.tree) if store is not None else 0}
+    return {"learned_total": learned, "removed": removed, "store_outputs": len(store.tree) if store is not None else 0}
 
 
 def _reset_suffix(proposer: Any, max_cached: int, corpus: Sequence[Sequence[Sequence[int]]]) -> dict:

@@ -55,8 +55,9 @@ class Settings:
     max_model_len: int = 2048
     max_num_seqs: int = 64
     kv_cache_gib: int = 4
-    ngram: dict = field(default_factory=lambda: {"num_speculative_tokens": 8, "prompt_lookup_min": 2,
-                                                  "prompt_lookup_max": 5})
+    ngram: dict = field(
+        default_factory=lambda: {"num_speculative_tokens": 8, "prompt_lookup_min": 2, "prompt_lookup_max": 5}
+    )
     suffix: dict = field(default_factory=dict)  # vLLM's defaults: depth 24, factor 1.0, min prob 0.1
     sufdec_k: int = 16
     sufdec_config: dict = field(default_factory=dict)  # SUFDEC_VLLM_CONFIG's content ({}: the defaults)
@@ -86,8 +87,9 @@ def load_prompts(settings: Settings, name: str, cache_root: Path) -> Workload:
 
     tok = AutoTokenizer.from_pretrained(settings.model, trust_remote_code=False)
     examples = load_workload(name, settings.train, settings.eval, cache_root=cache_root)
-    items, skipped = prepare_items(tok, examples, settings.max_model_len - settings.max_tokens,
-                                   settings.max_model_len, settings.max_tokens)
+    items, skipped = prepare_items(
+        tok, examples, settings.max_model_len - settings.max_tokens, settings.max_model_len, settings.max_tokens
+    )
     train, held = split(items, settings.train, settings.eval)
     return Workload(name, [it.prompt_ids for it in train], [it.prompt_ids for it in held], skipped)
 
@@ -124,37 +126,66 @@ def engine_args(settings: Settings, method: str) -> dict:
     if method == "suffix":
         return {"speculative_config": {"method": "suffix", **settings.suffix}}
     if method == "sufdec":
-        return {"speculative_config": {"method": "custom_class", "model": "sufdec.integrations.vllm.Proposer",
-                                       "num_speculative_tokens": settings.sufdec_k},
-                "worker_cls": "sufdec.integrations.vllm.Worker"}
+        return {
+            "speculative_config": {
+                "method": "custom_class",
+                "model": "sufdec.integrations.vllm.Proposer",
+                "num_speculative_tokens": settings.sufdec_k,
+            },
+            "worker_cls": "sufdec.integrations.vllm.Worker",
+        }
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 
-def job(settings: Settings, wl: Workload, method: str, results: Path, corpus_path: Path,
-        corpus: dict[str, list[int]]) -> dict:
+def job(
+    settings: Settings, wl: Workload, method: str, results: Path, corpus_path: Path, corpus: dict[str, list[int]]
+) -> dict:
     """The tasks of one engine, in order."""
     tasks: list[dict] = []
     pairs = None
     if method == "plain":
         missing = [(digest(p), p) for p in wl.train if digest(p) not in corpus]
         if missing:
-            tasks.append({"kind": "corpus", "keys": [k for k, _ in missing], "prompts": [p for _, p in missing],
-                          "out": str(corpus_path), "concurrency": settings.max_num_seqs})
-    warm = wl.train[:settings.warmup] or wl.eval[:1]
+            tasks.append(
+                {
+                    "kind": "corpus",
+                    "keys": [k for k, _ in missing],
+                    "prompts": [p for _, p in missing],
+                    "out": str(corpus_path),
+                    "concurrency": settings.max_num_seqs,
+                }
+            )
+    warm = wl.train[: settings.warmup] or wl.eval[:1]
     tasks.append({"kind": "warmup", "prompts": warm, "max_tokens": 32})
     for c in settings.concurrencies:
         if method == "suffix":
             tasks.append({"kind": "cell", "phase": "a", "concurrency": c, "inject": True})
             tasks.append({"kind": "cell", "phase": "b", "concurrency": c})
         else:
-            tasks.append({"kind": "cell", "phase": "ab" if method == "sufdec" else "-", "concurrency": c,
-                          "label": settings.sufdec_label if method == "sufdec" else method})
+            tasks.append(
+                {
+                    "kind": "cell",
+                    "phase": "ab" if method == "sufdec" else "-",
+                    "concurrency": c,
+                    "label": settings.sufdec_label if method == "sufdec" else method,
+                }
+            )
     if method == "suffix":
         pairs = [[p, corpus[digest(p)]] for p in wl.train if digest(p) in corpus]
-    return {"workload": wl.name, "method": method, "model": settings.model, "max_tokens": settings.max_tokens,
-            "max_model_len": settings.max_model_len, "max_num_seqs": settings.max_num_seqs,
-            "eval_prompts": wl.eval, "settle_prompt": warm[0], "corpus": pairs, "results": str(results),
-            "tasks": tasks, **engine_args(settings, method)}
+    return {
+        "workload": wl.name,
+        "method": method,
+        "model": settings.model,
+        "max_tokens": settings.max_tokens,
+        "max_model_len": settings.max_model_len,
+        "max_num_seqs": settings.max_num_seqs,
+        "eval_prompts": wl.eval,
+        "settle_prompt": warm[0],
+        "corpus": pairs,
+        "results": str(results),
+        "tasks": tasks,
+        **engine_args(settings, method),
+    }
 
 
 def child_env(settings: Settings, store: Path | None, work: Path) -> dict[str, str]:
@@ -181,23 +212,34 @@ def run_child(job_data: dict, work: Path, env: dict[str, str], say: Callable[[st
     log_file = work / f"{name}.log"
     say(f"{job_data['workload']}/{job_data['method']}: starting vLLM (log {log_file})")
     with open(log_file, "w", encoding="utf-8") as log:
-        proc = subprocess.run([sys.executable, "-m", "sufdec.bench.vllm.child", str(job_file)], env=env,
-                              stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
+        proc = subprocess.run(
+            [sys.executable, "-m", "sufdec.bench.vllm.child", str(job_file)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(REPO),
+        )
     if proc.returncode != 0:
         tail = log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
         say(f"{job_data['workload']}/{job_data['method']}: vLLM exited with {proc.returncode}:\n  " + "\n  ".join(tail))
     return proc.returncode
 
 
-def run_workload(settings: Settings, name: str, cache_root: Path, vllm_version: str, results: Path,
-                 say: Callable[[str], None]) -> dict:
+def run_workload(
+    settings: Settings, name: str, cache_root: Path, vllm_version: str, results: Path, say: Callable[[str], None]
+) -> dict:
     """All engines of one workload; returns what the report needs besides the cells."""
     wl = load_prompts(settings, name, cache_root)
     say(f"{name}: {len(wl.train)} train / {len(wl.eval)} eval prompts ({wl.skipped} skipped as too long)")
     work = settings.out / name
     cpath = corpus_file(settings, name, vllm_version)
-    info: dict[str, Any] = {"train": len(wl.train), "eval": len(wl.eval), "skipped": wl.skipped,
-                            "corpus_file": str(cpath), "failed": {}}
+    info: dict[str, Any] = {
+        "train": len(wl.train),
+        "eval": len(wl.eval),
+        "skipped": wl.skipped,
+        "corpus_file": str(cpath),
+        "failed": {},
+    }
     for method in settings.methods:
         corpus = read_corpus(cpath)
         store = None

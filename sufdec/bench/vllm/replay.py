@@ -28,8 +28,12 @@ from sufdec.suffix import SuffixIndex
 EOS = 2  # the default model's <|im_end|>
 
 
-def _replay(prompts: list[list[int]], outs: list[list[int]], propose: Callable[[int, list[int], int], list[int]],
-            finish: Callable[[int, list[int]], None]) -> dict:
+def _replay(
+    prompts: list[list[int]],
+    outs: list[list[int]],
+    propose: Callable[[int, list[int], int], list[int]],
+    finish: Callable[[int, list[int]], None],
+) -> dict:
     steps = accepted = drafted = 0
     for i, (prompt, out) in enumerate(zip(prompts, outs)):
         pos, steps = 1, steps + 1  # the prefill yields the first token
@@ -61,7 +65,7 @@ def arctic(prompts: list[list[int]], outs: list[list[int]], corpus: Optional[lis
         if rid not in cache.active_requests:
             cache.start_request(rid, np.asarray(prompts[i], dtype=np.int32))
             seen[i] = len(prompts[i])
-        cache.add_active_response(rid, context[seen[i]:])
+        cache.add_active_response(rid, context[seen[i] :])
         seen[i] = len(context)
         ctx = np.asarray(context[-24:], dtype=np.int32)
         return cache.speculate(rid, ctx, max_spec_tokens=24, max_spec_factor=1.0, min_token_prob=0.1).token_ids
@@ -69,14 +73,20 @@ def arctic(prompts: list[list[int]], outs: list[list[int]], corpus: Optional[lis
     def finish(i: int, out: list[int]) -> None:
         rid = f"e{i}"
         if rid in cache.active_requests:
-            cache.add_active_response(rid, out[seen[i] - len(prompts[i]):])
+            cache.add_active_response(rid, out[seen[i] - len(prompts[i]) :])
             cache.stop_request(rid)
 
     return _replay(prompts, outs, propose, finish)
 
 
-def sufdec(prompts: list[list[int]], outs: list[list[int]], corpus: Optional[list], token_cost: float,
-           k: int = 16, max_tokens: int = 128) -> dict:
+def sufdec(
+    prompts: list[list[int]],
+    outs: list[list[int]],
+    corpus: Optional[list],
+    token_cost: float,
+    k: int = 16,
+    max_tokens: int = 128,
+) -> dict:
     index = SuffixIndex(max_depth=64)
     known: dict[tuple, int] = {}
     for n, (_, o) in enumerate(corpus or ()):
@@ -102,14 +112,19 @@ def main(out_dir: str, workload: str) -> None:
     cells = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines() if line.strip()]
     plain = next(r for r in cells if r["workload"] == workload and r["method"] == "plain" and r["concurrency"] == 1)
     prompts, outs, corpus = job["eval_prompts"], plain["outputs"], job["corpus"]
-    rows = [("vLLM suffix, warm (a)", arctic(prompts, outs, corpus)),
-            ("vLLM suffix, cold (b)", arctic(prompts, outs, None))]
+    rows = [
+        ("vLLM suffix, warm (a)", arctic(prompts, outs, corpus)),
+        ("vLLM suffix, cold (b)", arctic(prompts, outs, None)),
+    ]
     for cost in (0.35, 0.1, 0.0):
         rows.append((f"sufdec, token_cost {cost}", sufdec(prompts, outs, corpus, cost)))
     rows.append(("sufdec, empty store, token_cost 0.35", sufdec(prompts, outs, None, 0.35)))
     for name, r in rows:
-        print(f"{workload} | {name} | {r['tokens_per_step']:.2f} | {r['accepted']} | {r['drafted']} "
-              f"| {r['accepted'] / max(r['drafted'], 1):.0%} |", flush=True)
+        print(
+            f"{workload} | {name} | {r['tokens_per_step']:.2f} | {r['accepted']} | {r['drafted']} "
+            f"| {r['accepted'] / max(r['drafted'], 1):.0%} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

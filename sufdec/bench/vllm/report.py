@@ -57,17 +57,24 @@ def summarize(rows: Iterable[dict]) -> list[dict]:
         drafts, drafted = spec.get("num_drafts", 0), spec.get("num_draft_tokens", 0)
         req_steps = max(tokens - acc, 1)
         s: dict[str, Any] = {
-            "workload": workload, "method": name, "concurrency": c, "tokens": tokens,
-            "wall_s": round(row["wall_s"], 2), "tokens_per_s": round(row["tokens_per_s"], 2),
+            "workload": workload,
+            "method": name,
+            "concurrency": c,
+            "tokens": tokens,
+            "wall_s": round(row["wall_s"], 2),
+            "tokens_per_s": round(row["tokens_per_s"], 2),
             "tokens_per_step": round(tokens / req_steps, 3),
             "mean_acceptance_length": round(1 + acc / drafts, 3) if drafts else None,
             "acceptance_rate": round(acc / drafted, 3) if drafted else None,
             "draft_tokens_per_step": round(drafted / req_steps, 2),
             "engine_steps": row.get("engine_steps"),
-            "propose_ms_per_step": (round(1000 * row["propose_s"] / row["propose_calls"], 3)
-                                    if row.get("propose_calls") else None),
+            "propose_ms_per_step": (
+                round(1000 * row["propose_s"] / row["propose_calls"], 3) if row.get("propose_calls") else None
+            ),
             "propose_share": round(row.get("propose_s", 0.0) / row["wall_s"], 4) if row["wall_s"] else None,
-            "spec": spec, "load_1m": row.get("load_1m"), "engine_start_s": round(row.get("engine_start_s", 0), 1),
+            "spec": spec,
+            "load_1m": row.get("load_1m"),
+            "engine_start_s": round(row.get("engine_start_s", 0), 1),
             "reset": row.get("reset"),
         }
         if row.get("token_cost"):  # the step history stays in cells.jsonl
@@ -86,8 +93,14 @@ def summarize(rows: Iterable[dict]) -> list[dict]:
 
 
 def _tps(summary: list[dict], workload: str, method: str, c: int) -> Optional[float]:
-    return next((s["tokens_per_s"] for s in summary
-                 if s["workload"] == workload and s["method"] == method and s["concurrency"] == c), None)
+    return next(
+        (
+            s["tokens_per_s"]
+            for s in summary
+            if s["workload"] == workload and s["method"] == method and s["concurrency"] == c
+        ),
+        None,
+    )
 
 
 def targets(summary: list[dict]) -> list[dict]:
@@ -104,15 +117,36 @@ def targets(summary: list[dict]) -> list[dict]:
                 continue
             who = {"method": name[:-5], "workload": workload, "concurrency": c}
             if suffix_a:
-                res.append({"target": "(a) one run: >= vLLM suffix", **who, "ratio": round(ours / suffix_a, 3),
-                            "need": 1.0, "met": ours >= suffix_a})
+                res.append(
+                    {
+                        "target": "(a) one run: >= vLLM suffix",
+                        **who,
+                        "ratio": round(ours / suffix_a, 3),
+                        "need": 1.0,
+                        "met": ours >= suffix_a,
+                    }
+                )
             elif ngram:
-                res.append({"target": "(a) one run: >= 1.2x ngram (no suffix)", **who,
-                            "ratio": round(ours / ngram, 3), "need": 1.2, "met": ours >= 1.2 * ngram})
+                res.append(
+                    {
+                        "target": "(a) one run: >= 1.2x ngram (no suffix)",
+                        **who,
+                        "ratio": round(ours / ngram, 3),
+                        "need": 1.2,
+                        "met": ours >= 1.2 * ngram,
+                    }
+                )
             if suffix_b:
-                res.append({"target": "(b) after a restart: >= 1.5x vLLM suffix (cold)", **who,
-                            "ratio": round(ours / suffix_b, 3), "need": 1.5, "met": ours >= 1.5 * suffix_b,
-                            "issue_target": workload == "spider"})
+                res.append(
+                    {
+                        "target": "(b) after a restart: >= 1.5x vLLM suffix (cold)",
+                        **who,
+                        "ratio": round(ours / suffix_b, 3),
+                        "need": 1.5,
+                        "met": ours >= 1.5 * suffix_b,
+                        "issue_target": workload == "spider",
+                    }
+                )
     return res
 
 
@@ -122,9 +156,11 @@ def _fmt(v: Any, spec: str = "") -> str:
 
 def table(summary: list[dict]) -> str:
     """A markdown table, one row per cell."""
-    lines = ["| workload | conc. | method | tokens/s | x plain | tokens/step | accept. length | accepted "
-             "| draft tokens/step | proposer ms/step | mismatches |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| workload | conc. | method | tokens/s | x plain | tokens/step | accept. length | accepted "
+        "| draft tokens/step | proposer ms/step | mismatches |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in summary:
         mism = s.get("mismatches")
         mism_text = "" if mism is None else (str(mism) if not mism else f"{mism} (first {s['first_mismatch']})")
@@ -133,10 +169,14 @@ def table(summary: list[dict]) -> str:
             f"| {_fmt(s.get('vs_plain'), '.2f')} | {s['tokens_per_step']:.2f} "
             f"| {_fmt(s['mean_acceptance_length'], '.2f')} "
             f"| {_fmt(s['acceptance_rate'], '.0%')} | {s['draft_tokens_per_step']:.1f} "
-            f"| {_fmt(s['propose_ms_per_step'], '.2f')} | {mism_text} |")
+            f"| {_fmt(s['propose_ms_per_step'], '.2f')} | {mism_text} |"
+        )
     return "\n".join(lines)
 
 
 def target_lines(res: list[dict]) -> str:
-    return "\n".join(f"- {r['method']} {r['target']}, {r['workload']} c={r['concurrency']}: {r['ratio']:.2f}x "
-                     f"(need {r['need']}x): {'met' if r['met'] else 'MISSED'}" for r in res)
+    return "\n".join(
+        f"- {r['method']} {r['target']}, {r['workload']} c={r['concurrency']}: {r['ratio']:.2f}x "
+        f"(need {r['need']}x): {'met' if r['met'] else 'MISSED'}"
+        for r in res
+    )

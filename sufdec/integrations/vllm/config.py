@@ -121,15 +121,20 @@ def _check_honoured(draft: DraftSettings) -> None:
     chains = [k for k in registry.names() if registry.kind_of(k).chain]
     kind = registry.kind_of(draft.spec) if draft.spec in registry.names() else None
     if kind is None or not kind.chain:
-        raise ConfigError(f"{CONFIG_ENV}: vLLM verifies chains only: draft.spec must be one of "
-                          f"{', '.join(chains)}, not {draft.spec!r}")
+        raise ConfigError(
+            f"{CONFIG_ENV}: vLLM verifies chains only: draft.spec must be one of "
+            f"{', '.join(chains)}, not {draft.spec!r}"
+        )
     if kind.exit_layer == "needs":
-        raise ConfigError(f"{CONFIG_ENV}: draft.spec {draft.spec!r} needs an exit layer, which the vLLM "
-                          "adapter does not load")
+        raise ConfigError(
+            f"{CONFIG_ENV}: draft.spec {draft.spec!r} needs an exit layer, which the vLLM adapter does not load"
+        )
     if draft.sizing not in SIZINGS:
-        raise ConfigError(f"{CONFIG_ENV}: inside vLLM draft.sizing must be one of {', '.join(SIZINGS)}, not "
-                          f"{draft.sizing!r} (a step serves many requests; the Thompson-sampling policies "
-                          "size one request's drafts by its own forward)")
+        raise ConfigError(
+            f"{CONFIG_ENV}: inside vLLM draft.sizing must be one of {', '.join(SIZINGS)}, not "
+            f"{draft.sizing!r} (a step serves many requests; the Thompson-sampling policies "
+            "size one request's drafts by its own forward)"
+        )
 
 
 def _token_cost(value: Any) -> float | str:

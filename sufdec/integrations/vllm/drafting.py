@@ -24,8 +24,8 @@ class LiveRequest:
     """One running request: its drafting-service request and what it has seen."""
 
     request: DraftRequest
-    seen: int                 # tokens of the request (prompt + output) fed to its drafter
-    final: frozenset[int]     # tokens that end the request: nothing is drafted past them
+    seen: int  # tokens of the request (prompt + output) fed to its drafter
+    final: frozenset[int]  # tokens that end the request: nothing is drafted past them
     proposed: Draft = field(default_factory=Draft)  # the chain proposed at the last step
 
 
@@ -52,7 +52,7 @@ class LiveRequests:
             request = self.service.start(_ints(tokens))
             live = self._live[req_id] = LiveRequest(request, len(tokens), frozenset(final))
         elif len(tokens) > live.seen:
-            new = _ints(tokens[live.seen:])
+            new = _ints(tokens[live.seen :])
             live.seen = len(tokens)
             live.request.feedback(StepOutcome(live.proposed, _accepted(live.proposed, new), new))
             live.proposed = Draft()

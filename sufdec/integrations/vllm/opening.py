@@ -29,6 +29,10 @@ def check_vllm_version(version: str) -> None:
             f"sufdec needs vLLM >= {OLDEST[0]}.{OLDEST[1]} (its custom_class proposer interface); found {version}"
         )
     if major_minor > TESTED:
-        log.warning("sufdec: tested with vLLM %d.%d, running on %s: vLLM marks its custom_class "
-                    "proposer interface experimental; if drafting fails, pin vllm==%d.%d.*",
-                    *TESTED, version, *TESTED)
+        log.warning(
+            "sufdec: tested with vLLM %d.%d, running on %s: vLLM marks its custom_class "
+            "proposer interface experimental; if drafting fails, pin vllm==%d.%d.*",
+            *TESTED,
+            version,
+            *TESTED,
+        )

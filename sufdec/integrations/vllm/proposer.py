@@ -57,20 +57,28 @@ class Proposer:
         model_config = vllm_config.model_config
         self.max_model_len = int(model_config.max_model_len)
         self.service = open_serving(
-            self.config.store, store_identity(model_config.tokenizer), self.config.draft,
-            learn=self.config.learn and _first_tp_rank(), refresh_s=self.config.refresh_s, log=log,
+            self.config.store,
+            store_identity(model_config.tokenizer),
+            self.config.draft,
+            learn=self.config.learn and _first_tp_rank(),
+            refresh_s=self.config.refresh_s,
+            log=log,
             source={"from": "vllm", "model": str(model_config.served_model_name or model_config.model)},
-            price="measured" if self.config.token_cost == AUTO else self.config.token_cost, prior=AUTO_PRIOR)
+            price="measured" if self.config.token_cost == AUTO else self.config.token_cost,
+            prior=AUTO_PRIOR,
+        )
         self.live = LiveRequests(self.service)
         self._runner: Any = None
         self._step: tuple[float, int, int] | None = None  # (start, requests, drafted) of a decode step
         store = self.service.store
-        log.info("sufdec: drafting from %s (%s), up to %d tokens per step (%s), %s",
-                 self.config.store if store is not None else "no store",
-                 f"{len(store.tree)} outputs" if store is not None else "-",
-                 min(self.num_speculative_tokens, self.config.draft.max_spec_tokens),
-                 f"token cost {self.config.token_cost}" if self.config.draft.sizing == "cost" else "fixed sizing",
-                 "learning finished outputs" if self.service.learn is not None else "not learning")
+        log.info(
+            "sufdec: drafting from %s (%s), up to %d tokens per step (%s), %s",
+            self.config.store if store is not None else "no store",
+            f"{len(store.tree)} outputs" if store is not None else "-",
+            min(self.num_speculative_tokens, self.config.draft.max_spec_tokens),
+            f"token cost {self.config.token_cost}" if self.config.draft.sizing == "cost" else "fixed sizing",
+            "learning finished outputs" if self.service.learn is not None else "not learning",
+        )
 
     @property
     def store(self) -> Any:
@@ -84,13 +92,15 @@ class Proposer:
     def load_model(self, *args: Any, **kwargs: Any) -> None:
         """vLLM offers every drafter the target model; there is nothing to load."""
 
-    def propose(self, sampled_token_ids: list[list[int]], num_tokens_no_spec: Any, token_ids_cpu: Any,
-                slot_mappings: Any = None) -> list[list[int]]:
+    def propose(
+        self, sampled_token_ids: list[list[int]], num_tokens_no_spec: Any, token_ids_cpu: Any, slot_mappings: Any = None
+    ) -> list[list[int]]:
         """One chain per batch row (empty for rows still in prefill or at the length cap)."""
         runner = self._runner
         if runner is None:
-            raise MissingWorkerError(f"sufdec's proposer was never bound to a model runner: start vLLM "
-                                     f"with --worker-cls {WORKER}")
+            raise MissingWorkerError(
+                f"sufdec's proposer was never bound to a model runner: start vLLM with --worker-cls {WORKER}"
+            )
         self.service.follow_tree()  # a refresh may have reloaded the store's tree
         req_ids = runner.input_batch.req_ids
         requests = runner.requests
@@ -119,8 +129,10 @@ class Proposer:
         """Use ``runner`` (the worker's model runner) to map batch rows to requests."""
         for name in ("input_batch", "requests"):
             if not hasattr(runner, name):
-                raise MissingWorkerError(f"vLLM's model runner has no {name!r}: this vLLM's runner is "
-                                         "not the one sufdec was written for (V1, vLLM 0.32)")
+                raise MissingWorkerError(
+                    f"vLLM's model runner has no {name!r}: this vLLM's runner is "
+                    "not the one sufdec was written for (V1, vLLM 0.32)"
+                )
         self._runner = runner
 
     def step_started(self, requests: int, drafted: int, decode_only: bool) -> None:

@@ -67,7 +67,8 @@ def _step_shape(scheduler_output: Any) -> tuple[int, int, bool]:
     spec = getattr(scheduler_output, "scheduled_spec_decode_tokens", None) or {}
     drafted = sum(len(v) for v in spec.values())
     decode_only = not getattr(scheduler_output, "scheduled_new_reqs", None) and all(
-        n == 1 + len(spec.get(r, ())) for r, n in scheduled.items())
+        n == 1 + len(spec.get(r, ())) for r, n in scheduled.items()
+    )
     return len(scheduled), drafted, decode_only
 
 
@@ -92,11 +93,15 @@ def platform_worker() -> type:
 
 def _build_worker() -> type:
     base = platform_worker()
-    return type("Worker", (SufdecWorkerMixin, base), {
-        "__module__": __name__,
-        "__qualname__": "Worker",
-        "__doc__": f"vLLM's {base.__name__} that connects its model runner to sufdec's proposer.",
-    })
+    return type(
+        "Worker",
+        (SufdecWorkerMixin, base),
+        {
+            "__module__": __name__,
+            "__qualname__": "Worker",
+            "__doc__": f"vLLM's {base.__name__} that connects its model runner to sufdec's proposer.",
+        },
+    )
 
 
 def __getattr__(name: str) -> Any:
