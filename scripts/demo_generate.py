@@ -16,9 +16,9 @@ import json
 import sys
 from pathlib import Path
 
+from sufdec.drafters.settings import DraftSettings
 from sufdec.jsonl import read_objects
 from sufdec.session import GenerationSession, SessionConfig
-from sufdec.suffix import DraftSettings
 
 METHODS = {"off": DraftSettings(spec="off"), "tree": DraftSettings(spec="tree")}
 

@@ -9,12 +9,12 @@ is cheap: nothing heavy is imported here.
 __version__ = "0.1.0"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("_core",),  # C++17 suffix tree + nanobind bindings
-    ("suffix",),  # the core's Python face: Draft, SuffixIndex, RequestTree, DraftSettings
+    ("_core", "knobs"),  # C++17 suffix tree + nanobind bindings; settings fields with help and range
+    ("suffix",),  # the core's Python face: Draft, SuffixIndex, RequestTree, SuffixSettings
     ("store",),  # LMDB: meta, sequences, snapshot + log, ingest, budgets
     ("jsonl", "tokenization"),  # bounded JSONL reading; tokenizers without torch
     ("models", "prompts"),  # the model cache and default model; prompts to token ids
-    ("drafters",),  # the drafting service, the drafter registry, drafters, draft control
+    ("drafters",),  # the drafting service, the drafter registry, DraftSettings, drafters, draft control
     ("engine",),  # the decode loop over a drafting service (torch)
     ("eesd",),  # the early-exit self-drafter (torch)
     ("session",),  # the application layer: model + store + drafting service

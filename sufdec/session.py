@@ -22,11 +22,11 @@ from typing import Any, Callable, Optional
 from sufdec import models
 from sufdec.drafters import registry
 from sufdec.drafters.service import DraftService
+from sufdec.drafters.settings import DraftSettings
 from sufdec.engine.config import DEFAULT_MAX_NEW_TOKENS, GenerationConfig, model_defaults
 from sufdec.engine.generator import GenerationResult, SpeculativeGenerator
 from sufdec.engine.loading import ModelLoadError, convert_gguf_to_safetensors, load_model
 from sufdec.prompts import Request, encode_prompt
-from sufdec.suffix.settings import DraftSettings
 from sufdec.tokenization import tokenizer_info
 
 

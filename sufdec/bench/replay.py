@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 from sufdec.drafters import registry
+from sufdec.drafters.settings import DraftSettings
 from sufdec.drafters.suffix import SuffixDrafter
-from sufdec.suffix import DraftSettings, SuffixIndex
+from sufdec.suffix import SuffixIndex
 from sufdec.suffix.draft import Draft
 
 TREES = ("global", "request", "both")

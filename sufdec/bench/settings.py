@@ -28,7 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from sufdec.suffix.settings import SIZINGS, DraftSettings
+from sufdec.drafters.settings import SIZINGS, DraftSettings
+from sufdec.knobs import check, knob
 
 METHODS = ("vanilla", "pld", "suffix-chain", "suffix-tree", "suffix-paper", "eesd", "hybrid", "sufdec-off")
 DEFAULT_METHODS = ("vanilla", "pld", "suffix-chain", "suffix-tree")
@@ -58,17 +59,22 @@ class BenchSettings:
 
     workload: str  # spider | humaneval | sharegpt | path to a JSONL file
     model: str
-    train: int = 256
-    eval: int = 32
+    train: int = knob(256, "Train outputs in the store (at most; split 80/20 by index)", low=0)
+    eval: int = knob(32, "Held-out prompts to decode (at most)", low=1)
     methods: tuple[str, ...] = DEFAULT_METHODS
-    max_new_tokens: int = 256
-    corpus: str = "model"  # model: the model's own greedy outputs; reference: the dataset's
-    dtype: str = "float32"
-    device: str = "cpu"  # cpu | cuda | auto (cuda when there is one)
+    max_new_tokens: int = knob(256, "Most tokens generated per prompt", low=1)
+    corpus: str = knob(
+        "model",
+        "model: the model's own greedy outputs for the train split (generated once, cached); reference: "
+        "the dataset's reference outputs",
+        choices=CORPORA,
+    )
+    dtype: str = knob("float32", "The model's dtype", choices=("float32", "bfloat16"))
+    device: str = knob("cpu", "cpu, cuda, or auto (cuda when there is one)", choices=("cpu", "cuda", "auto"))
     online: bool = False  # add each finished held-out output to the store
     draft: DraftSettings = field(default_factory=DraftSettings)
     pld_tokens: int = 10
-    max_prompt_tokens: int = 2048  # longer prompts are skipped (CPU prefill cost)
+    max_prompt_tokens: int = knob(2048, "Skip longer prompts (CPU prefill cost)", low=1)
     batch_size: int = 8  # corpus generation batch on CPU (x8 on a GPU)
     warmup: bool = True  # one untimed run of every method first
     exit_layer: Optional[str] = None  # eesd: the exit layer's weights file (None: the newest trained)
@@ -82,12 +88,9 @@ class BenchSettings:
         if "vanilla" not in methods:  # every ratio and the losslessness check need it
             methods = ("vanilla",) + methods
         object.__setattr__(self, "methods", methods)
-        if self.corpus not in CORPORA:
-            raise ValueError(f"corpus must be one of {', '.join(CORPORA)}")
+        check(self)
         if not isinstance(self.draft, DraftSettings):
             raise TypeError("draft must be a DraftSettings (see sufdec.suffix.settings)")
-        if self.train < 0 or self.eval < 1 or self.max_new_tokens < 1:
-            raise ValueError("need train >= 0, eval >= 1, max_new_tokens >= 1")
 
 
 def method_draft(method: str, draft: DraftSettings) -> Optional[DraftSettings]:

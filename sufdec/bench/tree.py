@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from sufdec._core import SuffixTree, speculate_both
-from sufdec.suffix.settings import PRESETS, DraftSettings
+from sufdec.suffix.settings import PRESETS, SuffixSettings
 
 
 def synthetic_corpus(
@@ -90,7 +90,7 @@ def run_tree_bench(
     max_depth: int = 64,
     held_out: float = 0.02,
     max_queries: int = 20000,
-    draft: DraftSettings = PRESETS["paper"],
+    draft: SuffixSettings = SuffixSettings(**PRESETS["paper"]),
     both_trees: bool = False,
 ) -> dict:
     """Time insert / speculate / load of the core on ``corpus`` (lists of token ids).
@@ -184,7 +184,7 @@ def _time_build(arrays: list, max_depth: int) -> tuple[SuffixTree, dict]:
 
 
 def _time_drafts(
-    tree: SuffixTree, evals: list, max_depth: int, max_queries: int, draft: DraftSettings, both_trees: bool
+    tree: SuffixTree, evals: list, max_depth: int, max_queries: int, draft: SuffixSettings, both_trees: bool
 ) -> dict:
     """Replay ``evals`` one token a step through a fresh matcher each, timing each step's draft."""
     times_ns: list[int] = []

@@ -9,7 +9,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from sufdec.bench.settings import DEFAULT_METHODS, BenchSettings
 from sufdec.cli import common
+from sufdec.drafters.settings import DraftSettings
 
 app = typer.Typer(
     help="Benchmarks: generation speed (bench --workload ...), corpus scaling (scaling), "
@@ -88,7 +90,7 @@ def _replay_configs(
 ) -> list:
     """Every combination of the replay options, each a ReplayConfig over a preset (exit 2 on bad values)."""
     from sufdec.bench.replay import TREES, ReplayConfig
-    from sufdec.suffix import PRESETS, DraftSettings
+    from sufdec.suffix import PRESETS
 
     mode_list = [m.strip() for m in modes.split(",") if m.strip()]
     tree_list = [t.strip() for t in trees.split(",") if t.strip()]
@@ -293,18 +295,7 @@ def _settings(
 ):
     """The run's BenchSettings from the options (exit 2 on a bad value); the default model is
     pulled here when --model is not given, so call it inside ``common.clean_errors()``."""
-    from sufdec.bench.settings import CORPORA, BenchSettings
-    from sufdec.suffix import SIZINGS, DraftSettings
-
     method_names = _methods(methods)
-    if corpus not in CORPORA:
-        raise common.fail("--corpus must be model or reference", 2)
-    if dtype not in ("float32", "bfloat16"):
-        raise common.fail("--dtype must be float32 or bfloat16", 2)
-    if sizing not in SIZINGS:
-        raise common.fail(f"--sizing must be one of {', '.join(SIZINGS)}", 2)
-    if device not in ("cpu", "cuda", "auto"):
-        raise common.fail("--device must be cpu, cuda or auto", 2)
     draft = DraftSettings.preset("merged", max_spec_tokens=max_spec_tokens, sizing=sizing, exit_branch=exit_branch)
     model = model if model is not None else str(common.default_model_dir())
     return BenchSettings(
@@ -338,17 +329,12 @@ WorkloadOption = typer.Option(
     show_default=False,
     help='spider, humaneval, sharegpt, or FILE.jsonl with one {"prompt", "reference"} a line.',
 )
-TrainOption = typer.Option(256, "--train", min=0, help="Train outputs in the store (at most; split 80/20 by index).")
-EvalOption = typer.Option(32, "--eval", min=1, help="Held-out prompts to decode (at most).")
-MaxNewOption = typer.Option(256, "--max-new-tokens", "-n", min=1)
-CorpusOption = typer.Option(
-    "model",
-    "--corpus",
-    help="model: the model's own greedy outputs for the train split "
-    "(generated once, cached); reference: the dataset's reference outputs.",
-)
-DtypeOption = typer.Option("float32", "--dtype", help="float32 or bfloat16.")
-DeviceOption = typer.Option("cpu", "--device", help="cpu, cuda, or auto (cuda when there is one).")
+TrainOption = common.setting(BenchSettings, "train", "--train")
+EvalOption = common.setting(BenchSettings, "eval", "--eval")
+MaxNewOption = common.setting(BenchSettings, "max_new_tokens", "--max-new-tokens", "-n")
+CorpusOption = common.setting(BenchSettings, "corpus", "--corpus")
+DtypeOption = common.setting(BenchSettings, "dtype", "--dtype")
+DeviceOption = common.setting(BenchSettings, "device", "--device")
 OutOption = typer.Option(None, "--out", help="Write results.json, PNG plots and the store here.", show_default=False)
 CacheOption = typer.Option(
     None,
@@ -356,16 +342,14 @@ CacheOption = typer.Option(
     show_default=False,
     help="Where generated corpora are cached. Default: the sufdec cache dir (bench/corpora).",
 )
-SpecTokensOption = typer.Option(32, "--max-spec-tokens", min=1, help="Draft budget (nodes) of the suffix methods.")
-SizingOption = typer.Option(
-    "cost",
+SpecTokensOption = common.setting(DraftSettings, "max_spec_tokens", "--max-spec-tokens")
+SizingOption = common.setting(
+    DraftSettings,
+    "sizing",
     "--sizing",
-    help=(
-        "Draft control of sufdec's methods: cost, fixed, beta-ts or calibration-ts (a method written "
-        "METHOD:SIZING, e.g. eesd:beta-ts, overrides it)."
-    ),
+    prefix="Draft control of sufdec's methods (a method written METHOD:SIZING, e.g. eesd:beta-ts, overrides it). ",
 )
-MaxPromptOption = typer.Option(2048, "--max-prompt-tokens", min=1, help="Skip longer prompts.")
+MaxPromptOption = common.setting(BenchSettings, "max_prompt_tokens", "--max-prompt-tokens")
 
 
 @app.callback(invoke_without_command=True)
@@ -377,7 +361,7 @@ def bench(
     train: int = TrainOption,
     eval_n: int = EvalOption,
     methods: str = typer.Option(
-        "vanilla,pld,suffix-chain,suffix-tree",
+        ",".join(DEFAULT_METHODS),
         "--methods",
         help="Comma list of vanilla, pld, suffix-chain, suffix-tree, suffix-paper, "
         "eesd (needs `sufdec train-exit`), hybrid, sufdec-off; METHOD:SIZING runs a method with another "
@@ -406,16 +390,7 @@ def bench(
         show_default=False,
         help="eesd: the exit layer's .safetensors (default: the newest trained).",
     ),
-    exit_branch: float = typer.Option(
-        0.0,
-        "--exit-branch",
-        min=0.0,
-        max=1.0,
-        help=(
-            "eesd, hybrid: add the runner-up as a sibling where its probability is at least this share of "
-            "the top's (0: chains)."
-        ),
-    ),
+    exit_branch: float = common.setting(DraftSettings, "exit_branch", "--exit-branch", prefix="eesd, hybrid: "),
     as_json: bool = typer.Option(False, "--json", help="Print results.json's object instead of the table."),
 ) -> None:
     """Generation speed end to end: plain generate(), prompt lookup and suffix drafting, interleaved.

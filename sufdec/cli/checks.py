@@ -8,12 +8,12 @@ multi-line usage panel and cannot say "above 0" (an open end).
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
 from typing import Optional, Union
 
+from sufdec import knobs
 from sufdec.cli.common import fail
 
 Number = Union[int, float]
@@ -39,24 +39,9 @@ def in_range(
 ) -> None:
     """Refuse ``value`` (None passes) outside [low, high], or (low, high] with ``low_open``;
     a float must also be finite (``nan`` passes every comparison)."""
-    if value is None:
-        return
-    finite = not isinstance(value, float) or math.isfinite(value)
-    above = low is None or (value > low if low_open else value >= low)
-    below = high is None or value <= high
-    if finite and above and below:
-        return
-    raise fail(f"{flag} must be {_span(low, high, low_open)}, not {value!r}{note}", 2)
-
-
-def _span(low: Optional[Number], high: Optional[Number], low_open: bool) -> str:
-    if low is not None and high is not None:
-        if isinstance(low, int) and isinstance(high, int) and not low_open:
-            return f"a whole number from {low:,} to {high:,}"
-        return f"in {'(' if low_open else '['}{low:g}, {high:g}]"
-    if low is not None:
-        return f"{'>' if low_open else '>='} {low:g}"
-    return f"at most {high:,}"
+    why = knobs.problem(value, {"low": low, "high": high, "low_open": low_open})
+    if why is not None:
+        raise fail(f"{flag} {why}{note}", 2)
 
 
 def text(value: Optional[str], flag: str) -> None:

@@ -7,7 +7,7 @@ import errno
 import os
 import sys
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -56,6 +56,33 @@ TrustRemoteCodeOption = typer.Option(
     help="Run Python code that the model folder ships (an auto_map in its config). Off by default: such a "
     "folder is refused. Read that code first.",
 )
+
+
+def setting(cls: type, name: str, *flags: str, default: Any = ..., shown: str | None = None, prefix: str = "") -> Any:
+    """The option for the settings field ``cls.name`` (a ``sufdec.knobs.knob``): its help,
+    range and default come from the field, and a value out of range is one ``error:`` line
+    naming the option, at parse time. ``default``: the option's own (None: the setting's
+    default applies later, shown as ``shown``), else the field's; ``prefix``: what the help
+    starts with (for example which --spec reads it)."""
+    from sufdec import knobs
+
+    field = knobs.field_of(cls, name)
+    meta = field.metadata
+    words = meta["help"]
+    if meta.get("low") is not None or meta.get("high") is not None:
+        words += ", " + knobs.span(meta.get("low"), meta.get("high"), meta.get("low_open", False))
+    words += f" (default {shown if shown is not None else knobs.shown_default(cls, name)})."
+
+    def check(value: Any) -> Any:
+        why = knobs.problem(value, meta)
+        if why is not None:
+            raise fail(f"{flags[0]} {why}", 2)
+        return value
+
+    value = field.default if default is ... else default
+    if prefix:
+        words = words[0].lower() + words[1:]
+    return typer.Option(value, *flags, help=prefix + words, show_default=False, callback=check)
 
 
 def spec_help() -> str:

@@ -10,6 +10,8 @@ from typing import Optional
 import typer
 
 from sufdec.cli import checks, common, maintenance
+from sufdec.drafters.settings import DraftSettings
+from sufdec.suffix.settings import preset_default
 
 
 def read_prompts(prompt: Optional[str], prompts: Optional[Path]) -> list[dict]:
@@ -69,14 +71,8 @@ def _check_settings(
     min_p,
     repetition_penalty,
     seed,
-    max_spec_tokens,
-    spec_factor,
-    min_token_prob,
-    exit_layer,
-    exit_min_prob,
     system,
     stop,
-    exit_branch=None,
 ) -> None:
     """Every numeric option in its range and every text UTF-8, before anything loads."""
     big = checks.INT32_MAX
@@ -87,12 +83,6 @@ def _check_settings(
     checks.in_range(min_p, "--min-p", low=0.0, high=1.0)
     checks.in_range(repetition_penalty, "--repetition-penalty", low=0.0, low_open=True, note=" (1.0 = off)")
     checks.in_range(seed, "--seed", low=0, high=checks.SEED_MAX)
-    checks.in_range(max_spec_tokens, "--max-spec-tokens", low=0, high=big)
-    checks.in_range(spec_factor, "--spec-factor", low=0.0)
-    checks.in_range(min_token_prob, "--min-token-prob", low=0.0, high=1.0)
-    checks.in_range(exit_layer, "--exit-layer", low=1, high=big)
-    checks.in_range(exit_min_prob, "--exit-min-prob", low=0.0, high=1.0)
-    checks.in_range(exit_branch, "--exit-branch", low=0.0, high=1.0)
     checks.text(system, "--system")
     for s in stop:
         checks.text(s, "--stop")
@@ -151,62 +141,23 @@ def generate(
         [], "--stop", help="Stop string (repeatable; default: the model's stop_strings).", show_default=False
     ),
     spec: str = typer.Option("tree", "--spec", help=common.spec_help()),
-    preset: str = typer.Option(
-        "merged",
-        "--draft-mode",
-        help=(
-            "merged: one tree from both trees and several match lengths (default); paper: the published "
-            "algorithm (factor 4, min probability 0.1)."
-        ),
+    preset: str = common.setting(DraftSettings, "mode", "--draft-mode"),
+    max_spec_tokens: Optional[int] = common.setting(
+        DraftSettings, "max_spec_tokens", "--max-spec-tokens", default=None
     ),
-    max_spec_tokens: Optional[int] = typer.Option(
-        None, "--max-spec-tokens", show_default=False, help="Most draft nodes verified per step, >= 0 (default 32)."
+    spec_factor: Optional[float] = common.setting(
+        DraftSettings, "max_spec_factor", "--spec-factor", default=None, shown=preset_default("max_spec_factor")
     ),
-    spec_factor: Optional[float] = typer.Option(
-        None,
-        "--spec-factor",
-        show_default=False,
-        help="Draft at most factor x match length nodes, >= 0 (default: 1000 merged, 4 paper).",
+    min_token_prob: Optional[float] = common.setting(
+        DraftSettings, "min_token_prob", "--min-token-prob", default=None, shown=preset_default("min_token_prob")
     ),
-    min_token_prob: Optional[float] = typer.Option(
-        None,
-        "--min-token-prob",
-        show_default=False,
-        help="Drop draft nodes whose estimated probability is lower, in [0, 1] (default: 0 merged, 0.1 paper).",
+    sizing: str = common.setting(DraftSettings, "sizing", "--sizing"),
+    exit_layer: Optional[int] = common.setting(DraftSettings, "exit_layer", "--exit-layer", prefix="--spec eesd: "),
+    exit_min_prob: Optional[float] = common.setting(
+        DraftSettings, "exit_min_prob", "--exit-min-prob", default=None, prefix="--spec eesd: "
     ),
-    sizing: str = typer.Option(
-        "cost",
-        "--sizing",
-        help=(
-            "How much to draft and verify each step. cost: the part of each draft worth its forward cost "
-            "(the cost measured at load, the draft's probabilities corrected by the acceptance observed so "
-            "far); fixed: always up to --max-spec-tokens; beta-ts: Thompson sampling on the acceptance "
-            "rate picks the draft length (drafting cost included; 0 = do not draft); calibration-ts: the "
-            "same, stopping each early-exit chain at the first token whose calibrated confidence does not "
-            "pay. hybrid: the early-exit side uses beta-ts or calibration-ts (the default), the suffix "
-            "side cost."
-        ),
-    ),
-    exit_layer: Optional[int] = typer.Option(
-        None,
-        "--exit-layer",
-        show_default=False,
-        help="--spec eesd: the exit layer after layer N >= 1 (default: the newest trained).",
-    ),
-    exit_min_prob: Optional[float] = typer.Option(
-        None,
-        "--exit-min-prob",
-        show_default=False,
-        help="--spec eesd: stop a chain when its probability falls below this, in [0, 1] (default 0.3).",
-    ),
-    exit_branch: Optional[float] = typer.Option(
-        None,
-        "--exit-branch",
-        show_default=False,
-        help=(
-            "--spec eesd/hybrid: also verify the runner-up token where its probability is at least this "
-            "share of the top token's, in [0, 1] (default 0: chains)."
-        ),
+    exit_branch: Optional[float] = common.setting(
+        DraftSettings, "exit_branch", "--exit-branch", default=None, prefix="--spec eesd/hybrid: "
     ),
     learn: bool = typer.Option(True, "--learn/--no-learn", help="Append each finished output to the store."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
@@ -238,18 +189,11 @@ def generate(
         min_p=min_p,
         repetition_penalty=repetition_penalty,
         seed=seed,
-        max_spec_tokens=max_spec_tokens,
-        spec_factor=spec_factor,
-        min_token_prob=min_token_prob,
-        exit_layer=exit_layer,
-        exit_min_prob=exit_min_prob,
         system=system,
         stop=stop,
-        exit_branch=exit_branch,
     )
     try:
         from sufdec.drafters.registry import kind_of
-        from sufdec.suffix.settings import DraftSettings
 
         draft = DraftSettings.preset(
             preset,

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from sufdec.cli import common
+from sufdec.eesd.settings import TrainSettings
 
 
 def _share(x: Optional[float]) -> str:
@@ -47,28 +48,11 @@ def train_exit(
             "Train on the outputs a store holds (default when --data is not given: $SUFDEC_STORE, else the user store)."
         ),
     ),
-    steps: int = typer.Option(
-        450,
-        "--steps",
-        min=1,
-        help="Optimizer steps in all (a re-run resumes up to this; the progress line shows the time a step takes).",
-    ),
-    lr: float = typer.Option(5e-4, "--lr", min=0.0, help="Peak learning rate (cosine decay), finite."),
+    steps: int = common.setting(TrainSettings, "steps", "--steps"),
+    lr: float = common.setting(TrainSettings, "lr", "--lr"),
     max_tokens: int = typer.Option(60000, "--max-tokens", min=256, help="Most training tokens read."),
-    draft_vocab: int = typer.Option(
-        8192,
-        "--draft-vocab",
-        min=0,
-        help="Draft with the N most frequent tokens of the data only (0: the whole vocabulary). "
-        "Verification always uses the full head.",
-    ),
-    init_from: Optional[int] = typer.Option(
-        None,
-        "--init-from",
-        min=0,
-        show_default=False,
-        help="Target layer the exit layer starts as a copy of (default: the last, whose output the head reads).",
-    ),
+    draft_vocab: int = common.setting(TrainSettings, "draft_vocab", "--draft-vocab"),
+    init_from: Optional[int] = common.setting(TrainSettings, "init_from", "--init-from"),
     out: Optional[Path] = typer.Option(
         None,
         "--out",
@@ -89,13 +73,9 @@ def train_exit(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sufdec.cli import checks
-
-    checks.in_range(lr, "--lr", low=0.0)  # inf and nan too: they would save a poisoned layer
-
     with common.clean_errors():
         from sufdec.eesd import exit_model
-        from sufdec.eesd.train import TrainSettings, train_exit_layer
+        from sufdec.eesd.train import train_exit_layer
         from sufdec.engine.loading import load_model
         from sufdec.engine.stopping import eos_ids_of
 

@@ -9,14 +9,57 @@ No torch here: drafters run on plain Python ints.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Protocol, runtime_checkable
+from typing import Protocol
 
 from sufdec.suffix.draft import Draft
 
+# What a drafter can do beyond the four calls, declared in its ``abilities`` attribute (a
+# frozenset of these names): the drafting service reads the declaration, never the
+# drafter's type, so a wrapper declares exactly what it forwards.
+PACE = "pace"  # pace(keep_drafting): it pays for every token it drafts and asks before each
+PREFILL = "prefill"  # prefill(): a model state of its own to bring up to the context
+FEEDBACK = "feedback"  # feedback(outcome): the step's whole report, in place of observe
+RETARGET = "use_tree"  # use_tree(tree): it moves to a reloaded store tree mid-request
+ABILITIES = (PACE, PREFILL, FEEDBACK, RETARGET)
+CALLS = ("begin", "draft", "observe", "end")
 
-@runtime_checkable
+
+def abilities(drafter: object) -> frozenset[str]:
+    """What ``drafter`` declares it can do (its ``abilities``; none declared: none)."""
+    return frozenset(getattr(drafter, "abilities", ()))
+
+
+def check_drafter(drafter: object) -> None:
+    """TypeError unless ``drafter`` has the four calls and a method for each ability it declares."""
+    declared = abilities(drafter)
+    unknown = sorted(declared - set(ABILITIES))
+    missing = [m for m in CALLS + tuple(sorted(declared & set(ABILITIES))) if not callable(getattr(drafter, m, None))]
+    if unknown or missing:
+        raise TypeError(
+            f"{type(drafter).__name__} is not a drafter: "
+            + (f"it lacks {', '.join(missing)}" if missing else "")
+            + ("; " if missing and unknown else "")
+            + (f"unknown abilities {', '.join(unknown)} (known: {', '.join(ABILITIES)})" if unknown else "")
+        )
+
+
 class Drafter(Protocol):
-    """Proposes token trees for one request at a time."""
+    """Proposes token trees for one request at a time.
+
+    Optional abilities, each a method named after it and declared in ``abilities``:
+    ``pace(keep_drafting)``: a drafter that pays for every token it drafts (a model forward
+    each) is handed its draft control's rule once per request, ``keep_drafting(depth, q)``
+    -> keep the token at ``depth`` (1-based) that it gives probability ``q`` given its
+    parent (None: its own rule). ``prefill()``: a drafter with a model state of its own (a
+    KV cache) feeds what that state lacks (after ``begin``: the prompt), so the next
+    ``draft`` costs drafting only; the service calls it right after ``begin``, a chooser
+    (the hybrid) when it first drafts from that side, or never. ``feedback(outcome)``: it
+    learns from each step's whole report (what was verified, how many nodes were accepted,
+    how long drafting and the forward took), handed to it in place of ``observe``.
+    ``use_tree(tree)``: it drafts from ``tree`` from now on (the store reloaded its tree).
+    """
+
+    abilities: frozenset[str]
 
     def begin(self, prompt_ids: list[int]) -> None:
         """Start a request whose context is ``prompt_ids``."""
@@ -36,41 +79,10 @@ class Drafter(Protocol):
         ``finished`` is False when it was cut short (error, cancelled stream)."""
 
 
-@runtime_checkable
-class PacedDrafter(Protocol):
-    """A drafter that pays for every token it drafts (a model forward each) and so asks,
-    token by token, whether to go on. The decode loop hands it its draft control's rule
-    once per request: ``keep_drafting(depth, q)`` -> keep the token at ``depth`` (1-based)
-    that the drafter gives probability ``q`` given its parent; None: the drafter's own rule."""
-
-    def pace(self, keep_drafting: Optional[Callable[[int, float], bool]]) -> None:
-        """Use ``keep_drafting`` for the requests that follow."""
-
-
-@runtime_checkable
-class PrefillingDrafter(Protocol):
-    """A drafter with a model state of its own to bring up to the context (a KV cache).
-    ``begin`` does not; ``catch_up`` feeds what the state lacks now (after ``begin``: the
-    prompt, a prefill), so the next ``draft`` costs drafting only. The decode loop calls it
-    right after ``begin``; a drafter that may never draft from this one (the hybrid) calls
-    it when it first does, or never."""
-
-    def catch_up(self) -> None:
-        """Feed the context the drafter's state lacks, but its last token."""
-
-
-@runtime_checkable
-class OutcomeDrafter(Protocol):
-    """A drafter that learns from each step's whole outcome (what was verified, how many
-    nodes were accepted, how long drafting and the forward took), not only the tokens:
-    the drafting service hands it the step's one report in place of ``observe``."""
-
-    def feedback(self, outcome: "StepOutcome") -> None:  # noqa: F821 - drafters.control's
-        """The step's outcome; ``outcome.emitted`` extends the context as ``observe`` would."""
-
-
 class NullDrafter:
     """Never speculates: the decode loop then runs plain decoding (``--spec off``)."""
+
+    abilities: frozenset[str] = frozenset()
 
     def begin(self, prompt_ids: list[int]) -> None:
         pass
@@ -90,6 +102,8 @@ class ContextDrafter:
 
     Subclasses implement ``draft``; override ``end`` to learn from finished outputs.
     """
+
+    abilities: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         self.context: list[int] = []

@@ -46,9 +46,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from sufdec.drafters.budget import AcceptanceCalibration, CostModel, size_draft, subtree, top_nodes
+from sufdec.drafters.settings import SIZINGS as POLICIES
 from sufdec.drafters.stepcost import StepCost
 from sufdec.suffix.draft import Draft
-from sufdec.suffix.settings import SIZINGS as POLICIES
 
 
 @dataclass
@@ -63,12 +63,15 @@ class StepOutcome:
     forward_s: float = 0.0  # seconds of the verification forward
 
 
+DISCOUNT = 0.97  # old evidence's weight per update: memory of about 33 updates
+
+
 class BetaPosterior:
     """Beta(a, b) on "a drafted token is accepted", with discounting: before each update
     the evidence beyond the prior is multiplied by ``discount`` (memory ~ 1 / (1 - discount)
     updates)."""
 
-    def __init__(self, a: float = 1.0, b: float = 1.0, discount: float = 0.97) -> None:
+    def __init__(self, a: float = 1.0, b: float = 1.0, discount: float = DISCOUNT) -> None:
         self.prior = (a, b)
         self.a, self.b, self.discount = a, b, discount
 
@@ -148,7 +151,7 @@ class DraftControls:
         self,
         cost: CostModel | Callable[[], CostModel] | None = None,
         *,
-        discount: float = 0.97,
+        discount: float = DISCOUNT,
         seed: int | None = None,
         calibrate: bool = True,
         live: bool = False,

@@ -11,19 +11,20 @@ the next step, since the comparison is made every step.
 
 The posterior can stay optimistic where early exit does not pay (it learns from the chains
 the draw chose, and the draw is noisy), so each source's steps are also timed whole
-(drafting and verification, from the step's report: ``StepRate``), and once early exit has had ``WARMUP``
-steps, it is weighed only while its steps earn at least as many tokens per second as
-plain ones; while they do not, the step is what the suffix drafter alone would do, and one
-step in ``EXPLORE`` considers early exit anyway, so that a change is noticed. The early-exit
+(drafting and verification, from the step's report: ``StepRate``), and once early exit has
+had ``hybrid_warmup`` steps, it is weighed only while its steps earn at least as many tokens
+per second as plain ones; while they do not, the step is what the suffix drafter alone
+would do, and one step in ``hybrid_explore`` considers early exit anyway, so that a change is noticed. The early-exit
 drafter's prefill waits for its first chain in a request (none when it never drafts) and
 counts in that step's time (a request that drafts one chain pays a whole prefill for it),
 not in the per-token drafting cost the Thompson-sampling control weighs; and early exit is
-not weighed in a request before ``UNMATCHED`` of its steps found no suffix draft, so
+not weighed in a request before ``hybrid_unmatched`` of its steps found no suffix draft, so
 where the suffix trees cover most steps (text-to-SQL on a known schema: a few unmatched
 steps a request, each a long prompt to prefill) no prefill is paid for a chain or two.
 
-The hybrid sizes its drafts itself; the decode loop verifies them as they come (its own
-control for a hybrid request only passes them through). It learns from the drafting
+The hybrid sizes its drafts itself with the two draft controls it is given, one per side
+(the registry makes them: ``sides``); the decode loop verifies its drafts as they come (its
+own control for a hybrid request only passes them through). It learns from the drafting
 service's one report per step (``feedback``: what was verified, the accepted count, the
 step's drafting and forward seconds), which it passes on to the control of the source it
 chose; both sides learn every step: the suffix calibration labels every suffix draft
@@ -36,36 +37,46 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-from sufdec.drafters.base import Drafter, PacedDrafter, PrefillingDrafter
+from sufdec.drafters.base import FEEDBACK, PACE, PREFILL, RETARGET, Drafter, abilities
 from sufdec.drafters.control import DraftControl, DraftControls, StepOutcome
+from sufdec.drafters.settings import DraftSettings
 from sufdec.suffix.draft import Draft
-from sufdec.suffix.settings import DraftSettings
 
-WARMUP = 8  # early-exit steps timed before their throughput can refuse a chain
-EXPLORE = 32  # while refused, one step in this many weighs early exit anyway
-UNMATCHED = 8  # steps without a suffix draft in a request before its first chain (and prefill)
+TS_POLICIES = ("beta-ts", "calibration-ts")
+
+
+def sides(controls: DraftControls, settings: DraftSettings) -> tuple[DraftControl, DraftControl]:
+    """The hybrid's two draft controls for one request: the suffix side sized by the ``cost``
+    policy, the early-exit side by ``settings.sizing`` when that is a Thompson-sampling
+    policy, else by ``calibration-ts``."""
+    policy = settings.sizing if settings.sizing in TS_POLICIES else "calibration-ts"
+    return controls.for_request("cost", "suffix"), controls.for_request(policy, "eesd", settings.exit_max_len)
 
 
 class HybridDrafter:
     """Drafts from ``suffix`` or ``early`` (None: suffix only) per step, see the module doc.
 
-    ``controls`` is the generator's shared learned state; the suffix side is sized by the
-    ``cost`` policy, the early-exit side by ``settings.sizing`` when that is a
-    Thompson-sampling policy, else by ``calibration-ts``.
+    ``controls``: the suffix side's and the early-exit side's draft controls for this
+    request (``sides``); the step rates it compares live in their shared state.
     """
 
+    abilities = frozenset({FEEDBACK, RETARGET})
+
     def __init__(
-        self, suffix: Drafter, early: Optional[Drafter], controls: DraftControls, settings: DraftSettings
+        self,
+        suffix: Drafter,
+        early: Optional[Drafter],
+        controls: tuple[DraftControl, DraftControl],
+        settings: DraftSettings,
     ) -> None:
         self.suffix, self.early = suffix, early
-        self.suffix_ctl: DraftControl = controls.for_request("cost", "suffix")
-        policy = settings.sizing if settings.sizing in ("beta-ts", "calibration-ts") else "calibration-ts"
-        self.early_ctl: DraftControl = controls.for_request(policy, "eesd", settings.exit_max_len)
-        if isinstance(early, PacedDrafter):
-            early.pace(self.early_ctl.keep_drafting)
-        self.shared = controls
+        self.suffix_ctl, self.early_ctl = controls
+        self.settings = settings
+        if early is not None and PACE in abilities(early):
+            early.pace(self.early_ctl.keep_drafting)  # type: ignore[attr-defined]
+        self.shared = self.early_ctl.shared
         self.last: tuple[str, Draft, float] | None = None  # (source, draft, its drafting seconds) this step
-        self.caught_up = False  # the early-exit drafter has had this request's prefill
+        self.prefilled = False  # the early-exit drafter has had this request's prefill
         self.unmatched = 0  # steps of this request without a suffix draft
         self.choices = {"suffix": 0, "eesd": 0, "none": 0}
 
@@ -73,7 +84,7 @@ class HybridDrafter:
         self.suffix.begin(prompt_ids)
         if self.early is not None:
             self.early.begin(prompt_ids)
-        self.last, self.caught_up = None, False
+        self.last, self.prefilled = None, False
         self.unmatched = 0
 
     def draft(self, max_nodes: int) -> Draft:
@@ -87,8 +98,8 @@ class HybridDrafter:
         if len(sized) and suffix_rate >= early_rate:
             self.last = ("suffix", sized, suffix_s)
         elif k > 0 and early_rate > 1.0:
-            if not self.caught_up:  # the prefill: in this step's time, not in the drafting cost
-                self._catch_up()
+            if not self.prefilled:  # the prefill: in this step's time, not in the drafting cost
+                self._prefill()
             t1 = time.perf_counter()
             chain = self.early_ctl.size(self.early.draft(k), k)  # type: ignore[union-attr]
             self.last = ("eesd", chain, time.perf_counter() - t1)
@@ -99,28 +110,28 @@ class HybridDrafter:
         self.choices[self.last[0]] += 1
         return self.last[1]
 
-    def _catch_up(self) -> None:
-        if isinstance(self.early, PrefillingDrafter):
-            self.early.catch_up()
-        self.caught_up = True
+    def _prefill(self) -> None:
+        if PREFILL in abilities(self.early):
+            self.early.prefill()  # type: ignore[union-attr]
+        self.prefilled = True
 
     def _early_considered(self) -> bool:
         """Early exit is weighed this step: there is one, its prefill can be spread over enough
-        steps (``UNMATCHED`` in this request had no suffix draft, or it was paid already), and
+        steps (``hybrid_unmatched`` in this request had no suffix draft, or it was paid already), and
         its steps pay (``_early_pays``)."""
-        if self.early is None or not (self.caught_up or self.unmatched >= UNMATCHED):
+        if self.early is None or not (self.prefilled or self.unmatched >= self.settings.hybrid_unmatched):
             return False
         return self._early_pays()
 
     def _early_pays(self) -> bool:
         """Whether early-exit steps measured at least plain decoding's tokens per second
-        (yes before ``WARMUP`` of them, and at one step in ``EXPLORE`` refused)."""
+        (yes before ``hybrid_warmup`` of them, and at one step in ``hybrid_explore`` refused)."""
         early = self.shared.step_rate("eesd")
         mine, plain = early.per_second, self._plain_rate()
-        if early.n < WARMUP or mine is None or plain is None or mine >= plain:
+        if early.n < self.settings.hybrid_warmup or mine is None or plain is None or mine >= plain:
             return True
         early.vetoed += 1
-        return early.vetoed % EXPLORE == 0
+        return early.vetoed % self.settings.hybrid_explore == 0
 
     def _plain_rate(self) -> float | None:
         """Tokens per second of a step without a draft: measured where the hybrid drafted
@@ -159,9 +170,8 @@ class HybridDrafter:
             self.early.observe(new_ids)
 
     def use_tree(self, tree: object) -> None:
-        retarget = getattr(self.suffix, "use_tree", None)
-        if retarget is not None:
-            retarget(tree)
+        if RETARGET in abilities(self.suffix):
+            self.suffix.use_tree(tree)  # type: ignore[attr-defined]
 
     def end(self, output_ids: list[int], finished: bool) -> None:
         self.suffix_ctl.end()

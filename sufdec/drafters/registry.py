@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sufdec.drafters.base import Drafter, NullDrafter
-from sufdec.drafters.hybrid import HybridDrafter
+from sufdec.drafters.hybrid import HybridDrafter, sides
+from sufdec.drafters.settings import DraftSettings
 from sufdec.drafters.suffix import SuffixDrafter
-from sufdec.suffix import DraftSettings, SuffixIndex
+from sufdec.suffix import SuffixIndex
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def _early_exit(sources: Sources, settings: DraftSettings) -> Drafter:
 
 def _hybrid(sources: Sources, settings: DraftSettings) -> Drafter:
     early = sources.exit_drafter() if sources.exit_drafter is not None else None
-    return HybridDrafter(_tree(sources, settings), early, sources.controls, settings)
+    return HybridDrafter(_tree(sources, settings), early, sides(sources.controls, settings), settings)
 
 
 register(DrafterKind("tree", _tree, "verify draft trees from past outputs", store=True))

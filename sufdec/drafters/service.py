@@ -22,12 +22,13 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from sufdec.drafters import registry
-from sufdec.drafters.base import Drafter, OutcomeDrafter, PacedDrafter, PrefillingDrafter
+from sufdec.drafters.base import FEEDBACK, PACE, PREFILL, RETARGET, Drafter, abilities, check_drafter
 from sufdec.drafters.budget import CostModel, best_chain, cut_below
 from sufdec.drafters.control import DraftControl, DraftControls, StepOutcome
 from sufdec.drafters.learning import BackgroundLearner
 from sufdec.drafters.registry import DrafterKind, Sources
-from sufdec.suffix import DraftSettings, SuffixIndex
+from sufdec.drafters.settings import DraftSettings
+from sufdec.suffix import SuffixIndex
 from sufdec.suffix.draft import Draft
 
 Learn = Callable[[list[int]], Any]  # stores one finished output; returns its id (None: a duplicate)
@@ -46,6 +47,7 @@ class DraftRequest:
         open_requests: dict | None = None,
     ) -> None:
         self.kind, self.settings, self.drafter, self.control = kind, settings, drafter, control
+        self.abilities = abilities(drafter)
         self._learn = learn
         self._open = open_requests if open_requests is not None else {}
         self.learned: Any = None  # the stored output's id once ``finish`` learned it
@@ -72,8 +74,8 @@ class DraftRequest:
         """The step's one report: the drafter sees the emitted tokens (a drafter that learns
         from outcomes, the whole report), the control what was verified, accepted and how
         long drafting and the forward took."""
-        if isinstance(self.drafter, OutcomeDrafter):
-            self.drafter.feedback(outcome)
+        if FEEDBACK in self.abilities:
+            self.drafter.feedback(outcome)  # type: ignore[attr-defined]
         elif outcome.emitted:
             self.drafter.observe(list(outcome.emitted))
         if self.kind.drafts:
@@ -95,10 +97,9 @@ class DraftRequest:
 
     def use_tree(self, tree: SuffixIndex | None) -> None:
         """Draft from ``tree`` from now on (the store reloaded its tree while this request
-        ran), if the drafter can (it has ``use_tree``)."""
-        retarget = getattr(self.drafter, "use_tree", None)
-        if retarget is not None:
-            retarget(tree)
+        ran), if the drafter can (it declares ``use_tree``)."""
+        if RETARGET in self.abilities:
+            self.drafter.use_tree(tree)  # type: ignore[attr-defined]
 
     def summary(self) -> dict:
         """What the request did, for reports: the source of each step's draft where the
@@ -148,11 +149,8 @@ class DraftService:
     ) -> None:
         if drafter is not None and drafter_factory is not None:
             raise ValueError("give either drafter or drafter_factory, not both")
-        if drafter is not None and not isinstance(drafter, Drafter):
-            raise TypeError(
-                f"drafter must implement the Drafter protocol (begin/draft/observe/end), not "
-                f"{type(drafter).__name__}; pass a factory as drafter_factory="
-            )
+        if drafter is not None:
+            check_drafter(drafter)
         self.settings = settings if settings is not None else DraftSettings()
         self.controls = controls if controls is not None else DraftControls(cost)
         self._cost_attached = controls is not None or cost is not None
@@ -220,12 +218,14 @@ class DraftService:
             drafter = self._factory()
         else:
             drafter = kind.build(self.sources, s)
+        check_drafter(drafter)
         control = self._control(kind, s)
-        if isinstance(drafter, PacedDrafter):
-            drafter.pace(control.keep_drafting)
+        declared = abilities(drafter)
+        if PACE in declared:
+            drafter.pace(control.keep_drafting)  # type: ignore[attr-defined]
         drafter.begin(list(prompt_ids))
-        if isinstance(drafter, PrefillingDrafter):
-            drafter.catch_up()  # the drafter's own prefill, before the first step like the target's
+        if PREFILL in declared:
+            drafter.prefill()  # type: ignore[attr-defined] - its own prefill, before the first step like the target's
         request = DraftRequest(kind, s, drafter, control, self.learn_output, self._open)
         self._open[id(request)] = request
         return request

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from sufdec.drafters.service import DraftService
+from sufdec.drafters.settings import DraftSettings
 from sufdec.store import Store, StoreError, StoreNotFoundError, TokenizerMismatchError
 from sufdec.store.meta import TokenizerInfo
-from sufdec.suffix import DraftSettings
 from sufdec.tokenization import load_tokenizer
 
 _LOG = logging.getLogger("sufdec")

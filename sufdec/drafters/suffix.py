@@ -12,15 +12,18 @@ outputs is the drafting service's (``sufdec.drafters.service``), not the drafter
 
 from __future__ import annotations
 
-from sufdec.drafters.base import ContextDrafter
+from sufdec.drafters.base import RETARGET, ContextDrafter
 from sufdec.drafters.budget import best_chain
-from sufdec.suffix import DraftSettings, RequestTree, SuffixIndex, draft_both
+from sufdec.drafters.settings import DraftSettings
+from sufdec.suffix import RequestTree, SuffixIndex, draft_both
 from sufdec.suffix.draft import Draft
 
 
 class SuffixDrafter(ContextDrafter):
     """Drafts from a global ``SuffixIndex`` (None: the request's own tree only) and a
     per-request tree; ``chain``: only the most probable path of each draft."""
+
+    abilities = frozenset({RETARGET})
 
     def __init__(
         self, global_tree: SuffixIndex | None, settings: DraftSettings = DraftSettings(), chain: bool = False

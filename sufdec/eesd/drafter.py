@@ -2,7 +2,7 @@
 
 Each step it brings its own cache up to the request's context (the tokens accepted since
 the last step, in one forward through the N + 1 layers of the draft model; the prompt in
-``catch_up``, which the decode loop calls after ``begin`` and the hybrid only once it first
+``prefill``, which the drafting service calls after ``begin`` and the hybrid only once it first
 drafts from early exit), then drafts
 greedily, one token per forward, while the chain's probability (the product of the draft
 head's top probabilities) stays above ``min_prob``, up to ``max_len`` tokens; or, when the
@@ -32,7 +32,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from sufdec.drafters.base import ContextDrafter
+from sufdec.drafters.base import PACE, PREFILL, ContextDrafter
+from sufdec.drafters.settings import DraftSettings
 from sufdec.engine.kv import cache_kwargs, crop_last, has_sliding_layers, new_cache, settle
 from sufdec.suffix.draft import Draft
 
@@ -72,6 +73,9 @@ def consecutive_forwards_ok(model: torch.nn.Module) -> bool:
     return ok
 
 
+_DEFAULTS = DraftSettings()  # the exit knobs' defaults (exit_max_len, exit_min_prob, exit_branch)
+
+
 class EarlyExitDrafter(ContextDrafter):
     """Drafts chains with ``draft_model`` (see ``exit_model.build_draft_model``) whose head is
     restricted to ``vocab`` (token ids, sorted; None: the whole vocabulary); with ``branch``
@@ -79,14 +83,16 @@ class EarlyExitDrafter(ContextDrafter):
     the top's, the runner-up is added as a sibling leaf (one more verified token, no more
     draft forwards: the chain goes on below the top token only)."""
 
+    abilities = frozenset({PACE, PREFILL})
+
     def __init__(
         self,
         draft_model: torch.nn.Module,
         vocab: list[int] | None = None,
         *,
-        max_len: int = 6,
-        min_prob: float = 0.3,
-        branch: float = 0.0,
+        max_len: int = _DEFAULTS.exit_max_len,
+        min_prob: float = _DEFAULTS.exit_min_prob,
+        branch: float = _DEFAULTS.exit_branch,
     ) -> None:
         super().__init__()
         self.model = draft_model
@@ -113,7 +119,7 @@ class EarlyExitDrafter(ContextDrafter):
         self.drafted: list[int] = []  # the last chain, fed up to its last token
 
     def pace(self, keep_drafting: Optional[Callable[[int, float], bool]]) -> None:
-        """Stop chains by the draft control's rule (None: by ``min_prob``); see PacedDrafter."""
+        """Stop chains by the draft control's rule (None: by ``min_prob``); see the Drafter protocol's pace."""
         self.keep_drafting = keep_drafting
 
     def begin(self, prompt_ids: list[int]) -> None:
@@ -122,7 +128,7 @@ class EarlyExitDrafter(ContextDrafter):
         self.fed = 0
         self.drafted = []
 
-    def catch_up(self) -> None:
+    def prefill(self) -> None:
         """Feed the context but its last token (after ``begin``: the draft model's prefill), so
         that the next draft step costs what drafting costs (a draft control measures it per
         token). Not where two forwards in a row cannot run (the next draft feeds it all)."""

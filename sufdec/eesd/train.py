@@ -42,23 +42,7 @@ from sufdec.eesd.exit_model import (
     new_exit_layer,
     save_exit_layer,
 )
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """One training run of the exit layer at ``layer``."""
-
-    layer: int
-    steps: int = 450
-    lr: float = 5e-4
-    batch: int = 8  # chunks per step
-    chunk: int = 128  # tokens per chunk
-    top_k: int = 32  # teacher probabilities kept per position
-    draft_vocab: int = 8192  # draft vocabulary size (0: the whole vocabulary)
-    held_out: float = 0.1  # share of chunks kept for the acceptance figure
-    init_from: int | None = None  # target layer the exit layer starts from (None: the last)
-    checkpoint_every: int = 50
-    seed: int = 0
+from sufdec.eesd.settings import TrainSettings
 
 
 @dataclass

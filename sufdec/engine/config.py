@@ -16,9 +16,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from sufdec.drafters.settings import DraftSettings
 from sufdec.engine.accept import SamplingParams
 from sufdec.engine.stopping import eos_ids_of
-from sufdec.suffix.settings import DraftSettings
 
 DEFAULT_MAX_NEW_TOKENS = 256  # when neither the caller nor the model's generation_config names one
 

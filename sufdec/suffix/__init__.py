@@ -4,23 +4,22 @@
 tree over prompt + generated tokens, ``Matcher`` the incremental matcher a decode loop
 feeds one step at a time, and ``draft_both`` drafts from both trees in one call: the
 paper's rule (the better tree's draft) or one tree merged over both, as one
-``DraftSettings`` (``sufdec.suffix.settings``) says.
+``SuffixSettings`` (``sufdec.suffix.settings``) says.
 """
 
 from sufdec._core import Matcher, SuffixTree
 from sufdec.suffix.draft import Draft
 from sufdec.suffix.index import RequestTree, SuffixIndex, draft_both, pick_best, to_draft
-from sufdec.suffix.settings import MODES, PRESETS, SIZINGS, DraftSettings
+from sufdec.suffix.settings import MODES, PRESETS, SuffixSettings
 
 __all__ = [
     "Draft",
-    "DraftSettings",
     "MODES",
     "Matcher",
     "PRESETS",
     "RequestTree",
-    "SIZINGS",
     "SuffixIndex",
+    "SuffixSettings",
     "SuffixTree",
     "draft_both",
     "pick_best",

@@ -12,9 +12,9 @@ from typing import Iterable, Sequence, Union
 
 from sufdec._core import Matcher, SuffixTree, speculate_both
 from sufdec.suffix.draft import Draft
-from sufdec.suffix.settings import DraftSettings
+from sufdec.suffix.settings import SuffixSettings
 
-DEFAULT = DraftSettings()
+DEFAULT = SuffixSettings()
 
 Tokens = Union[Sequence[int], "object"]  # list/tuple of ints or a 1-d integer numpy array
 
@@ -76,7 +76,7 @@ class SuffixIndex:
         """An incremental matcher for one request: ``feed`` tokens, then ``speculate``."""
         return self._tree.matcher()
 
-    def speculate(self, context: Tokens, settings: DraftSettings = DEFAULT) -> Draft:
+    def speculate(self, context: Tokens, settings: SuffixSettings = DEFAULT) -> Draft:
         """Draft for a context from scratch, in ``settings.mode``, from this tree alone.
 
         The same draft as a :meth:`matcher` fed the whole context, for callers without a
@@ -144,7 +144,7 @@ class RequestTree:
     def tokens(self) -> list[int]:
         return self._tree.sequence(self._SEQ)
 
-    def speculate(self, settings: DraftSettings = DEFAULT) -> Draft:
+    def speculate(self, settings: SuffixSettings = DEFAULT) -> Draft:
         """Draft from this tree alone.
 
         Paper mode counts the request's own current occurrence in the probabilities'
@@ -167,7 +167,7 @@ def pick_best(*drafts: Draft) -> Draft:
 def draft_both(
     matcher: Matcher | None,
     request: RequestTree | None,
-    settings: DraftSettings = DEFAULT,
+    settings: SuffixSettings = DEFAULT,
 ) -> Draft:
     """Draft from a request's two trees in one core call.
 

@@ -9,7 +9,8 @@ import pytest
 
 from sufdec.bench.replay import ReplayConfig, accepted_length, replay
 from sufdec.drafters.budget import best_chain
-from sufdec.suffix import DraftSettings, RequestTree, SuffixIndex, draft_both
+from sufdec.drafters.settings import DraftSettings
+from sufdec.suffix import RequestTree, SuffixIndex, draft_both
 from sufdec.suffix.draft import Draft
 
 

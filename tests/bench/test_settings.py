@@ -11,7 +11,7 @@ from sufdec.bench import datasets
 from sufdec.bench.corpus import default_corpus_cache
 from sufdec.bench.settings import DEFAULT_METHODS, METHODS, BenchSettings, method_draft
 from sufdec.bench.workloads import load_workload, split, workload_label
-from sufdec.suffix import PRESETS, DraftSettings
+from sufdec.drafters.settings import DraftSettings
 
 
 def test_methods_use_chain_and_refuse_the_unreleased_path_name():
@@ -34,7 +34,7 @@ def test_each_method_drafts_from_a_preset_with_the_runs_budget_and_sizing():
     assert method_draft("suffix-tree@64", draft) == draft
     assert method_draft("suffix-chain", draft) == draft.replace(spec="chain")
     paper = method_draft("suffix-paper", draft)
-    assert paper == PRESETS["paper"].replace(max_spec_tokens=8, sizing="fixed")
+    assert paper == DraftSettings.preset("paper", max_spec_tokens=8, sizing="fixed")
     off = method_draft("sufdec-off", draft)
     assert off.spec == "off"
 

@@ -17,8 +17,8 @@ from sufdec.drafters.control import (
     best_length,
     chain_rate,
 )
+from sufdec.drafters.settings import DraftSettings
 from sufdec.suffix.draft import Draft
-from sufdec.suffix.settings import DraftSettings
 
 CPU = CostModel((1, 2, 4, 8, 16, 32), (1.0, 1.07, 1.5, 1.86, 2.04, 2.6))
 

@@ -7,10 +7,17 @@ import pytest
 
 import sufdec.drafters.hybrid as hybrid_module
 from sufdec.drafters.control import DraftControls, StepOutcome
-from sufdec.drafters.hybrid import EXPLORE, UNMATCHED, WARMUP, HybridDrafter
+from sufdec.drafters.hybrid import HybridDrafter, sides
+from sufdec.drafters.settings import DraftSettings
 from sufdec.suffix.draft import Draft
-from sufdec.suffix.settings import DraftSettings
 from tests.drafters.test_control import CPU, chain
+
+D = DraftSettings()  # the hybrid's default knobs
+
+
+def hybrid_of(suffix, early, shared, settings):
+    """A hybrid with its two sides' controls made as the registry makes them."""
+    return HybridDrafter(suffix, early, sides(shared, settings), settings)
 
 
 class FakeDrafter:
@@ -44,15 +51,20 @@ def report(hybrid, draft, emitted, draft_s=0.0, forward_s=0.0):
 
 
 class FakePaced(FakeDrafter):
+    abilities = frozenset({"pace", "prefill"})
+
+    def prefill(self):
+        pass
+
     def pace(self, rule):
         self.rule = rule
 
 
 def test_hybrid_takes_the_better_draft_or_none(monkeypatch):
-    monkeypatch.setattr(hybrid_module, "UNMATCHED", 0)  # early exit weighed from the first step
     shared = DraftControls(CPU, seed=3)
     suffix, early = FakeDrafter(chain([7, 8, 9], [0.95, 0.9, 0.85])), FakePaced(chain([1, 2], [0.9, 0.8]))
-    hybrid = HybridDrafter(suffix, early, shared, DraftSettings(spec="hybrid"))
+    settings = DraftSettings(spec="hybrid", hybrid_unmatched=0)  # early exit weighed from the first step
+    hybrid = HybridDrafter(suffix, early, sides(shared, settings), settings)
     assert early.rule is not None  # the early side is paced
     hybrid.begin([5, 6])
     # a strong suffix draft: taken, no early-exit forward paid
@@ -93,7 +105,7 @@ def test_hybrid_takes_the_better_draft_or_none(monkeypatch):
 
 def test_hybrid_without_an_exit_layer_is_the_suffix_drafter():
     suffix = FakeDrafter(chain([7, 8], [0.9, 0.8]))
-    hybrid = HybridDrafter(suffix, None, DraftControls(CPU), DraftSettings(spec="hybrid"))
+    hybrid = hybrid_of(suffix, None, DraftControls(CPU), DraftSettings(spec="hybrid"))
     hybrid.begin([1])
     assert hybrid.draft(32).token_ids == [7, 8]
     suffix.next = Draft()
@@ -118,7 +130,7 @@ class SlowEarly(FakePaced):
         super().__init__(chain([1], [0.9]))
         self.clock, self.seconds, self.prefill_s, self.prefills = clock, seconds, prefill_s, 0
 
-    def catch_up(self):
+    def prefill(self):
         self.prefills += 1
         self.clock.now += self.prefill_s
 
@@ -155,18 +167,18 @@ def test_early_exit_is_refused_while_its_steps_are_slower_than_plain(monkeypatch
     monkeypatch.setattr(hybrid_module, "time", clock)
     shared = believed_good()
     early = SlowEarly(clock, draft_s)
-    hybrid = HybridDrafter(FakeDrafter(), early, shared, DraftSettings(spec="hybrid", sizing="beta-ts"))
+    hybrid = hybrid_of(FakeDrafter(), early, shared, DraftSettings(spec="hybrid", sizing="beta-ts"))
     run_steps(clock, hybrid, 200)
     rate = shared.step_rate("eesd")
     assert early.prefills == 1  # once in the request, at its first chain
     if expect_slow:  # 2 tokens in 0.06 s against 1 in 0.01 s: the warm-up and the explorations
         assert rate.per_second == pytest.approx(2 / 0.06, rel=0.05)
-        assert hybrid.choices["eesd"] <= WARMUP + 200 // EXPLORE + 1
-        assert hybrid.choices["none"] >= 200 - WARMUP - 200 // EXPLORE - 1
+        assert hybrid.choices["eesd"] <= D.hybrid_warmup + 200 // D.hybrid_explore + 1
+        assert hybrid.choices["none"] >= 200 - D.hybrid_warmup - 200 // D.hybrid_explore - 1
         assert shared.step_rate("none").per_second == pytest.approx(100.0)
-    else:  # 2 tokens in 0.011 s: every step drafts, once UNMATCHED had no suffix draft
-        assert hybrid.choices["eesd"] == 200 - UNMATCHED + 1 and rate.vetoed == 0
-        assert hybrid.choices["none"] == UNMATCHED - 1
+    else:  # 2 tokens in 0.011 s: every step drafts, once D.hybrid_unmatched had no suffix draft
+        assert hybrid.choices["eesd"] == 200 - D.hybrid_unmatched + 1 and rate.vetoed == 0
+        assert hybrid.choices["none"] == D.hybrid_unmatched - 1
 
 
 def test_a_prefill_per_short_request_counts_against_early_exit(monkeypatch):
@@ -176,11 +188,11 @@ def test_a_prefill_per_short_request_counts_against_early_exit(monkeypatch):
     early = SlowEarly(clock, 0.001, prefill_s=0.2)  # cheap chains, a dear prefill (a long prompt)
     hybrids = []
     for _ in range(40):  # requests of 5 steps: the prefill never pays
-        hybrids.append(HybridDrafter(FakeDrafter(), early, shared, DraftSettings(spec="hybrid")))
+        hybrids.append(hybrid_of(FakeDrafter(), early, shared, DraftSettings(spec="hybrid")))
         run_steps(clock, hybrids[-1], 5)
     chains = sum(h.choices["eesd"] for h in hybrids)
-    assert chains <= WARMUP + 5 + 200 // EXPLORE  # warm-up (finishing a request), explorations
-    assert early.prefills <= 2 + 200 // EXPLORE
+    assert chains <= D.hybrid_warmup + 5 + 200 // D.hybrid_explore  # warm-up (finishing a request), explorations
+    assert early.prefills <= 2 + 200 // D.hybrid_explore
 
 
 def test_early_exit_waits_for_unmatched_steps_and_prefills_at_its_first_chain(monkeypatch):
@@ -189,14 +201,14 @@ def test_early_exit_waits_for_unmatched_steps_and_prefills_at_its_first_chain(mo
     shared = DraftControls(CPU, seed=1)
     early = SlowEarly(clock, 0.001)
     suffix = FakeDrafter(chain([7, 8, 9], [0.99, 0.98, 0.97]))
-    hybrid = HybridDrafter(suffix, early, shared, DraftSettings(spec="hybrid"))
+    hybrid = hybrid_of(suffix, early, shared, DraftSettings(spec="hybrid"))
     hybrid.begin([5, 6])
     shared.posterior("eesd").a = 80.0  # chains believed good
-    for i in range(3 * (UNMATCHED - 1)):  # the suffix trees match 2 steps in 3
+    for i in range(3 * (D.hybrid_unmatched - 1)):  # the suffix trees match 2 steps in 3
         suffix.next = chain([7, 8, 9], [0.99, 0.98, 0.97]) if i % 3 else Draft()
         report(hybrid, hybrid.draft(32), [7, 8, 9, 4] if i % 3 else [2])
     assert early.prefills == 0 and early.calls == []  # one unmatched step short
     hybrid.end([1], True)
     suffix.next = Draft()
-    run_steps(clock, hybrid, UNMATCHED + 2)  # a new request without matches: one prefill
+    run_steps(clock, hybrid, D.hybrid_unmatched + 2)  # a new request without matches: one prefill
     assert early.prefills == 1 and len(early.calls) == 3

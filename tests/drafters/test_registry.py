@@ -11,7 +11,7 @@ import pytest
 
 from sufdec.drafters import registry
 from sufdec.drafters.service import DraftService
-from sufdec.suffix import DraftSettings
+from sufdec.drafters.settings import DraftSettings
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import torch
 
 from sufdec.drafters.control import DraftControls, StepOutcome
 from sufdec.drafters.service import DraftService
-from sufdec.suffix import DraftSettings, SuffixIndex
+from sufdec.drafters.settings import DraftSettings
+from sufdec.suffix import SuffixIndex
 
 
 @torch.inference_mode()

@@ -8,9 +8,9 @@ import time
 import pytest
 
 from sufdec.drafters.serving import open_serving, open_store
+from sufdec.drafters.settings import DraftSettings
 from sufdec.store import Store, StoreLockedError, TokenizerMismatchError
 from sufdec.store.meta import TokenizerInfo
-from sufdec.suffix import DraftSettings
 
 TOK = TokenizerInfo("tok", "f" * 32)
 

@@ -9,8 +9,8 @@ from sufdec.drafters.budget import CostModel
 from sufdec.drafters.control import DraftControls, StepOutcome
 from sufdec.drafters.learning import BackgroundLearner
 from sufdec.drafters.service import DraftService
+from sufdec.drafters.settings import DraftSettings
 from sufdec.drafters.stepcost import StepCost
-from sufdec.suffix import DraftSettings
 from sufdec.suffix.draft import Draft
 
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from sufdec.drafters.control import DraftControls
+from sufdec.drafters.settings import DraftSettings
 from sufdec.eesd import exit_model
 from sufdec.eesd.drafter import EarlyExitDrafter
 from sufdec.eesd.train import TrainSettings, train_exit_layer
 from sufdec.engine import GenerationConfig, SpeculativeGenerator
-from sufdec.suffix import DraftSettings
 from tests.engine.helpers import char_tokenizer, plain_greedy, random_prompts, tiny_model
 
 KINDS = ["llama", "qwen2_sliding", "gemma3"]

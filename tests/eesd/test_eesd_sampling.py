@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 
 from sufdec.drafters.control import DraftControls
+from sufdec.drafters.settings import DraftSettings
 from sufdec.eesd import exit_model
 from sufdec.eesd.drafter import EarlyExitDrafter
 from sufdec.engine import GenerationConfig, SpeculativeGenerator
-from sufdec.suffix import DraftSettings
 from tests.engine.helpers import char_tokenizer
 from tests.engine.test_sampling_joint import MAX_NEW, Target, build_case, chi2_pvalue, marginal
 

@@ -7,12 +7,13 @@ import pytest
 
 from sufdec.drafters.budget import CostModel
 from sufdec.drafters.control import DraftControls
-from sufdec.drafters.hybrid import HybridDrafter
+from sufdec.drafters.hybrid import HybridDrafter, sides
+from sufdec.drafters.settings import DraftSettings
 from sufdec.drafters.suffix import SuffixDrafter
 from sufdec.eesd import exit_model
 from sufdec.eesd.drafter import EarlyExitDrafter
 from sufdec.engine import GenerationConfig, SpeculativeGenerator
-from sufdec.suffix import DraftSettings, SuffixIndex
+from sufdec.suffix import SuffixIndex
 from tests.engine.helpers import char_tokenizer, plain_greedy, random_prompts, tiny_model
 
 
@@ -34,7 +35,10 @@ def test_hybrid_is_lossless_and_uses_both_sources(kind, sizing):
     def factory():
         made.append(
             HybridDrafter(
-                SuffixDrafter(index, settings), EarlyExitDrafter(draft_model, None, max_len=4), controls, settings
+                SuffixDrafter(index, settings),
+                EarlyExitDrafter(draft_model, None, max_len=4),
+                sides(controls, settings),
+                settings,
             )
         )
         return made[-1]

@@ -7,8 +7,8 @@ import pytest
 
 from sufdec.drafters.budget import CostModel
 from sufdec.drafters.control import DraftControl, DraftControls
+from sufdec.drafters.settings import DraftSettings
 from sufdec.engine import GenerationConfig, SpeculativeGenerator
-from sufdec.suffix import DraftSettings
 from tests.engine.helpers import OracleDrafter, char_tokenizer, plain_greedy, random_prompts, tiny_model
 
 CPU = CostModel((1, 2, 4, 8, 16, 32, 64), (1.0, 1.1, 1.25, 1.5, 1.9, 2.6, 4.2))

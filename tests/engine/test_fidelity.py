@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from sufdec.drafters.control import DraftControls
+from sufdec.drafters.settings import DraftSettings
 from sufdec.engine import GenerationConfig, SpeculativeGenerator, resolve_generation
 from sufdec.engine.kv import cache_kwargs, new_cache
 from sufdec.engine.stopping import StopStrings
-from sufdec.suffix import DraftSettings
 
 from .helpers import (
     CHARS,

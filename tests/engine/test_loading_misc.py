@@ -12,10 +12,10 @@ from transformers import Gemma2Config, LlamaConfig, TextStreamer
 from sufdec.drafters.base import NullDrafter
 from sufdec.drafters.budget import CostModel
 from sufdec.drafters.control import DraftControls
+from sufdec.drafters.settings import DraftSettings
 from sufdec.engine import GenerationConfig, SpeculativeGenerator, resolve_generation
 from sufdec.engine.calibrate import cost_model_for, measure_cost_model
 from sufdec.engine.loading import ModelLoadError, resolve_attn, resolve_dtype, split_spec
-from sufdec.suffix import DraftSettings
 
 from .helpers import OracleDrafter, char_tokenizer, plain_greedy, random_prompts, tiny_model
 

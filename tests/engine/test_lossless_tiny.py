@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from sufdec.drafters.settings import DraftSettings
 from sufdec.engine import GenerationConfig, SpeculativeGenerator
-from sufdec.suffix import DraftSettings
 
 from .helpers import OracleDrafter, char_tokenizer, plain_greedy, random_prompts, tiny_model
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sufdec.drafters.settings import DraftSettings
 from sufdec.engine import GenerationConfig, SpeculativeGenerator, load_model
 from sufdec.prompts import encode_prompt
-from sufdec.suffix import DraftSettings
 
 from .helpers import OracleDrafter
 

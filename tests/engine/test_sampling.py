@@ -13,8 +13,8 @@ import functools
 import pytest
 import torch
 
+from sufdec.drafters.settings import DraftSettings
 from sufdec.engine import GenerationConfig, SpeculativeGenerator
-from sufdec.suffix import DraftSettings
 
 from .helpers import TopKDrafter, char_tokenizer, plain_greedy, random_prompts, tiny_model
 

@@ -29,8 +29,8 @@ from transformers import (
 
 from sufdec.drafters.base import ContextDrafter
 from sufdec.drafters.control import DraftControls
+from sufdec.drafters.settings import DraftSettings
 from sufdec.engine import GenerationConfig, SpeculativeGenerator, layout_tree
-from sufdec.suffix import DraftSettings
 from sufdec.suffix.draft import Draft
 
 from .helpers import char_tokenizer, random_prompts, tiny_model

@@ -8,11 +8,12 @@ import json
 import pytest
 
 from sufdec.drafters.service import DraftService
+from sufdec.drafters.settings import DraftSettings
 from sufdec.integrations.vllm.config import ConfigError, IntegrationConfig
 from sufdec.integrations.vllm.drafting import LiveRequests
 from sufdec.integrations.vllm.learning import ended_output
 from sufdec.integrations.vllm.opening import IncompatibleVllmError, check_vllm_version
-from sufdec.suffix import DraftSettings, SuffixIndex
+from sufdec.suffix import SuffixIndex
 
 EOS = 2
 

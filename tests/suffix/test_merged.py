@@ -7,7 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sufdec._core import SpecConfig, SuffixTree, speculate_both
-from sufdec.suffix import PRESETS, DraftSettings, RequestTree, SuffixIndex, draft_both, pick_best, to_draft
+from sufdec.drafters.settings import DraftSettings
+from sufdec.suffix import RequestTree, SuffixIndex, draft_both, pick_best, to_draft
 from tests.suffix.helpers import check_merged, examples
 from tests.suffix.reference import RefTree, merged_candidates
 
@@ -125,14 +126,20 @@ def test_python_entry_points(seqs, prompt, out):
     ctx = prompt + out
     m = index.matcher()
     m.feed(ctx)
-    for params in (PRESETS["merged"], PRESETS["paper"], DraftSettings(max_spec_tokens=5, prior=1.0)):
+    for params in (
+        DraftSettings.preset("merged"),
+        DraftSettings.preset("paper"),
+        DraftSettings(max_spec_tokens=5, prior=1.0),
+    ):
         d = draft_both(m, req, params)
         if params.mode == "paper":
             assert d == pick_best(index.speculate(ctx, params), req.speculate(params))
         # one tree alone
         assert draft_both(None, req, params) == req.speculate(params)
         assert draft_both(m, None, params) == index.speculate(ctx, params)
-    assert draft_both(None, None, PRESETS["merged"]) == to_draft(speculate_both(None, None, 0, PRESETS["merged"].core))
+    assert draft_both(None, None, DraftSettings.preset("merged")) == to_draft(
+        speculate_both(None, None, 0, DraftSettings.preset("merged").core)
+    )
 
 
 def test_merged_probs_never_grow_and_top_k_is_closed():
@@ -162,7 +169,7 @@ def test_request_occurrence_not_counted_in_merged_mode():
     d = req.speculate(DraftSettings(prior=0.0, max_spec_tokens=1))
     assert list(d.token_ids) == [6] and d.probs == [1.0]
     # paper mode keeps the published denominators (the current occurrence counts)
-    p = req.speculate(PRESETS["paper"].replace(max_spec_tokens=1))
+    p = req.speculate(DraftSettings.preset("paper", max_spec_tokens=1))
     assert list(p.token_ids) == [6] and p.probs == [0.5]
 
 
@@ -260,7 +267,7 @@ def test_wide_alphabet_remove_then_merged(D, seqs, req_seq, data):
 
 
 def test_presets_and_overrides():
-    assert DraftSettings() == PRESETS["merged"]
+    assert DraftSettings() == DraftSettings.preset("merged")
     paper = DraftSettings.preset("paper", max_spec_tokens=8, min_token_prob=None)
     assert (paper.mode, paper.max_spec_factor, paper.min_token_prob, paper.max_spec_tokens) == ("paper", 4.0, 0.1, 8)
     # a chain in paper mode is the core's single-path drafting; merged mode always grows trees

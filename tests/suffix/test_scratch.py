@@ -18,16 +18,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sufdec._core import SpecConfig, SuffixTree, speculate_both
-from sufdec.suffix import PRESETS, DraftSettings, SuffixIndex
+from sufdec.drafters.settings import DraftSettings
+from sufdec.suffix import SuffixIndex
 from tests.suffix.helpers import examples
 
 FAST = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 SETTINGS = [
-    PRESETS["paper"],
-    PRESETS["paper"].replace(spec="chain"),
-    PRESETS["paper"].replace(max_spec_factor=1.0, max_spec_offset=2.0, min_token_prob=0.0),
-    PRESETS["merged"],
+    DraftSettings.preset("paper"),
+    DraftSettings.preset("paper", spec="chain"),
+    DraftSettings.preset("paper", max_spec_factor=1.0, max_spec_offset=2.0, min_token_prob=0.0),
+    DraftSettings.preset("merged"),
     DraftSettings(mode="merged", max_spec_tokens=8, max_spec_factor=2.0, prior=0.0, max_sources=1),
     DraftSettings(mode="merged", max_spec_tokens=64, max_spec_factor=1000.0, min_token_prob=0.0, max_sources=6),
 ]

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from sufdec.drafters import registry
+from sufdec.drafters.settings import DraftSettings
 from sufdec.store import resolve_store_path
-from sufdec.suffix import DraftSettings
 
 CONFIG_ENV = "SUFDEC_VLLM_CONFIG"
 KEYS = ("store", "learn", "preset", "draft", "token_cost", "refresh_s")
