@@ -15,8 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from sufdec._core import SuffixTree, speculate_both
-from sufdec.suffix.settings import PRESETS, DraftSettings
+from sufdec.suffix import PRESETS, DraftSettings, SuffixTree, speculate_both
 
 
 def synthetic_corpus(
