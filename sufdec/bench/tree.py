@@ -15,8 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from sufdec._core import SuffixTree, speculate_both
-from sufdec.suffix.settings import PRESETS, SuffixSettings
+from sufdec.suffix import PRESETS, SuffixSettings, SuffixTree, speculate_both
 
 
 def synthetic_corpus(

@@ -221,10 +221,10 @@ def generate(
     checks.device(device)
     with common.clean_errors():
         from sufdec.models import check_gguf_spec
-        from sufdec.store.envfiles import check_reachable
+        from sufdec.store import check_store_reachable
 
         if learn or kind.store:  # the store the session will open, before the model loads
-            check_reachable(common.resolve_store(store))
+            check_store_reachable(common.resolve_store(store))
         if model is not None:
             check_gguf_spec(model, gguf_file)
         if (max_tokens, max_bytes, eviction) != (None, None, None):

@@ -85,7 +85,7 @@ def index(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sufdec.store.ingest import ingest_jsonl
+    from sufdec.store import ingest_jsonl
 
     _check_source(source)
     config = maintenance.budget_config(max_tokens, max_bytes, eviction)
@@ -94,9 +94,9 @@ def index(
 
         config = dataclasses.replace(config, txn_records=txn_records)
     with common.clean_errors():
-        from sufdec.store.envfiles import check_reachable
+        from sufdec.store import check_store_reachable
 
-        check_reachable(common.resolve_store(store))
+        check_store_reachable(common.resolve_store(store))
         made_dirs = _first_missing(common.resolve_store(store))
         new_store = not (common.resolve_store(store) / "data.mdb").exists()
         tok, st = open_store_for(store, model, tokenizer, config=config, trust_remote_code=trust_remote_code)
@@ -134,7 +134,7 @@ def index(
             st.close()
     usable = summary.records_added + summary.duplicates
     if not usable and new_store:  # "unchanged" must be true: take the new, empty store away again
-        from sufdec.store.compact import remove_empty_store
+        from sufdec.store import remove_empty_store
 
         if remove_empty_store(stats.path, created=made_dirs):
             stats = None

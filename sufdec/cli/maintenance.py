@@ -21,7 +21,7 @@ def parse_size(text: Optional[str]) -> Optional[int]:
     unlimited, the opposite of what was asked."""
     if text is None:
         return None
-    from sufdec.store.meta import MAX_BUDGET
+    from sufdec.store import MAX_BUDGET
 
     m = re.fullmatch(r"\s*(\d+)(?:\.(\d+))?\s*([kmgt]?)(?:i?b)?\s*", text.lower())
     if not m:
@@ -44,7 +44,7 @@ def parse_size(text: Optional[str]) -> Optional[int]:
 
 def check_max_tokens(max_tokens: Optional[int]) -> None:
     from sufdec.cli.checks import in_range
-    from sufdec.store.meta import MAX_BUDGET
+    from sufdec.store import MAX_BUDGET
 
     in_range(max_tokens, "--max-tokens", low=0, high=MAX_BUDGET, note=" (0 means unlimited)")
 
@@ -71,11 +71,10 @@ EvictionOption = typer.Option(
 
 def budget_config(max_tokens: Optional[int], max_bytes: Optional[str], eviction: Optional[str]):
     """A StoreConfig that records the budget the flags name (None: keep the store's)."""
-    from sufdec.store import StoreConfig
-    from sufdec.store.evict import POLICIES
+    from sufdec.store import EVICTION_POLICIES, StoreConfig
 
-    if eviction is not None and eviction not in POLICIES:
-        raise common.fail(f"--eviction must be one of {', '.join(POLICIES)}", 2)
+    if eviction is not None and eviction not in EVICTION_POLICIES:
+        raise common.fail(f"--eviction must be one of {', '.join(EVICTION_POLICIES)}", 2)
     check_max_tokens(max_tokens)
     return StoreConfig(max_tokens=max_tokens, max_bytes=parse_size(max_bytes), eviction=eviction)
 
@@ -119,8 +118,7 @@ def verify(
 
     Exits 0 only when everything matches (after --repair: when the repaired store does).
     """
-    from sufdec.store import Store
-    from sufdec.store import verify as checks
+    from sufdec.store import Store, repair_store, verify_report
 
     summary = None
     with common.clean_errors():
@@ -135,12 +133,12 @@ def verify(
                         tasks[phase] = progress.add_task(label, total=total)
                     progress.update(tasks[phase], completed=done, total=total)
 
-                report = checks.verify_report(st, on_progress=tick)
+                report = verify_report(st, on_progress=tick)
                 found = list(report.problems)
                 if repair and found:
-                    summary = checks.repair(st)
+                    summary = repair_store(st)
                     tasks.clear()
-                    report = checks.verify_report(st, on_progress=tick)
+                    report = verify_report(st, on_progress=tick)
         finally:
             st.close()
     dropped = [{"seq_id": i, "reason": why} for i, why in (summary.dropped if summary else [])]
@@ -192,8 +190,7 @@ def evict(
     The budget is the given limits, else the one the store records. Eviction is one
     transaction: the tree and the store shrink together.
     """
-    from sufdec.store import Store
-    from sufdec.store.evict import Budget
+    from sufdec.store import Budget, Store
 
     limit = parse_size(max_bytes)
     check_max_tokens(max_tokens)
@@ -248,12 +245,12 @@ def compact(
     The store must not be open in any other process (refused at once if it is; opens that
     start meanwhile wait). The swap is an atomic rename: a crash keeps the old or the new file.
     """
-    from sufdec.store.compact import compact as run
+    from sufdec.store import compact_store
 
     with common.clean_errors():
         with _progress() as progress:
             progress.add_task("compacting", total=None)
-            summary = run(common.resolve_store(store))
+            summary = compact_store(common.resolve_store(store))
     if as_json:
         print(json.dumps(summary.__dict__))
         return

@@ -181,7 +181,7 @@ def stats(
                         2,
                     )
             if sources:
-                from sufdec.store.reads import count_sources
+                from sufdec.store import count_sources
 
                 info["sources"] = count_sources(st.iter_sequences())
             if top:

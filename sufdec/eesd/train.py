@@ -53,7 +53,7 @@ class Teacher:
     top_p: torch.Tensor  # [C, T, K] the target's top-k probabilities
     top_i: torch.Tensor  # [C, T, K] their token ids
     argmax: torch.Tensor  # [C, T] the target's top token
-    learn: torch.Tensor | None = None  # [C, T] positions the loss and the acceptance cover
+    loss_mask: torch.Tensor | None = None  # [C, T] positions the loss and the acceptance cover
 
 
 Progress = Callable[[str, dict], None]
@@ -69,19 +69,19 @@ def pack(sequences: Sequence[Text], chunk: int, eos: int | None) -> tuple[torch.
     """Sequences joined (each followed by ``eos`` when given) and cut into ``[C, chunk]``
     token ids, with ``[C, chunk]`` bools: True where the position predicts an output token."""
     flat: list[int] = []
-    learn: list[bool] = []
+    loss_mask: list[bool] = []
     for item in sequences:
         seq, first = (item[0], int(item[1])) if isinstance(item, tuple) else (item, 0)
         flat.extend(int(t) for t in seq)
-        learn.extend(i + 1 >= first for i in range(len(seq)))  # position i predicts token i + 1
+        loss_mask.extend(i + 1 >= first for i in range(len(seq)))  # position i predicts token i + 1
         if eos is not None:
             flat.append(int(eos))
-            learn.append(False)  # the separator predicts the next record's first token
+            loss_mask.append(False)  # the separator predicts the next record's first token
     n = len(flat) // chunk
     if n == 0:
         raise ValueError(f"need at least {chunk} tokens of training data, got {len(flat)}")
     ids = torch.tensor(flat[: n * chunk], dtype=torch.long).view(n, chunk)
-    return ids, torch.tensor(learn[: n * chunk], dtype=torch.bool).view(n, chunk)
+    return ids, torch.tensor(loss_mask[: n * chunk], dtype=torch.bool).view(n, chunk)
 
 
 def draft_vocab(chunks: torch.Tensor, size: int, vocab_size: int, always: Sequence[int] = ()) -> torch.Tensor:
@@ -155,9 +155,9 @@ def loss_of(student: Student, teacher: Teacher, idx: torch.Tensor, remap: torch.
     q_rest = (1 - (logq_top.exp() * inside).sum(-1)).clamp_min(1e-6)  # [b, T]
     p_rest = (1 - p_top.sum(-1)).clamp_min(0)  # [b, T]
     loss = -((p_top * logq_top).sum(-1) + p_rest * q_rest.log())  # [b, T]
-    if teacher.learn is None:
+    if teacher.loss_mask is None:
         return loss.mean()
-    mask = teacher.learn[idx].to(loss.device)
+    mask = teacher.loss_mask[idx].to(loss.device)
     return (loss * mask).sum() / mask.sum().clamp_min(1)
 
 
@@ -184,7 +184,7 @@ def held_out_figures(student: Student, teacher: Teacher, idx: torch.Tensor) -> d
         q, j = logq.exp().topk(2, dim=-1)  # [b, T, 2]
         first, second = student.vocab[j[..., 0]], student.vocab[j[..., 1]]
         target = teacher.argmax[i]
-        mask = teacher.learn[i] if teacher.learn is not None else torch.ones_like(target, dtype=torch.bool)
+        mask = teacher.loss_mask[i] if teacher.loss_mask is not None else torch.ones_like(target, dtype=torch.bool)
         hit1 = (first == target) & mask
         near = (q[..., 1] >= BRANCH_RATIO * q[..., 0]) & mask
         top1 += int(hit1.sum())
@@ -278,14 +278,14 @@ def train_exit_layer(
     if resume and weights.is_file() and meta.is_file():
         info = _resumed(exit_layer, info, weights, meta)
     exit_layer.requires_grad_(True).train()
-    chunks, learn = pack(sequences, settings.chunk, eos)
+    chunks, loss_mask = pack(sequences, settings.chunk, eos)
     held, train = _split(len(chunks), settings)
     vocab_size = model.get_output_embeddings().weight.shape[0]
     vocab = draft_vocab(chunks[train], settings.draft_vocab, vocab_size, [eos] if eos is not None else [])
     remap = torch.full((vocab_size,), -1, dtype=torch.long)
     remap[vocab] = torch.arange(len(vocab))
     teacher = teacher_pass(model, chunks, settings.layer, settings.top_k, progress)
-    teacher.learn = learn
+    teacher.loss_mask = loss_mask
     student = Student(model, exit_layer, vocab)
     opt = torch.optim.AdamW(exit_layer.parameters(), lr=settings.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(settings.seed + 1)

@@ -60,9 +60,9 @@ def resolve_attn(attn: str, config: Any) -> str:
     return "sdpa"
 
 
-def split_spec(spec: str | Path, gguf_file: str | None = None) -> tuple[str, str | None]:
-    """(folder or hub id, GGUF file name or None) for a model spec."""
-    path = Path(spec).expanduser()
+def split_model_path(model: str | Path, gguf_file: str | None = None) -> tuple[str, str | None]:
+    """(folder or hub id, GGUF file name or None) for a model folder, GGUF file or hub id."""
+    path = Path(model).expanduser()
     if gguf_file is not None:
         return str(path), gguf_file
     if path.is_file():
@@ -78,7 +78,7 @@ def split_spec(spec: str | Path, gguf_file: str | None = None) -> tuple[str, str
         if len(ggufs) > 1:
             raise ModelLoadError(f"{path} holds several GGUF files; name one: {[g.name for g in ggufs]}")
         raise ModelLoadError(f"{path} holds neither config.json nor a .gguf file")
-    return str(spec), None  # a hub id
+    return str(model), None  # a hub id
 
 
 def load_model(
@@ -97,7 +97,7 @@ def load_model(
     standard input, which transformers asks when the flag is left unset)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    where, gguf = split_spec(spec, gguf_file)
+    where, gguf = split_model_path(spec, gguf_file)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     extra: dict[str, Any] = {"gguf_file": gguf} if gguf else {}

@@ -54,7 +54,7 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def compact(path: str | os.PathLike[str], config: StoreConfig | None = None) -> CompactSummary:
+def compact_store(path: str | os.PathLike[str], config: StoreConfig | None = None) -> CompactSummary:
     """Checkpoint the store at ``path`` (``~`` expanded; pick it with ``resolve_store_path``),
     then rewrite its data file with live pages only.
 
@@ -64,7 +64,7 @@ def compact(path: str | os.PathLike[str], config: StoreConfig | None = None) -> 
     if path is None or str(path) == "":
         raise ValueError("compact needs a store path (see sufdec.store.resolve_store_path)")
     where = Path(os.path.realpath(Path(path).expanduser()))
-    envfiles.check_reachable(where)
+    envfiles.check_store_reachable(where)
     if not env_mod.store_exists(where):
         raise StoreNotFoundError(f"no store at {where}")
     if env_mod.is_open(where):
@@ -140,9 +140,6 @@ def _copy_and_swap(where: Path, tmp: Path, map_size: int, what: str, data: Path)
         ) from None
 
 
-STORE_FILES = env_mod.STORE_FILES
-
-
 def remove_empty_store(path: str | os.PathLike[str], *, created: Path | None = None) -> bool:
     """Delete the store at ``path`` if nothing was ever added to it and no other process
     has it open (an ``index`` run that created it and found no usable record); also the
@@ -162,7 +159,7 @@ def remove_empty_store(path: str | os.PathLike[str], *, created: Path | None = N
         with Store(senv, StoreConfig(), readonly=True) as store:
             if store.meta().next_log_pos:
                 return False
-        for name in STORE_FILES:
+        for name in env_mod.STORE_FILES:
             (where / name).unlink(missing_ok=True)
     finally:
         if fd is not None:

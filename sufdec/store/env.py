@@ -341,7 +341,7 @@ def acquire(
     the shared ``sufdec.lock`` (for a caller that holds it exclusively itself).
     """
     path = Path(os.path.realpath(path))
-    envfiles.check_reachable(path)
+    envfiles.check_store_reachable(path)
     with _registry_lock:
         entry = _registry.get(str(path))
         if entry is not None:

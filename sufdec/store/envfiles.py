@@ -57,7 +57,7 @@ def file_ids(path: Path) -> FileIds:
     return out[0], out[1]
 
 
-def check_reachable(path: Path) -> None:
+def check_store_reachable(path: Path) -> None:
     """Refuse, with one sentence, a store path this process cannot look into: a directory on
     the way without permission, a file where a directory should be (``/etc/passwd/x``), a
     name LMDB cannot open (it takes UTF-8 paths only)."""

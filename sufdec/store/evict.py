@@ -22,8 +22,6 @@ from typing import Any, Optional
 from . import codec
 from .meta import EVICTION_POLICIES, MAX_BUDGET, StoreMeta
 
-POLICIES = EVICTION_POLICIES
-
 
 @dataclass(frozen=True)
 class Budget:
@@ -38,8 +36,8 @@ class Budget:
             raise ValueError("a budget must not be negative (0 means unlimited)")
         if max(self.max_tokens, self.max_bytes) > MAX_BUDGET:
             raise ValueError(f"a budget must be at most {MAX_BUDGET:,} (0 means unlimited)")
-        if self.eviction not in POLICIES:
-            raise ValueError(f"eviction must be one of {', '.join(POLICIES)}, not {self.eviction!r}")
+        if self.eviction not in EVICTION_POLICIES:
+            raise ValueError(f"eviction must be one of {', '.join(EVICTION_POLICIES)}, not {self.eviction!r}")
 
     @property
     def unlimited(self) -> bool:

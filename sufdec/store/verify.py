@@ -186,7 +186,7 @@ def _compare(tree: Any, fresh: Any, problems: list[str]) -> None:
 
 @dataclass(frozen=True)
 class RepairSummary:
-    """What ``repair`` did: the sequences it dropped (id, or None for a key that is no id;
+    """What ``repair_store`` did: the sequences it dropped (id, or None for a key that is no id;
     reason), and the loss of acknowledged records it accepted (``mark.lost``'s sentence),
     if any."""
 
@@ -198,7 +198,7 @@ def _shown_key(key: bytes) -> str:
     return "0x" + key[:16].hex() + ("..." if len(key) > 16 else "")
 
 
-def repair(store: Store) -> RepairSummary:
+def repair_store(store: Store) -> RepairSummary:
     """Rebuild the hash index, meta counters, tree and snapshot from the sequences, and
     drop (with a log record each) every sequence that cannot stand: undecodable, not
     matching its content hash, holding negative token ids, or repeating an earlier one.

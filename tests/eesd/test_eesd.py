@@ -136,10 +136,10 @@ def test_early_exit_trees_add_the_runner_up_where_the_top_two_are_close():
 def test_pack_marks_output_positions_only():
     from sufdec.eesd.train import pack
 
-    ids, learn = pack([([1, 2, 3, 4], 2), [5, 6]], chunk=4, eos=0)
+    ids, loss_mask = pack([([1, 2, 3, 4], 2), [5, 6]], chunk=4, eos=0)
     # flat: 1 2 3 4 <eos> 5 6 <eos>; position i predicts token i + 1
     assert ids.tolist() == [[1, 2, 3, 4], [0, 5, 6, 0]]
-    assert learn.tolist() == [[False, True, True, True], [False, True, True, False]]
+    assert loss_mask.tolist() == [[False, True, True, True], [False, True, True, False]]
 
 
 def test_training_data_reads_token_ids_and_cuts_long_prompts(tmp_path):
@@ -186,7 +186,7 @@ def test_held_out_figures_count_chains_and_close_runners_up():
             return probs.log()
 
     teacher = Teacher(
-        hidden=torch.zeros(1, 5, 1), top_p=None, top_i=None, argmax=target, learn=torch.ones(1, 5, dtype=torch.bool)
+        hidden=torch.zeros(1, 5, 1), top_p=None, top_i=None, argmax=target, loss_mask=torch.ones(1, 5, dtype=torch.bool)
     )
     f = held_out_figures(Fake(), teacher, torch.tensor([0]))
     assert f["top1"] == 0.8 and f["top2"] == 1.0

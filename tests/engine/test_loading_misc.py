@@ -15,30 +15,30 @@ from sufdec.drafters.control import DraftControls
 from sufdec.drafters.settings import DraftSettings
 from sufdec.engine import GenerationConfig, SpeculativeGenerator, resolve_generation
 from sufdec.engine.calibrate import cost_model_for, measure_cost_model
-from sufdec.engine.loading import ModelLoadError, resolve_attn, resolve_dtype, split_spec
+from sufdec.engine.loading import ModelLoadError, resolve_attn, resolve_dtype, split_model_path
 
 from .helpers import OracleDrafter, char_tokenizer, plain_greedy, random_prompts, tiny_model
 
 FIXED = DraftSettings(sizing="fixed")
 
 
-def test_split_spec(tmp_path):
+def test_split_model_path(tmp_path):
     hf = tmp_path / "hf"
     hf.mkdir()
     (hf / "config.json").write_text("{}")
-    assert split_spec(hf) == (str(hf), None)
+    assert split_model_path(hf) == (str(hf), None)
     g = tmp_path / "g"
     g.mkdir()
     (g / "m.Q4.gguf").write_bytes(b"")
-    assert split_spec(g) == (str(g), "m.Q4.gguf")
-    assert split_spec(g / "m.Q4.gguf") == (str(g), "m.Q4.gguf")
+    assert split_model_path(g) == (str(g), "m.Q4.gguf")
+    assert split_model_path(g / "m.Q4.gguf") == (str(g), "m.Q4.gguf")
     (g / "other.gguf").write_bytes(b"")
     with pytest.raises(ModelLoadError):
-        split_spec(g)
-    assert split_spec("HuggingFaceTB/SmolLM2-135M-Instruct") == ("HuggingFaceTB/SmolLM2-135M-Instruct", None)
+        split_model_path(g)
+    assert split_model_path("HuggingFaceTB/SmolLM2-135M-Instruct") == ("HuggingFaceTB/SmolLM2-135M-Instruct", None)
     (tmp_path / "x.bin").write_bytes(b"")
     with pytest.raises(ModelLoadError):
-        split_spec(tmp_path / "x.bin")
+        split_model_path(tmp_path / "x.bin")
 
 
 def test_attn_and_dtype_resolution():

@@ -39,7 +39,7 @@ def test_compact_refuses_before_writing_when_it_cannot_make_its_copy(store_dir: 
     monkeypatch.setattr(compact_mod.tempfile, "mkdtemp", denied)
     before = _digest(store_dir)
     with pytest.raises(StoreLockedError, match="permission denied.*the store is unchanged"):
-        compact_mod.compact(store_dir)
+        compact_mod.compact_store(store_dir)
     assert _digest(store_dir) == before  # not even the checkpoint ran
 
 
@@ -56,7 +56,7 @@ def test_compact_whose_rename_fails_keeps_the_store(store_dir: Path, monkeypatch
 
     monkeypatch.setattr(compact_mod.os, "replace", fails)
     with pytest.raises(kind, match="renaming the compacted copy"):
-        compact_mod.compact(store_dir)
+        compact_mod.compact_store(store_dir)
     monkeypatch.undo()
     assert not list(store_dir.glob(compact_mod.TMP_PREFIX + "*"))
     from sufdec.store.verify import verify
@@ -120,7 +120,7 @@ def test_compact_keeps_a_linked_data_file_where_the_link_points(tmp_path: Path) 
     os.replace(store / "data.mdb", elsewhere / "data.mdb")
     os.symlink(elsewhere / "data.mdb", store / "data.mdb")
     size = (elsewhere / "data.mdb").stat().st_size
-    compact_mod.compact(store)
+    compact_mod.compact_store(store)
     assert (store / "data.mdb").is_symlink() and os.readlink(store / "data.mdb") == str(elsewhere / "data.mdb")
     assert (elsewhere / "data.mdb").stat().st_size < size
     assert sorted(p.name for p in elsewhere.iterdir()) == ["data.mdb"]  # no copy left behind

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sufdec.store import SequenceRecord, Store, StoreConfig, StoreLockedError
-from sufdec.store.compact import compact
+from sufdec.store import SequenceRecord, Store, StoreConfig, StoreLockedError, compact_store
 from sufdec.store.evict import Budget
 from sufdec.store.verify import verify
 
@@ -94,13 +93,13 @@ def test_compact_shrinks_and_keeps_everything(tmp_path: Path) -> None:
         store.checkpoint()
         store.evict(Budget(max_tokens=6_000))
         kept = [s.tokens for s in store.iter_sequences()]
-    summary = compact(tmp_path)
+    summary = compact_store(tmp_path)
     assert summary.after_bytes < summary.before_bytes
     with Store.open(tmp_path, TOK) as store:
         assert [s.tokens for s in store.iter_sequences()] == kept and verify(store) == []
         assert store.append(seq(9999)) is not None  # still writable after the swap
         with pytest.raises(StoreLockedError, match="this process"):
-            compact(tmp_path)
+            compact_store(tmp_path)
 
 
 def test_compact_refused_while_another_process_has_it_open(tmp_path: Path) -> None:
@@ -114,7 +113,7 @@ def test_compact_refused_while_another_process_has_it_open(tmp_path: Path) -> No
     try:
         assert proc.stdout.readline().strip() == "open"
         with pytest.raises(StoreLockedError, match="open in another process"):
-            compact(tmp_path)
+            compact_store(tmp_path)
     finally:
         proc.communicate("\n", timeout=30)
-    assert compact(tmp_path).sequences == 1
+    assert compact_store(tmp_path).sequences == 1

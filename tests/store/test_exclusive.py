@@ -21,9 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from sufdec.store import Store, StoreLockedError
-from sufdec.store.compact import compact
-from sufdec.store.verify import repair, verify
+from sufdec.store import Store, StoreLockedError, compact_store
+from sufdec.store.verify import repair_store, verify
 
 from .helpers import TOK
 
@@ -76,9 +75,9 @@ def test_compact_refused_whatever_happened_to_sufdec_lock(tmp_path: Path, code: 
         (tmp_path / "sufdec.lock").unlink(missing_ok=True)
         before, inode = _digest(tmp_path), (tmp_path / "data.mdb").stat().st_ino
         with pytest.raises(StoreLockedError, match="open in another process"):
-            compact(tmp_path)
+            compact_store(tmp_path)
         assert _digest(tmp_path) == before and (tmp_path / "data.mdb").stat().st_ino == inode
-    assert compact(tmp_path).sequences == 35
+    assert compact_store(tmp_path).sequences == 35
 
 
 def test_refused_compact_does_not_checkpoint_first(tmp_path: Path) -> None:
@@ -88,7 +87,7 @@ def test_refused_compact_does_not_checkpoint_first(tmp_path: Path) -> None:
         before = _digest(tmp_path)
         for _ in range(3):
             with pytest.raises(StoreLockedError):
-                compact(tmp_path)
+                compact_store(tmp_path)
         assert _digest(tmp_path) == before
 
 
@@ -99,10 +98,10 @@ def test_repair_refused_while_another_process_has_the_store_open(tmp_path: Path)
         before = _digest(tmp_path)
         with Store.open(tmp_path, TOK) as st:
             with pytest.raises(StoreLockedError, match="open in another process"):
-                repair(st)
+                repair_store(st)
         assert _digest(tmp_path) == before
     with Store.open(tmp_path, TOK) as st:  # alone now: repair runs
-        repair(st)
+        repair_store(st)
         assert verify(st) == [] and len(st) == 35
 
 
@@ -156,5 +155,5 @@ def test_verify_notices_acknowledged_records_that_are_gone(tmp_path: Path) -> No
     with Store.open(tmp_path, TOK) as st:
         problems = verify(st)
         assert len(problems) == 1 and "acknowledged" in problems[0] and "ids 5..8" in problems[0], problems
-        repair(st)
+        repair_store(st)
         assert verify(st) == [] and len(st) == 5

@@ -13,8 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sufdec.cli.app import app
-from sufdec.store import NotAStoreError, Store
-from sufdec.store.compact import compact
+from sufdec.store import NotAStoreError, Store, compact_store
 
 from .helpers import TOK
 
@@ -60,5 +59,5 @@ def test_foreign_environment_refused_everywhere(tmp_path: Path, word_tokenizer_d
         with pytest.raises(NotAStoreError):
             Store.open(store, TOK, readonly=readonly, create=False)
     with pytest.raises(NotAStoreError):
-        compact(store)
+        compact_store(store)
     assert _digest(store) == before

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from sufdec.cli.app import app
 from sufdec.store import Store, codec
-from sufdec.store.verify import repair, verify
+from sufdec.store.verify import repair_store, verify
 
 from .helpers import TOK
 
@@ -50,7 +50,7 @@ def test_verify_reports_and_repair_drops_bad_records(tmp_path: Path) -> None:
         problems = verify(st)
         text = "\n".join(problems)
         assert "sequence 3" in text and "sequence 5" in text and "sequence 7" in text, problems
-        summary = repair(st)
+        summary = repair_store(st)
         assert sorted(seq_id for seq_id, _ in summary.dropped) == [3, 5, 7]
         reasons = dict(summary.dropped)
         assert "content hash" in reasons[3] and "negative" in reasons[5] and "decoded" in reasons[7]
@@ -92,7 +92,7 @@ def test_a_malformed_sequence_key_is_reported_and_repaired(tmp_path: Path) -> No
     with Store.open(path, TOK) as st:
         problems = verify(st)
         assert any("a sequence key of 3 bytes (0x616263) is not a sequence id" in p for p in problems), problems
-        summary = repair(st)
+        summary = repair_store(st)
         assert [why for _, why in summary.dropped] == ["its key of 3 bytes (0x616263) is not a sequence id"]
         assert verify(st) == [] and len(st) == 20
     res = CliRunner().invoke(app, ["verify", "--store", str(path)])

@@ -31,7 +31,7 @@ from sufdec.store import (
 )
 from sufdec.store import env as env_mod
 from sufdec.store import meta as meta_mod
-from sufdec.store.verify import repair, verify
+from sufdec.store.verify import repair_store, verify
 
 from .helpers import TOK
 
@@ -84,14 +84,14 @@ def test_a_new_store_is_never_made_among_other_files(tmp_path: Path) -> None:
 
 def test_store_ignores_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The path is resolved at the edge: Store.open and compact need one, never read SUFDEC_STORE."""
-    from sufdec.store.compact import compact
+    from sufdec.store import compact_store
 
     monkeypatch.setenv("SUFDEC_STORE", str(tmp_path / "from-env"))
     for path in (None, ""):
         with pytest.raises(ValueError, match="resolve_store_path"):
             Store.open(path)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="resolve_store_path"):
-            compact(path)  # type: ignore[arg-type]
+            compact_store(path)  # type: ignore[arg-type]
     assert not (tmp_path / "from-env").exists()
 
 
@@ -328,7 +328,7 @@ def test_corrupt_snapshot_detected_and_repaired(tmp_path: Path) -> None:
         with pytest.raises(StoreCorruptError):
             store.tree
         assert any("digest" in p for p in verify(store))
-        repair(store)
+        repair_store(store)
         assert verify(store) == [] and store.tree.serialize() == good
     with Store.open(tmp_path, TOK) as store:
         assert store.tree.serialize() == good
