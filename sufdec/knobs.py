@@ -84,5 +84,9 @@ def shown_default(cls: type, name: str) -> str:
     f = field_of(cls, name)
     if f.metadata.get("shown"):
         return f.metadata["shown"]
-    value = f.default
+    return shown_value(f.default)
+
+
+def shown_value(value: Any) -> str:
+    """A default as the CLI shows it (``1000`` for 1000.0, ``none`` for None)."""
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

@@ -343,10 +343,10 @@ def _walk_gguf(buf: mmap.mmap, shown: str) -> None:
         )
 
 
-def check_gguf_spec(spec: str | os.PathLike[str], gguf_name: str | None = None) -> None:
-    """``check_gguf`` on the GGUF file a model spec names, if it names one: a ``.gguf`` file,
+def check_gguf_model(model: str | os.PathLike[str], gguf_name: str | None = None) -> None:
+    """``check_gguf`` on the GGUF file a model path names, if it names one: a ``.gguf`` file,
     a folder plus ``gguf_name``, or a folder holding one GGUF file and no config.json."""
-    path = Path(spec).expanduser()
+    path = Path(model).expanduser()
     if gguf_name is not None:
         target = path / gguf_name
     elif path.is_file() and path.suffix.lower() == ".gguf":

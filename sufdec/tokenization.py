@@ -79,15 +79,17 @@ def remote_code_refused(spec: str | Path, exc: BaseException) -> str | None:
     )
 
 
-def load_tokenizer(spec: str | Path, *, gguf_file: str | None = None, trust_remote_code: bool = False) -> TextTokenizer:
-    """Load the tokenizer named by ``spec``.
+def load_tokenizer(
+    model: str | Path, *, gguf_file: str | None = None, trust_remote_code: bool = False
+) -> TextTokenizer:
+    """Load the tokenizer named by ``model``.
 
     A folder with ``tokenizer.json`` is read directly; a ``.gguf`` file (or a folder plus
     ``gguf_file``) and a hub id go through transformers. (The default model's folder comes
     from ``sufdec.models.ensure_default_model``.) A tokenizer class shipped as code in the
     folder runs only with ``trust_remote_code=True``.
     """
-    path = Path(spec).expanduser()
+    path = Path(model).expanduser()
     if path.is_dir() and gguf_file is None and (path / "tokenizer.json").is_file():
         return from_backend(Tokenizer.from_file(str(path / "tokenizer.json")), path.name)
     if path.is_file() and path.name == "tokenizer.json":
@@ -103,14 +105,14 @@ def load_tokenizer(spec: str | Path, *, gguf_file: str | None = None, trust_remo
             hf = AutoTokenizer.from_pretrained(str(path), gguf_file=gguf_file, **trust)
             name = Path(gguf_file).stem
         else:
-            hf = AutoTokenizer.from_pretrained(str(spec), **trust)
-            name = str(spec)
+            hf = AutoTokenizer.from_pretrained(str(model), **trust)
+            name = str(model)
     except Exception as exc:  # transformers raises many kinds; one clear message here
-        refused = remote_code_refused(spec, exc)
+        refused = remote_code_refused(model, exc)
         if refused is not None:
             raise TokenizerLoadError(refused) from None
-        raise TokenizerLoadError(f"could not load a tokenizer from {spec!r}: {exc}") from exc
+        raise TokenizerLoadError(f"could not load a tokenizer from {model!r}: {exc}") from exc
     backend = getattr(hf, "backend_tokenizer", None)
     if backend is None:
-        raise TokenizerLoadError(f"{spec!r} has no fast tokenizer; sufdec needs one")
+        raise TokenizerLoadError(f"{model!r} has no fast tokenizer; sufdec needs one")
     return from_backend(backend, name)

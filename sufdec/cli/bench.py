@@ -12,6 +12,7 @@ from rich.table import Table
 from sufdec.bench.settings import DEFAULT_METHODS, BenchSettings
 from sufdec.cli import common
 from sufdec.drafters.settings import DraftSettings
+from sufdec.suffix.settings import preset_default
 
 app = typer.Typer(
     help="Benchmarks: generation speed (bench --workload ...), corpus scaling (scaling), "
@@ -131,15 +132,11 @@ def replay(
         "--modes",
         help="Drafting presets: paper (published algorithm), merged (sufdec's default), or both as a comma list.",
     ),
-    factor: Optional[float] = typer.Option(
-        None,
-        "--spec-factor",
-        show_default=False,
-        help="Budget factor alpha (budget <= alpha * match length). "
-        "Default: the preset's (4 for paper, 1000 for merged).",
+    factor: Optional[float] = common.setting(
+        DraftSettings, "max_spec_factor", "--spec-factor", default=None, shown=preset_default("max_spec_factor")
     ),
-    min_token_prob: Optional[float] = typer.Option(
-        None, "--min-token-prob", show_default=False, help="Default: the preset's (0.1 for paper, 0 for merged)."
+    min_token_prob: Optional[float] = common.setting(
+        DraftSettings, "min_token_prob", "--min-token-prob", default=None, shown=preset_default("min_token_prob")
     ),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N records."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -462,7 +459,7 @@ def scaling(
     sizes: str = typer.Option("0,64,256,1024", "--sizes", help="Corpus sizes (train outputs), capped by the workload."),
     model: Optional[str] = common.ModelOption,
     trust_remote_code: bool = common.TrustRemoteCodeOption,
-    eval_n: int = typer.Option(16, "--eval", min=1, help="Held-out prompts to decode (at most)."),
+    eval_n: int = common.setting(BenchSettings, "eval", "--eval", default=16),
     max_new_tokens: int = MaxNewOption,
     corpus: str = CorpusOption,
     dtype: str = DtypeOption,

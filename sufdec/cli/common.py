@@ -71,7 +71,9 @@ def setting(cls: type, name: str, *flags: str, default: Any = ..., shown: str | 
     words = meta["help"]
     if meta.get("low") is not None or meta.get("high") is not None:
         words += ", " + knobs.span(meta.get("low"), meta.get("high"), meta.get("low_open", False))
-    words += f" (default {shown if shown is not None else knobs.shown_default(cls, name)})."
+    if shown is None:  # the option's own default where it has one, else the setting's
+        shown = knobs.shown_value(default) if default not in (..., None) else knobs.shown_default(cls, name)
+    words += f" (default {shown})."
 
     def check(value: Any) -> Any:
         why = knobs.problem(value, meta)
@@ -209,13 +211,13 @@ def default_model_dir() -> Path:
     return ensure_default_model(cache_root(), convert_gguf, say)
 
 
-def load_text_tokenizer(spec: Optional[str], trust_remote_code: bool = False):
+def load_text_tokenizer(model: Optional[str], trust_remote_code: bool = False):
     """The tokenizer of --tokenizer/--model (None: the default model's), without torch."""
-    from sufdec.models import check_gguf_spec
+    from sufdec.models import check_gguf_model
     from sufdec.tokenization import TokenizerLoadError, load_tokenizer
 
-    where = spec if spec is not None else default_model_dir()
-    check_gguf_spec(where)
+    where = model if model is not None else default_model_dir()
+    check_gguf_model(where)
     try:
         return load_tokenizer(where, trust_remote_code=trust_remote_code)
     except TokenizerLoadError:

@@ -220,13 +220,13 @@ def generate(
     checks.dtype(dtype)
     checks.device(device)
     with common.clean_errors():
-        from sufdec.models import check_gguf_spec
+        from sufdec.models import check_gguf_model
         from sufdec.store import check_store_reachable
 
         if learn or kind.store:  # the store the session will open, before the model loads
             check_store_reachable(common.resolve_store(store))
         if model is not None:
-            check_gguf_spec(model, gguf_file)
+            check_gguf_model(model, gguf_file)
         if (max_tokens, max_bytes, eviction) != (None, None, None):
             from sufdec.store import Store
 

@@ -1,6 +1,6 @@
 """Draft control: how much to draft and how much of a draft to verify, step by step.
 
-One ``DraftControl`` per request, made by ``DraftControls.for_request``. The drafting
+One ``DraftControl`` per request, made by ``ControlState.for_request``. The drafting
 service's request (``sufdec.drafters.service.DraftRequest``) talks to it at three points of
 every step and nowhere else (the hybrid drafter, given the same step report, runs one per
 source it chooses between):
@@ -31,7 +31,7 @@ Policies (``DraftSettings.sizing``):
   for its verification and drafting cost.
 
 What outlives a request (the cost curve, the calibrations, the posteriors, the measured
-drafting cost) lives in ``DraftControls``, one per drafting service. The cost curve stays
+drafting cost) lives in ``ControlState``, one per drafting service. The cost curve stays
 current: with ``live=True`` (the decode loop's measured curve) every step's verification
 time refits it (``sufdec.drafters.stepcost``), so a machine that became busy makes drafts
 smaller; an engine whose steps serve many requests sets a ``price`` instead (the least
@@ -45,8 +45,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
-from sufdec.drafters.budget import AcceptanceCalibration, CostModel, size_draft, subtree, top_nodes
 from sufdec.drafters.settings import SIZINGS as POLICIES
+from sufdec.drafters.sizing import AcceptanceCalibration, CostModel, size_draft, subtree, top_nodes
 from sufdec.drafters.stepcost import StepCost
 from sufdec.suffix.draft import Draft
 
@@ -136,7 +136,7 @@ def best_length(theta: float, max_len: int, cost: CostModel, draft_cost: float) 
     return best_k, best
 
 
-class DraftControls:
+class ControlState:
     """The learned state draft control shares across requests, per drafting source
     ("suffix", "eesd"): acceptance calibrations, Beta posteriors, drafting cost (seconds
     per drafted token relative to a one-token verification forward, measured online).
@@ -169,7 +169,7 @@ class DraftControls:
         self.rng = random.Random(seed)
 
     @classmethod
-    def flat(cls) -> "DraftControls":
+    def flat(cls) -> "ControlState":
         return cls(CostModel.flat())
 
     def with_cost(self, cost: CostModel | Callable[[], CostModel], live: bool = False) -> None:
@@ -230,7 +230,7 @@ class DraftControls:
 class DraftControl:
     """The ``fixed`` policy, and the base of the others: verify up to the budget."""
 
-    shared: DraftControls
+    shared: ControlState
     source: str = "suffix"
     context: list[int] = field(default_factory=list)  # tokens emitted so far
     pending: list[tuple[int, Draft, int]] = field(default_factory=list)  # (len(context) then, draft, depth)
@@ -300,7 +300,7 @@ class CostControl(DraftControl):
 class BetaTSControl(DraftControl):
     """``beta-ts``: draw theta from the source's posterior, draft the best length for it."""
 
-    def __init__(self, shared: DraftControls, source: str = "suffix", max_len: int | None = None) -> None:
+    def __init__(self, shared: ControlState, source: str = "suffix", max_len: int | None = None) -> None:
         super().__init__(shared, source)
         self.max_len = max_len
         self.theta = 0.0
@@ -331,7 +331,7 @@ class CalibrationTSControl(BetaTSControl):
     (the posterior's draw where the calibration has seen nothing); drafting stops at the
     first token whose expected gain no longer pays for its share of the cost."""
 
-    def __init__(self, shared: DraftControls, source: str = "suffix", max_len: int | None = None) -> None:
+    def __init__(self, shared: ControlState, source: str = "suffix", max_len: int | None = None) -> None:
         super().__init__(shared, source, max_len)
         self.keep_drafting = self._keep_drafting
         self._chain_p, self._gain, self._cost = 1.0, 1.0, 1.0
@@ -379,7 +379,7 @@ __all__ = [
     "StepOutcome",
     "BetaPosterior",
     "StepRate",
-    "DraftControls",
+    "ControlState",
     "DraftControl",
     "CostControl",
     "BetaTSControl",

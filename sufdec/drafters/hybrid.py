@@ -38,14 +38,14 @@ import time
 from typing import Optional
 
 from sufdec.drafters.base import FEEDBACK, PACE, PREFILL, RETARGET, Drafter, abilities
-from sufdec.drafters.control import DraftControl, DraftControls, StepOutcome
+from sufdec.drafters.control import ControlState, DraftControl, StepOutcome
 from sufdec.drafters.settings import DraftSettings
 from sufdec.suffix.draft import Draft
 
 TS_POLICIES = ("beta-ts", "calibration-ts")
 
 
-def sides(controls: DraftControls, settings: DraftSettings) -> tuple[DraftControl, DraftControl]:
+def sides(controls: ControlState, settings: DraftSettings) -> tuple[DraftControl, DraftControl]:
     """The hybrid's two draft controls for one request: the suffix side sized by the ``cost``
     policy, the early-exit side by ``settings.sizing`` when that is a Thompson-sampling
     policy, else by ``calibration-ts``."""

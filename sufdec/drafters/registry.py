@@ -31,7 +31,7 @@ class Sources:
 
     tree: Callable[[], SuffixIndex | None] | None = None  # the store's newest tree, asked once per request
     exit_drafter: Callable[[], Drafter] | None = None  # a fresh early-exit drafter
-    controls: Any = None  # the service's DraftControls (the hybrid's sides)
+    controls: Any = None  # the service's ControlState (the hybrid's sides)
 
     def global_tree(self) -> SuffixIndex | None:
         return self.tree() if self.tree is not None else None

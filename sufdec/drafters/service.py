@@ -23,11 +23,12 @@ from typing import Any
 
 from sufdec.drafters import registry
 from sufdec.drafters.base import FEEDBACK, PACE, PREFILL, RETARGET, Drafter, abilities, check_drafter
-from sufdec.drafters.budget import CostModel, best_chain, cut_below
-from sufdec.drafters.control import DraftControl, DraftControls, StepOutcome
+from sufdec.drafters.control import ControlState, DraftControl, StepOutcome
 from sufdec.drafters.learning import BackgroundLearner
 from sufdec.drafters.registry import DrafterKind, Sources
 from sufdec.drafters.settings import DraftSettings
+from sufdec.drafters.sizing import CostModel, best_chain, cut_below
+from sufdec.drafters.stepcost import TOKEN_COST_PRIOR
 from sufdec.suffix import SuffixIndex
 from sufdec.suffix.draft import Draft
 
@@ -138,12 +139,12 @@ class DraftService:
         exit_drafter: Callable[[], Drafter] | None = None,
         learn: Learn | None = None,
         cost: CostModel | Callable[[], CostModel] | None = None,
-        controls: DraftControls | None = None,
+        controls: ControlState | None = None,
         drafter: Drafter | None = None,
         drafter_factory: Callable[[], Drafter] | None = None,
         plain: bool = False,
         price: float | str | None = None,
-        prior: float = 0.35,
+        prior: float = TOKEN_COST_PRIOR,
         learn_in_background: bool = False,
         log: Any = None,
     ) -> None:
@@ -152,7 +153,7 @@ class DraftService:
         if drafter is not None:
             check_drafter(drafter)
         self.settings = settings if settings is not None else DraftSettings()
-        self.controls = controls if controls is not None else DraftControls(cost)
+        self.controls = controls if controls is not None else ControlState(cost)
         self._cost_attached = controls is not None or cost is not None
         if price is not None:
             self._price(price, prior)
@@ -192,7 +193,7 @@ class DraftService:
     def timed_step(self, requests: int, drafted: int, seconds: float, output_tokens: int) -> None:
         """An engine whose steps serve many requests reports each decode step once: the
         requests in it, the drafted tokens it verified, its seconds and the tokens it output
-        (what prices a verified token, ``DraftControls.price``)."""
+        (what prices a verified token, ``ControlState.price``)."""
         self.controls.steps.observe(requests, drafted, seconds, output_tokens)
 
     def speculates(self, settings: DraftSettings | None = None) -> bool:

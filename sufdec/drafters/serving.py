@@ -27,6 +27,7 @@ from typing import Any
 
 from sufdec.drafters.service import DraftService
 from sufdec.drafters.settings import DraftSettings
+from sufdec.drafters.stepcost import TOKEN_COST_PRIOR
 from sufdec.store import Store, StoreError, StoreNotFoundError, TokenizerMismatchError
 from sufdec.store.meta import TokenizerInfo
 from sufdec.tokenization import load_tokenizer
@@ -50,7 +51,7 @@ def open_serving(
     source: Mapping[str, Any] | None = None,
     refresh_s: float = 1.0,
     price: float | str | None = None,
-    prior: float = 0.35,
+    prior: float = TOKEN_COST_PRIOR,
     log: logging.Logger = _LOG,
     open_fn: Callable[..., Store] = Store.open,
 ) -> DraftService:

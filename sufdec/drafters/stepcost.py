@@ -32,10 +32,13 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from sufdec.drafters.budget import CostModel
+from sufdec.drafters.sizing import CostModel
 
 # the sizes a live cost curve is given at (linear in between, extrapolated beyond)
 _CURVE_KS = (1, 2, 4, 8, 16, 32, 64)
+
+
+TOKEN_COST_PRIOR = 0.35  # what a verified token costs, in tokens of output, before the steps can tell
 
 
 class StepCost:
@@ -43,7 +46,7 @@ class StepCost:
 
     def __init__(
         self,
-        prior: float = 0.35,
+        prior: float = TOKEN_COST_PRIOR,
         forget: float = 0.98,
         min_steps: int = 16,
         keep: int = 2048,

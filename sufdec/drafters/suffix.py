@@ -13,8 +13,8 @@ outputs is the drafting service's (``sufdec.drafters.service``), not the drafter
 from __future__ import annotations
 
 from sufdec.drafters.base import RETARGET, ContextDrafter
-from sufdec.drafters.budget import best_chain
 from sufdec.drafters.settings import DraftSettings
+from sufdec.drafters.sizing import best_chain
 from sufdec.suffix import RequestTree, SuffixIndex, draft_both
 from sufdec.suffix.draft import Draft
 

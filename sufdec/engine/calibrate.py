@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from sufdec.drafters.budget import CostModel
+from sufdec.drafters.sizing import CostModel
 from sufdec.engine.head import verify_forward_for
 from sufdec.engine.kv import cache_kwargs, crop_last, new_cache, settle
 

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from sufdec.drafters.base import Drafter
-from sufdec.drafters.budget import CostModel
-from sufdec.drafters.control import DraftControls, StepOutcome
+from sufdec.drafters.control import ControlState, StepOutcome
 from sufdec.drafters.service import DraftRequest, DraftService
+from sufdec.drafters.sizing import CostModel
 from sufdec.engine.accept import Acceptor, AcceptResult
 from sufdec.engine.config import GenerationConfig, ResolvedGeneration, resolve_generation
 from sufdec.engine.head import verify_forward_for
@@ -140,7 +140,7 @@ class SpeculativeGenerator:
         drafter: Drafter | None = None,
         *,
         drafter_factory: Callable[[], Drafter] | None = None,
-        controls: DraftControls | None = None,
+        controls: ControlState | None = None,
         drafting: DraftService | None = None,
     ):
         attn = getattr(model.config, "_attn_implementation", None) or "eager"
@@ -211,7 +211,7 @@ class SpeculativeGenerator:
         return resolved
 
     @property
-    def controls(self) -> DraftControls:
+    def controls(self) -> ControlState:
         """What draft control has learned across requests (the drafting service's)."""
         return self.drafting.controls
 

@@ -82,7 +82,7 @@ def split_model_path(model: str | Path, gguf_file: str | None = None) -> tuple[s
 
 
 def load_model(
-    spec: str | Path,
+    model: str | Path,
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "auto",
     device_map: str | dict | None = None,
@@ -97,7 +97,7 @@ def load_model(
     standard input, which transformers asks when the flag is left unset)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    where, gguf = split_model_path(spec, gguf_file)
+    where, gguf = split_model_path(model, gguf_file)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     extra: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
@@ -105,21 +105,21 @@ def load_model(
     try:
         config = AutoConfig.from_pretrained(where, **extra)
         impl = resolve_attn(attn, config)
-        model = AutoModelForCausalLM.from_pretrained(
+        loaded = AutoModelForCausalLM.from_pretrained(
             where, dtype=torch_dtype, attn_implementation=impl, device_map=device_map, **extra
         )
         tokenizer = AutoTokenizer.from_pretrained(where, **extra)
     except (OSError, ValueError, ImportError) as exc:
         if isinstance(exc, ValueError) and "cannot take" in str(exc):
             raise
-        refused = remote_code_refused(spec, exc)
+        refused = remote_code_refused(model, exc)
         if refused is not None:
             raise ModelLoadError(refused) from None
-        raise ModelLoadError(f"could not load model {spec!r}: {exc}") from exc
+        raise ModelLoadError(f"could not load model {model!r}: {exc}") from exc
     if device_map is None:
-        model.to(dev)
-    model.eval()
-    return model, tokenizer
+        loaded.to(dev)
+    loaded.eval()
+    return loaded, tokenizer
 
 
 def convert_gguf_to_safetensors(

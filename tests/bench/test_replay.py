@@ -8,8 +8,8 @@ import random
 import pytest
 
 from sufdec.bench.replay import ReplayConfig, accepted_length, replay
-from sufdec.drafters.budget import best_chain
 from sufdec.drafters.settings import DraftSettings
+from sufdec.drafters.sizing import best_chain
 from sufdec.suffix import RequestTree, SuffixIndex, draft_both
 from sufdec.suffix.draft import Draft
 

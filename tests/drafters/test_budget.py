@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sufdec.drafters.budget import (
+from sufdec.drafters.sizing import (
     AcceptanceCalibration,
     CostModel,
     best_chain,
@@ -86,7 +86,7 @@ def test_cut_below_eos():
 
 def test_cost_curve_fit_does_not_carry_one_slow_sample_upward():
     """A slow k=4 sample (busy machine) must not make k=8..32 look as costly as it and free after it."""
-    from sufdec.drafters.budget import CostModel
+    from sufdec.drafters.sizing import CostModel
 
     ks = (1, 2, 4, 8, 16, 32, 64)
     times = [1.0, 1.05, 2.70, 2.15, 2.17, 2.61, 3.53]

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import pytest
 
-from sufdec.drafters.budget import CostModel
 from sufdec.drafters.control import (
     BetaPosterior,
     BetaTSControl,
     CalibrationTSControl,
+    ControlState,
     CostControl,
     DraftControl,
-    DraftControls,
     StepOutcome,
     best_length,
     chain_rate,
 )
 from sufdec.drafters.settings import DraftSettings
+from sufdec.drafters.sizing import CostModel
 from sufdec.suffix.draft import Draft
 
 CPU = CostModel((1, 2, 4, 8, 16, 32), (1.0, 1.07, 1.5, 1.86, 2.04, 2.6))
@@ -51,7 +51,7 @@ def test_beta_posterior_discounts_old_evidence():
 
 
 def test_beta_ts_limit_feedback_and_not_drafting():
-    shared = DraftControls(CPU, seed=0)
+    shared = ControlState(CPU, seed=0)
     ctl = shared.for_request("beta-ts", "eesd", max_len=6)
     assert isinstance(ctl, BetaTSControl) and ctl.keep_drafting(5, 0.01)  # length decided up front
     post = shared.posterior("eesd")
@@ -74,7 +74,7 @@ def test_beta_ts_limit_feedback_and_not_drafting():
 
 
 def test_feedback_measures_times():
-    shared = DraftControls(CostModel.flat())
+    shared = ControlState(CostModel.flat())
     ctl = shared.for_request("fixed", "eesd")
     ctl.feedback(StepOutcome(chain([1, 2]), 1, [1, 7], drafted=2, draft_s=0.02, forward_s=0.05))
     assert shared.draft_cost("eesd") == pytest.approx(0.2)  # 10 ms a token / 50 ms a forward
@@ -82,7 +82,7 @@ def test_feedback_measures_times():
 
 
 def test_cost_control_labels_every_drafted_node_once_known():
-    shared = DraftControls(CostModel.flat())
+    shared = ControlState(CostModel.flat())
     ctl = shared.for_request("cost")
     assert isinstance(ctl, CostControl)
     d = chain([4, 5, 6], [0.99, 0.98, 0.97])
@@ -101,7 +101,7 @@ def test_cost_control_labels_every_drafted_node_once_known():
 
 
 def test_calibration_ts_stops_on_low_calibrated_acceptance():
-    shared = DraftControls(CPU, seed=1)
+    shared = ControlState(CPU, seed=1)
     ctl = shared.for_request("calibration-ts", "eesd", max_len=6)
     assert isinstance(ctl, CalibrationTSControl)
     cal = shared.calibration("eesd")
@@ -126,8 +126,8 @@ def test_calibration_ts_stops_on_low_calibrated_acceptance():
 
 def test_unknown_policy_and_settings():
     with pytest.raises(ValueError, match="draft control"):
-        DraftControls().for_request("bogus")
+        ControlState().for_request("bogus")
     assert DraftSettings(spec="hybrid", sizing="beta-ts").sizing == "beta-ts"
     with pytest.raises(ValueError, match="sizing"):
         DraftSettings(sizing="bogus")
-    assert type(DraftControls().for_request("fixed")) is DraftControl
+    assert type(ControlState().for_request("fixed")) is DraftControl

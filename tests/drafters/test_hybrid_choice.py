@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import sufdec.drafters.hybrid as hybrid_module
-from sufdec.drafters.control import DraftControls, StepOutcome
+from sufdec.drafters.control import ControlState, StepOutcome
 from sufdec.drafters.hybrid import HybridDrafter, sides
 from sufdec.drafters.settings import DraftSettings
 from sufdec.suffix.draft import Draft
@@ -61,7 +61,7 @@ class FakePaced(FakeDrafter):
 
 
 def test_hybrid_takes_the_better_draft_or_none(monkeypatch):
-    shared = DraftControls(CPU, seed=3)
+    shared = ControlState(CPU, seed=3)
     suffix, early = FakeDrafter(chain([7, 8, 9], [0.95, 0.9, 0.85])), FakePaced(chain([1, 2], [0.9, 0.8]))
     settings = DraftSettings(spec="hybrid", hybrid_unmatched=0)  # early exit weighed from the first step
     hybrid = HybridDrafter(suffix, early, sides(shared, settings), settings)
@@ -105,7 +105,7 @@ def test_hybrid_takes_the_better_draft_or_none(monkeypatch):
 
 def test_hybrid_without_an_exit_layer_is_the_suffix_drafter():
     suffix = FakeDrafter(chain([7, 8], [0.9, 0.8]))
-    hybrid = hybrid_of(suffix, None, DraftControls(CPU), DraftSettings(spec="hybrid"))
+    hybrid = hybrid_of(suffix, None, ControlState(CPU), DraftSettings(spec="hybrid"))
     hybrid.begin([1])
     assert hybrid.draft(32).token_ids == [7, 8]
     suffix.next = Draft()
@@ -154,7 +154,7 @@ def run_steps(clock, hybrid, steps, forward_s=0.01):
 
 def believed_good():
     """Draft controls whose posterior and drafting-cost view always favour chains."""
-    shared = DraftControls(CPU, seed=1)
+    shared = ControlState(CPU, seed=1)
     shared.draft_cost = lambda source: 0.0
     shared.posterior("eesd").a = 50.0
     shared.forward_s.add(0.01)  # a plain step: 0.01 s for one token
@@ -198,7 +198,7 @@ def test_a_prefill_per_short_request_counts_against_early_exit(monkeypatch):
 def test_early_exit_waits_for_unmatched_steps_and_prefills_at_its_first_chain(monkeypatch):
     clock = Clock()
     monkeypatch.setattr(hybrid_module, "time", clock)
-    shared = DraftControls(CPU, seed=1)
+    shared = ControlState(CPU, seed=1)
     early = SlowEarly(clock, 0.001)
     suffix = FakeDrafter(chain([7, 8, 9], [0.99, 0.98, 0.97]))
     hybrid = hybrid_of(suffix, early, shared, DraftSettings(spec="hybrid"))

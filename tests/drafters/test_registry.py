@@ -24,13 +24,13 @@ def repeat_kind():
 
 
 def test_a_registered_kind_runs_through_the_decode_loop(repeat_kind) -> None:
-    from sufdec.drafters.control import DraftControls
+    from sufdec.drafters.control import ControlState
     from sufdec.engine import GenerationConfig, SpeculativeGenerator
     from tests.engine.helpers import char_tokenizer, plain_greedy, random_prompts, tiny_model
 
     model = tiny_model("llama", seed=2)
     made = []
-    service = DraftService(DraftSettings(spec="repeat", sizing="fixed"), controls=DraftControls.flat())
+    service = DraftService(DraftSettings(spec="repeat", sizing="fixed"), controls=ControlState.flat())
     build = registry.kind_of("repeat").build
     registry.register(
         registry.DrafterKind("repeat", lambda s, d: made.append(build(s, d)) or made[-1], "the toy", chain=True)

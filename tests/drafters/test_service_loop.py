@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from sufdec.drafters.control import DraftControls, StepOutcome
+from sufdec.drafters.control import ControlState, StepOutcome
 from sufdec.drafters.service import DraftService
 from sufdec.drafters.settings import DraftSettings
 from sufdec.suffix import SuffixIndex
@@ -48,7 +48,7 @@ def test_a_plain_loop_over_the_service_is_lossless_and_learns() -> None:
         DraftSettings(spec="chain", sizing="fixed"),
         tree=lambda: tree,
         learn=lambda out: learned.append(out) or len(learned),
-        controls=DraftControls.flat(),
+        controls=ControlState.flat(),
     )
     out, steps = speculative_greedy(model, service, prompt, 40)
     assert out == reference

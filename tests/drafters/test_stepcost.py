@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from sufdec.drafters.budget import CostModel
-from sufdec.drafters.control import DraftControls, StepOutcome
+from sufdec.drafters.control import ControlState, StepOutcome
 from sufdec.drafters.learning import BackgroundLearner
 from sufdec.drafters.service import DraftService
 from sufdec.drafters.settings import DraftSettings
+from sufdec.drafters.sizing import CostModel
 from sufdec.drafters.stepcost import StepCost
 from sufdec.suffix.draft import Draft
 
@@ -78,7 +78,7 @@ def _chain(probs):
 
 
 def test_a_price_keeps_the_tokens_that_pay_for_themselves():
-    controls = DraftControls(CostModel.flat(), price=lambda: 0.5, calibrate=False)
+    controls = ControlState(CostModel.flat(), price=lambda: 0.5, calibrate=False)
     chain = _chain([0.9, 0.6, 0.4, 0.2])
     assert controls.for_request("cost").size(chain, 10).token_ids == [1, 2]
     assert controls.for_request("cost").size(chain, 1).token_ids == [1]

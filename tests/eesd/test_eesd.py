@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from sufdec.drafters.control import DraftControls
+from sufdec.drafters.control import ControlState
 from sufdec.drafters.settings import DraftSettings
 from sufdec.eesd import exit_model
 from sufdec.eesd.drafter import EarlyExitDrafter
@@ -97,7 +97,7 @@ def test_early_exit_speculation_equals_plain_generate(kind, attn):
             model,
             char_tokenizer(),
             drafter_factory=lambda: EarlyExitDrafter(draft_model, None, max_len=5, min_prob=min_prob, branch=branch),
-            controls=DraftControls.flat(),
+            controls=ControlState.flat(),
         )
         cfg = GenerationConfig(
             max_new_tokens=30,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from sufdec.drafters.control import DraftControls
+from sufdec.drafters.control import ControlState
 from sufdec.drafters.settings import DraftSettings
 from sufdec.eesd import exit_model
 from sufdec.eesd.drafter import EarlyExitDrafter
@@ -41,7 +41,7 @@ def test_joint_distribution_with_early_exit_chains(name, branch):
         model,
         char_tokenizer(),
         drafter_factory=lambda: Counting(draft_model, None, max_len=MAX_NEW - 1, min_prob=0.0, branch=branch),
-        controls=DraftControls.flat(),
+        controls=ControlState.flat(),
     )
     draft = DraftSettings(spec="eesd", sizing="fixed")
     counts: dict[tuple[int, ...], int] = {}

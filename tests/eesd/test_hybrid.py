@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from sufdec.drafters.budget import CostModel
-from sufdec.drafters.control import DraftControls
+from sufdec.drafters.control import ControlState
 from sufdec.drafters.hybrid import HybridDrafter, sides
 from sufdec.drafters.settings import DraftSettings
+from sufdec.drafters.sizing import CostModel
 from sufdec.drafters.suffix import SuffixDrafter
 from sufdec.eesd import exit_model
 from sufdec.eesd.drafter import EarlyExitDrafter
@@ -28,7 +28,7 @@ def test_hybrid_is_lossless_and_uses_both_sources(kind, sizing):
     for i, ref in enumerate(refs[:2]):  # the store knows half of the answers
         index.add(i, ref)
     settings = DraftSettings(spec="hybrid", sizing=sizing)
-    controls = DraftControls(CostModel.flat(), seed=0)
+    controls = ControlState(CostModel.flat(), seed=0)
     controls.draft_cost = lambda source: 0.0  # drafting judged free (not timed): both sides try, deterministically
     made = []
 

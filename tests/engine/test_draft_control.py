@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from sufdec.drafters.budget import CostModel
-from sufdec.drafters.control import DraftControl, DraftControls
+from sufdec.drafters.control import ControlState, DraftControl
 from sufdec.drafters.settings import DraftSettings
+from sufdec.drafters.sizing import CostModel
 from sufdec.engine import GenerationConfig, SpeculativeGenerator
 from tests.engine.helpers import OracleDrafter, char_tokenizer, plain_greedy, random_prompts, tiny_model
 
@@ -44,7 +44,7 @@ class Recording(DraftControl):
         self.calls.append("end")
 
 
-class RecordingControls(DraftControls):
+class RecordingControls(ControlState):
     def __init__(self, skip_every=0):
         super().__init__(CostModel.flat())
         self.made, self.skip_every = [], skip_every
@@ -96,7 +96,7 @@ def test_one_feedback_per_step_and_no_draft_when_the_control_says_so():
 def test_every_policy_is_lossless(sizing, shape):
     """Whatever a policy verifies or skips, greedy output is plain decoding's."""
     model, tok = tiny_model("qwen2_sliding", seed=5), char_tokenizer()
-    controls = DraftControls(CPU, seed=0)
+    controls = ControlState(CPU, seed=0)
     for i, prompt in enumerate(random_prompts(3, seed=21)):
         ref = plain_greedy(model, prompt, 30)
         gen = SpeculativeGenerator(model, tok, OracleDrafter(ref, shape, seed=i), controls=controls)

@@ -17,7 +17,7 @@ import warnings
 import pytest
 import torch
 
-from sufdec.drafters.control import DraftControls
+from sufdec.drafters.control import ControlState
 from sufdec.drafters.settings import DraftSettings
 from sufdec.engine import GenerationConfig, SpeculativeGenerator, resolve_generation
 from sufdec.engine.kv import cache_kwargs, new_cache
@@ -55,7 +55,7 @@ def hf_generate(model, prompt: list[int], **kw) -> list[int]:
 
 
 def spec(model, tok, drafter, prompt, config: GenerationConfig):
-    return SpeculativeGenerator(model, tok, drafter, controls=DraftControls.flat()).generate(prompt, config)
+    return SpeculativeGenerator(model, tok, drafter, controls=ControlState.flat()).generate(prompt, config)
 
 
 # ---------------------------------------------------------------- 1. repetition penalty
@@ -312,7 +312,7 @@ def test_seed_none_draws_from_torch_global_generator(tok):
     model = tiny_model("llama", seed=12, sharpen=10.0)
     prompt = random_prompts(1, seed=37)[0]
     ref = plain_greedy(model, prompt, 10)
-    gen = SpeculativeGenerator(model, tok, OracleDrafter(ref, "tree"), controls=DraftControls.flat())
+    gen = SpeculativeGenerator(model, tok, OracleDrafter(ref, "tree"), controls=ControlState.flat())
     cfg = GenerationConfig(temperature=1.0, max_new_tokens=10, eos_token_ids=(), draft=FIXED)
     outs = []
     for s in (5, 5, 6, 7):
@@ -351,7 +351,7 @@ def test_forward_uses_the_installed_cache_keyword(tok):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = SpeculativeGenerator(model, tok, OracleDrafter(ref, "mixed"), controls=DraftControls.flat()).generate(
+            res = SpeculativeGenerator(model, tok, OracleDrafter(ref, "mixed"), controls=ControlState.flat()).generate(
                 prompt, GenerationConfig(max_new_tokens=16, eos_token_ids=(), draft=FIXED)
             )
     finally:

@@ -10,9 +10,9 @@ import torch
 from transformers import Gemma2Config, LlamaConfig, TextStreamer
 
 from sufdec.drafters.base import NullDrafter
-from sufdec.drafters.budget import CostModel
-from sufdec.drafters.control import DraftControls
+from sufdec.drafters.control import ControlState
 from sufdec.drafters.settings import DraftSettings
+from sufdec.drafters.sizing import CostModel
 from sufdec.engine import GenerationConfig, SpeculativeGenerator, resolve_generation
 from sufdec.engine.calibrate import cost_model_for, measure_cost_model
 from sufdec.engine.loading import ModelLoadError, resolve_attn, resolve_dtype, split_model_path
@@ -126,12 +126,12 @@ def test_cost_sizing_drops_unlikely_nodes():
             d = super().draft(max_nodes)
             return type(d)(d.token_ids, d.parents, [0.01] * len(d), 0.01 * len(d), d.match_len)
 
-    gen = SpeculativeGenerator(model, tok, Unlikely(ref, "tree"), controls=DraftControls(cpu, calibrate=False))
+    gen = SpeculativeGenerator(model, tok, Unlikely(ref, "tree"), controls=ControlState(cpu, calibrate=False))
     res = gen.generate(prompt, GenerationConfig(max_new_tokens=20, eos_token_ids=()))
     assert res.token_ids == ref
     assert all(s.verified == 0 for s in res.step_results) and res.steps == 20
     likely = SpeculativeGenerator(
-        model, tok, OracleDrafter(ref, "chain", depth=8), controls=DraftControls(cpu, calibrate=False)
+        model, tok, OracleDrafter(ref, "chain", depth=8), controls=ControlState(cpu, calibrate=False)
     )
     res2 = likely.generate(prompt, GenerationConfig(max_new_tokens=20, eos_token_ids=()))
     assert res2.token_ids == ref and any(s.verified > 0 for s in res2.step_results)
@@ -152,7 +152,7 @@ def test_acceptance_calibration_learns_from_outcomes():
             d = super().draft(max_nodes)
             return type(d)(d.token_ids, d.parents, [0.01] * len(d), 0.01 * len(d), d.match_len)
 
-    modest = SpeculativeGenerator(model, tok, Unlikely(ref, "chain", depth=4), controls=DraftControls(cpu))
+    modest = SpeculativeGenerator(model, tok, Unlikely(ref, "chain", depth=4), controls=ControlState(cpu))
     res = modest.generate(prompt, cfg)
     assert res.token_ids == ref
     assert res.step_results[0].verified == 0  # the prior believes 1% at first
@@ -165,7 +165,7 @@ def test_acceptance_calibration_learns_from_outcomes():
             wrong = [self._wrong(t) for t in d.token_ids]
             return type(d)(wrong, d.parents, [0.99] * len(d), 0.99 * len(d), d.match_len)
 
-    proud = SpeculativeGenerator(model, tok, Liar(ref, "chain", depth=4), controls=DraftControls(cpu))
+    proud = SpeculativeGenerator(model, tok, Liar(ref, "chain", depth=4), controls=ControlState(cpu))
     res = proud.generate(prompt, cfg)
     assert res.token_ids == ref
     assert res.step_results[0].verified > 0

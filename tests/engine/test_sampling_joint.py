@@ -28,7 +28,7 @@ from transformers import (
 )
 
 from sufdec.drafters.base import ContextDrafter
-from sufdec.drafters.control import DraftControls
+from sufdec.drafters.control import ControlState
 from sufdec.drafters.settings import DraftSettings
 from sufdec.engine import GenerationConfig, SpeculativeGenerator, layout_tree
 from sufdec.suffix.draft import Draft
@@ -211,7 +211,7 @@ def run_samples(model, prompt, sampling, n: int = N_SAMPLES):
     """``n`` speculative samples of MAX_NEW tokens (seeds 0..n-1): counts, steps, drafter."""
     target = Target(model, sampling)
     drafter = JointDrafter(target, model.config.vocab_size)
-    gen = SpeculativeGenerator(model, char_tokenizer(), drafter, controls=DraftControls.flat())
+    gen = SpeculativeGenerator(model, char_tokenizer(), drafter, controls=ControlState.flat())
     draft = DraftSettings(sizing="fixed", max_spec_tokens=128)
     counts: dict[tuple[int, ...], int] = {}
     steps = 0

@@ -44,7 +44,6 @@ class ConfigError(ValueError):
 
 
 AUTO = "auto"
-AUTO_PRIOR = 0.35  # the token cost "auto" uses before it has measured enough steps
 SIZINGS = ("cost", "fixed")  # what a batch step can honour: the Thompson-sampling policies size
 # one request's drafts by its own forward's cost, which a step shared by many requests does not have
 
@@ -67,7 +66,7 @@ class IntegrationConfig:
     (the default) then cuts it before the first token whose
     calibrated probability of being accepted is below ``token_cost``, what verifying one
     more token costs in tokens of output: ``"auto"`` (the default) measures it on the
-    engine step by step (``sufdec.drafters.stepcost``; ``AUTO_PRIOR`` until it can tell), a number
+    engine step by step (``sufdec.drafters.stepcost``; ``TOKEN_COST_PRIOR`` until it can tell), a number
     fixes it; ``"fixed"`` sizing verifies the chain whole.
     ``refresh_s``: the least time between two looks for outputs other processes stored.
     """
@@ -104,16 +103,21 @@ class IntegrationConfig:
             raise ConfigError(f"{CONFIG_ENV}: {exc}") from exc
         _check_honoured(draft)
         token_cost = _token_cost(raw.get("token_cost", AUTO))
-        refresh_s = float(raw.get("refresh_s", 1.0))
+        refresh_s = float(raw.get("refresh_s", _default("refresh_s")))
         if refresh_s < 0:
             raise ConfigError(f"{CONFIG_ENV}: refresh_s must be >= 0")
         return cls(
             store=resolve_store_path(raw.get("store"), environ),
-            learn=bool(raw.get("learn", True)),
+            learn=bool(raw.get("learn", _default("learn"))),
             draft=draft,
             token_cost=token_cost,
             refresh_s=refresh_s,
         )
+
+
+def _default(name: str) -> Any:
+    """An IntegrationConfig field's default (a key the file leaves out takes it)."""
+    return next(f.default for f in dataclasses.fields(IntegrationConfig) if f.name == name)
 
 
 def _check_honoured(draft: DraftSettings) -> None:

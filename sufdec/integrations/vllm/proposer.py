@@ -14,7 +14,7 @@ finished before the runner forgets them; so the proposer refuses to start withou
 
 What it adds to the service (``sufdec.drafters.service``) is only what vLLM forces: rows to
 requests, each request's limits read from vLLM's records, the step timing that prices a
-verified token (``DraftControls.price``), which finished outputs count (``learning``).
+verified token (``ControlState.price``), which finished outputs count (``learning``).
 Everything here runs in the worker process; the store is opened here, after vLLM started
 its processes (an LMDB environment must not cross a fork).
 """
@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 from sufdec.drafters.serving import open_serving, store_identity
-from sufdec.integrations.vllm.config import AUTO, AUTO_PRIOR, IntegrationConfig
+from sufdec.integrations.vllm.config import AUTO, IntegrationConfig
 from sufdec.integrations.vllm.drafting import LiveRequests
 from sufdec.integrations.vllm.learning import ended_output
 from sufdec.integrations.vllm.opening import check_vllm_version
@@ -65,7 +65,6 @@ class Proposer:
             log=log,
             source={"from": "vllm", "model": str(model_config.served_model_name or model_config.model)},
             price="measured" if self.config.token_cost == AUTO else self.config.token_cost,
-            prior=AUTO_PRIOR,
         )
         self.live = LiveRequests(self.service)
         self._runner: Any = None
