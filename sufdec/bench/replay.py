@@ -113,6 +113,33 @@ def accepted_length(draft: Draft, truth: Sequence[int]) -> int:
     return depth
 
 
+def walk(drafter: SuffixDrafter, prompt: Sequence[int], output: list[int], budget: int, result: ReplayResult) -> int:
+    """Walk one output with ``drafter`` (draft, count the accepted tokens, advance by them
+    + 1), adding to ``result``; returns the steps it took."""
+    drafter.begin(list(prompt))
+    pos, steps = 0, 0
+    while pos < len(output):
+        t0 = time.perf_counter()
+        draft = drafter.draft(budget)
+        result.speculate_s += time.perf_counter() - t0
+        acc = accepted_length(draft, output[pos:])
+        steps += 1
+        result.drafted += len(draft)
+        result.accepted += acc
+        if len(draft):
+            slot = result.accepted_by_match_len.setdefault(draft.match_len, [0, 0])
+            slot[0] += acc
+            slot[1] += 1
+        step = output[pos : pos + acc + 1]
+        pos += len(step)
+        drafter.observe(step)
+    drafter.end(output, True)
+    result.steps += steps
+    result.records += 1
+    result.tokens += len(output)
+    return steps
+
+
 def replay(
     train: Sequence[Sequence[int]],
     held_out: Sequence[tuple[Sequence[int], Sequence[int]]],
@@ -136,26 +163,7 @@ def replay(
     next_id = len(train)
     for prompt, output in held_out:
         output = list(output)
-        drafter.begin(list(prompt))
-        pos = 0
-        while pos < len(output):
-            t0 = time.perf_counter()
-            draft = drafter.draft(budget)
-            result.speculate_s += time.perf_counter() - t0
-            acc = accepted_length(draft, output[pos:])
-            result.steps += 1
-            result.drafted += len(draft)
-            result.accepted += acc
-            if len(draft):
-                slot = result.accepted_by_match_len.setdefault(draft.match_len, [0, 0])
-                slot[0] += acc
-                slot[1] += 1
-            step = output[pos : pos + acc + 1]
-            pos += len(step)
-            drafter.observe(step)
-        drafter.end(output, True)
-        result.records += 1
-        result.tokens += len(output)
+        walk(drafter, prompt, output, budget, result)
         if config.online and uses_global:
             global_tree.add(next_id, output)
             next_id += 1

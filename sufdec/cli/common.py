@@ -118,6 +118,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         from sufdec.session import PromptTooLongError
 
         known.append(PromptTooLongError)
+    if "sufdec.share" in sys.modules:
+        from sufdec.share import ShareError
+
+        known.append(ShareError)
     if "sufdec.eesd.exit_model" in sys.modules:
         from sufdec.eesd.exit_model import ExitLayerError
 
@@ -228,3 +232,20 @@ def load_text_tokenizer(model: Optional[str], trust_remote_code: bool = False):
             f"could not read the tokenizer of {os.fsencode(str(where)).decode('utf-8', 'backslashreplace')}: "
             f"{first} (a damaged or foreign tokenizer.json?)"
         ) from None
+
+
+def open_store_for(
+    store_dir: Optional[Path],
+    model: Optional[str],
+    tokenizer: Optional[str],
+    *,
+    config=None,
+    trust_remote_code: bool = False,
+):
+    """Load the tokenizer named by --model/--tokenizer and open the store with it."""
+    from sufdec.store import Store, TokenizerInfo
+
+    tok = load_text_tokenizer(tokenizer or model, trust_remote_code)
+    path = resolve_store(store_dir)
+    store = Store.open(path, TokenizerInfo(tok.name, tok.fingerprint), config=config)
+    return tok, store

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from sufdec.cli import checks, common, maintenance
+from sufdec.cli import share as share_cli
 from sufdec.drafters.settings import DraftSettings
 from sufdec.suffix.settings import preset_default
 
@@ -171,6 +172,7 @@ def generate(
     max_tokens: Optional[int] = maintenance.MaxTokensOption,
     max_bytes: Optional[str] = maintenance.MaxBytesOption,
     eviction: Optional[str] = maintenance.EvictionOption,
+    share: Optional[str] = share_cli.ShareOption,
 ) -> None:
     """Generate with speculation: drafts from past outputs, verified in one forward pass.
 
@@ -210,6 +212,7 @@ def generate(
     except ValueError as exc:
         raise common.fail(f"bad drafting option (--spec, --draft-mode, --sizing): {exc}", 2) from None
     requests = read_prompts(prompt, prompts)
+    share_url = share_cli.resolve(share)
     if not chat and not system and any(not "".join(_texts(r)) for r in requests):
         raise common.fail(
             "the prompt is empty: in --raw mode there is nothing to condition on; give some text "
@@ -248,40 +251,52 @@ def generate(
             ),
             say=common.say,
         )
+        settings = {"chat": chat, "system": system, "as_json": as_json, "stop": stop}
+        settings["sampling"] = {
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            "top_k": top_k,
+            "min_p": min_p,
+            "repetition_penalty": repetition_penalty,
+            "seed": seed,
+        }
         try:
-            for request in requests:
-                ids = session.encode(request, chat=chat, system=system)
-                if not ids:
-                    raise common.fail(
-                        "the prompt encodes to no tokens: there is nothing to condition on; "
-                        "give some text, or use --chat",
-                        2,
-                    )
-                gen_config = session.generation_config(
-                    ids,
-                    max_new_tokens=max_new_tokens,
-                    temperature=temperature,
-                    top_p=top_p,
-                    top_k=top_k,
-                    min_p=min_p,
-                    repetition_penalty=repetition_penalty,
-                    seed=seed,
-                    stop=tuple(stop),
-                    say=common.say,
-                )
-                streamer = None if as_json else session.text_streamer()
-                result = session.generate(ids, gen_config, streamer=streamer)
-                summary = session.summary(result)
-                if as_json:
-                    if "id" in request:
-                        summary = {"id": request["id"], **summary}
-                    print(json.dumps(summary), flush=True)
-                else:
-                    common.err_console.print(
-                        f"[dim]{summary['new_tokens']} tokens in {summary['steps']} steps "
-                        f"({summary['tokens_per_step']:.2f} per step), {summary['tokens_per_s']:.1f} tokens/s, "
-                        f"spec {summary['spec']}{', learned' if summary.get('learned') else ''}[/]",
-                        highlight=False,
-                    )
+            if session.store is None:
+                _answer(session, requests, settings)
+            else:
+                with share_cli.joined(session.store, share_url, follow=True) as replica:
+                    _answer(session, requests, settings, learned=replica.kick if replica else None)
         finally:
             session.close()
+
+
+def _answer(session, requests: list[dict], o: dict, learned=None) -> None:
+    """Generate for each request in turn: streamed text, or one JSON object each (``o``: the
+    command's output and sampling options; ``learned``: called after each output, which the
+    store may have learned: sharing publishes it then)."""
+    chat, system, as_json, stop = o["chat"], o["system"], o["as_json"], o["stop"]
+    for request in requests:
+        ids = session.encode(request, chat=chat, system=system)
+        if not ids:
+            raise common.fail(
+                "the prompt encodes to no tokens: there is nothing to condition on; give some text, or use --chat",
+                2,
+            )
+        gen_config = session.generation_config(ids, **o["sampling"], stop=tuple(stop), say=common.say)
+        streamer = None if as_json else session.text_streamer()
+        result = session.generate(ids, gen_config, streamer=streamer)
+        summary = session.summary(result)
+        if learned is not None:
+            learned()
+        if as_json:
+            if "id" in request:
+                summary = {"id": request["id"], **summary}
+            print(json.dumps(summary), flush=True)
+        else:
+            common.err_console.print(
+                f"[dim]{summary['new_tokens']} tokens in {summary['steps']} steps "
+                f"({summary['tokens_per_step']:.2f} per step), {summary['tokens_per_s']:.1f} tokens/s, "
+                f"spec {summary['spec']}{', learned' if summary.get('learned') else ''}[/]",
+                highlight=False,
+            )

@@ -12,24 +12,7 @@ from typing import Optional
 import typer
 
 from sufdec.cli import checks, common, maintenance
-
-
-def open_store_for(
-    store_dir: Optional[Path],
-    model: Optional[str],
-    tokenizer: Optional[str],
-    *,
-    say=common.say,
-    config=None,
-    trust_remote_code: bool = False,
-):
-    """Load the tokenizer named by --model/--tokenizer and open the store with it."""
-    from sufdec.store import Store, TokenizerInfo
-
-    tok = common.load_text_tokenizer(tokenizer or model, trust_remote_code)
-    path = common.resolve_store(store_dir)
-    store = Store.open(path, TokenizerInfo(tok.name, tok.fingerprint), config=config)
-    return tok, store
+from sufdec.cli import share as share_cli
 
 
 def _check_source(source: str) -> None:
@@ -71,6 +54,7 @@ def index(
     max_tokens: Optional[int] = maintenance.MaxTokensOption,
     max_bytes: Optional[str] = maintenance.MaxBytesOption,
     eviction: Optional[str] = maintenance.EvictionOption,
+    share: Optional[str] = share_cli.ShareOption,
     txn_records: Optional[int] = typer.Option(
         None, "--txn-records", min=1, hidden=True, help="Records per write transaction (default 4096)."
     ),
@@ -88,6 +72,7 @@ def index(
     from sufdec.store import ingest_jsonl
 
     _check_source(source)
+    share_url = share_cli.resolve(share)
     config = maintenance.budget_config(max_tokens, max_bytes, eviction)
     if txn_records is not None:
         import dataclasses
@@ -99,19 +84,22 @@ def index(
         check_store_reachable(common.resolve_store(store))
         made_dirs = _first_missing(common.resolve_store(store))
         new_store = not (common.resolve_store(store) / "data.mdb").exists()
-        tok, st = open_store_for(store, model, tokenizer, config=config, trust_remote_code=trust_remote_code)
+        tok, st = common.open_store_for(store, model, tokenizer, config=config, trust_remote_code=trust_remote_code)
         try:
-            with Progress(
-                TextColumn("[bold]indexing[/]"),
-                BarColumn(),
-                TextColumn("{task.percentage:>3.0f}%"),
-                TextColumn("{task.fields[records]:,} records"),
-                TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                console=common.err_console,
-                transient=True,
-                disable=not common.err_console.is_terminal,
-            ) as progress:
+            with (
+                share_cli.joined(st, share_url),
+                Progress(
+                    TextColumn("[bold]indexing[/]"),
+                    BarColumn(),
+                    TextColumn("{task.percentage:>3.0f}%"),
+                    TextColumn("{task.fields[records]:,} records"),
+                    TextColumn("{task.fields[rate]}"),
+                    TimeElapsedColumn(),
+                    console=common.err_console,
+                    transient=True,
+                    disable=not common.err_console.is_terminal,
+                ) as progress,
+            ):
                 task = progress.add_task("index", total=None, records=0, rate="")
 
                 def on_progress(records: int, tokens: int, done: int, total: Optional[int]) -> None:

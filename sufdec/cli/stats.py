@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from sufdec.cli import checks, common
+from sufdec.cli import share as share_cli
 
 
 def _human(n: float) -> str:
@@ -152,14 +153,21 @@ def stats(
     ),
     trust_remote_code: bool = common.TrustRemoteCodeOption,
     sources: bool = typer.Option(
-        False, "--sources", help="Records and tokens by writer (index, generate, vllm, ...); reads every record."
+        False,
+        "--sources",
+        help="Records and tokens by writer (index, generate, vllm, ...) and, for outputs other hosts shared, "
+        "by host; reads every record.",
     ),
+    share: Optional[str] = share_cli.ShareOption,
 ) -> None:
     """Show what the store holds: sequences, tokens, nodes, depth histogram, memory, disk, tokenizer."""
     checks.text(prefix, "--prefix")
     checks.in_range(top, "--top", low=0, high=checks.INT32_MAX)
     checks.in_range(depth, "--depth", low=1, high=checks.INT32_MAX)
     checks.in_range(width, "--width", low=1, high=checks.INT32_MAX)
+    share_url = share_cli.resolve(share)
+    if share_url is not None:  # what other hosts learned first (a new host's store starts here)
+        share_cli.catch_up(store, share_url, model, tokenizer, trust_remote_code)
     with common.clean_errors():
         info, (st, tree) = collect(store)
         try:

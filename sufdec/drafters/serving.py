@@ -28,6 +28,7 @@ from typing import Any
 from sufdec.drafters.service import DraftService
 from sufdec.drafters.settings import DraftSettings
 from sufdec.drafters.stepcost import TOKEN_COST_PRIOR
+from sufdec.share import Replica
 from sufdec.store import Store, StoreError, StoreNotFoundError, TokenizerMismatchError
 from sufdec.store.meta import TokenizerInfo
 from sufdec.tokenization import load_tokenizer
@@ -54,10 +55,12 @@ def open_serving(
     prior: float = TOKEN_COST_PRIOR,
     log: logging.Logger = _LOG,
     open_fn: Callable[..., Store] = Store.open,
+    share: str | None = None,
 ) -> DraftService:
     """A drafting service over the store at ``path`` (see the module); ``learn``: store
     outputs that ended by themselves, tagged with ``source``; ``price``/``prior``: see
-    ``DraftService``."""
+    ``DraftService``; ``share``: the PostgreSQL URL of a corpus shared with other hosts
+    (``sufdec.share``: what they learn is followed, what this engine learns published)."""
     store = open_store(path, tokenizer, log=log, open_fn=open_fn)
     learns = store is not None and learn and not store.readonly
     tag = dict(source or {})
@@ -74,6 +77,9 @@ def open_serving(
     if store is not None:
         follower = Follower(store, refresh_s, log)
         service.on_close(follower.stop)
+        if share is not None and not store.readonly:
+            replica = Replica(store, share, log=log).start()
+            service.on_close(replica.close)  # before the store closes: a last round publishes
         service.on_close(store.close)
     return service
 

@@ -68,6 +68,22 @@ def tokens_from_bytes(data: bytes) -> array:
     return arr
 
 
+def encode_tokens(tokens: Iterable[int]) -> bytes:
+    """Token ids as the store keeps them (little-endian int32); ValueError on a bad id."""
+    return token_bytes(to_token_array(tokens))
+
+
+def decode_tokens(data: bytes) -> list[int]:
+    """``encode_tokens``' inverse; ValueError when ``data`` is no whole number of ids or
+    holds an id the store refuses."""
+    if len(data) % 4:
+        raise ValueError(f"{len(data)} bytes are not a whole number of int32 token ids")
+    ids = tokens_from_bytes(data)
+    if any(t < 0 for t in ids):
+        raise ValueError("a token id is negative")
+    return ids.tolist()
+
+
 def content_hash(tok_bytes: bytes) -> bytes:
     """16-byte BLAKE2b of a sequence's int32 token bytes: the dedup key."""
     return hashlib.blake2b(tok_bytes, digest_size=HASH_SIZE).digest()

@@ -87,8 +87,11 @@ def disk_bytes(path: Path) -> int:
 
 def source_of(source: dict) -> str:
     """The kind of writer a record's source metadata names: its ``from`` (``generate``,
-    ``vllm``, ...), ``index`` for records read from a file, else ``unknown``."""
+    ``vllm``, ...), ``index`` for records read from a file, ``shared by HOST`` for an output
+    another host published (``sufdec.share``), else ``unknown``."""
     if isinstance(source, dict):
+        if source.get("from") == "share" and source.get("host"):
+            return f"shared by {source['host']}"
         if source.get("from"):
             return str(source["from"])
         if "file" in source:

@@ -43,6 +43,9 @@ T = TypeVar("T")
 __all__ = ["AddSummary", "SequenceRecord", "Store", "StoreConfig", "StoredSequence", "StoreStats"]
 
 
+_SHARE = "share."  # meta keys of replication state (sufdec.share); the store's own fields never start so
+
+
 class Store:
     """An open store. Use ``Store.open``; close it (or use ``with``) when done.
 
@@ -300,6 +303,21 @@ class Store:
                 except StaleTree:
                     self._senv.read(self._state.catch_up)
             raise StoreError(f"the store at {self.path} kept changing under a checkpoint; try again")
+
+    # ---------------------------------------------------------------- replication state
+    def share_state(self) -> dict[str, Any]:
+        """What replication keeps in the store (``sufdec.share``: this store's host id and
+        its cursors per shared database), as meta keys under ``share.``."""
+        self._check()
+        raw = self._senv.read(lambda txn: meta_mod.read_raw(txn, self._senv.dbs.meta))
+        return {k[len(_SHARE) :]: v for k, v in raw.items() if k.startswith(_SHARE)}
+
+    def set_share_state(self, values: Mapping[str, Any]) -> None:
+        """Set replication state (msgpack-able values) in one small transaction."""
+        keyed = {_SHARE + k: v for k, v in values.items()}
+        with self._state.lock:
+            self._check(write=True)
+            self._senv.write(lambda txn: meta_mod.write_raw(txn, self._senv.dbs.meta, keyed))
 
     # ---------------------------------------------------------------- reading
     def get(self, seq_id: int) -> StoredSequence | None:

@@ -6,6 +6,8 @@ inherits, read once when the proposer is built:
 
 * ``SUFDEC_STORE``: the store, as for every other sufdec command (else the user's default
   store, ``~/.local/share/sufdec/store`` on Linux);
+* ``SUFDEC_SHARE``: a PostgreSQL URL, to share the store's outputs with other hosts
+  (``sufdec.share``; the file's ``share`` overrides it);
 * ``SUFDEC_VLLM_CONFIG``: the path of an optional JSON file with the fields below.
 
     {"store": "/srv/sufdec-store",     # overrides SUFDEC_STORE
@@ -15,7 +17,8 @@ inherits, read once when the proposer is built:
                                        # kind of the registry; sizing: "cost" or "fixed")
      "token_cost": "auto",             # sizing "cost": verify a token if P(accepted) >= this;
                                        # "auto": measured on the engine, per step (see sizing)
-     "refresh_s": 1.0}                 # how often to pick up other processes' outputs
+     "refresh_s": 1.0,                 # how often to pick up other processes' outputs
+     "share": "postgresql://..."}      # a corpus shared with other hosts (default $SUFDEC_SHARE)
 
 How many tokens a step verifies at most is vLLM's own ``num_speculative_tokens``.
 Nothing here imports vLLM or torch.
@@ -36,7 +39,8 @@ from sufdec.drafters.settings import DraftSettings
 from sufdec.store import resolve_store_path
 
 CONFIG_ENV = "SUFDEC_VLLM_CONFIG"
-KEYS = ("store", "learn", "preset", "draft", "token_cost", "refresh_s")
+KEYS = ("store", "learn", "preset", "draft", "token_cost", "refresh_s", "share")
+SHARE_ENV = "SUFDEC_SHARE"
 
 
 class ConfigError(ValueError):
@@ -76,10 +80,11 @@ class IntegrationConfig:
     draft: DraftSettings = field(default_factory=default_draft)
     token_cost: float | str = AUTO
     refresh_s: float = 1.0
+    share: str | None = None  # PostgreSQL URL of a corpus shared with other hosts (sufdec.share)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> "IntegrationConfig":
-        """Read ``SUFDEC_VLLM_CONFIG`` (if set) and ``SUFDEC_STORE``; nothing else reads them."""
+        """Read ``SUFDEC_VLLM_CONFIG`` (if set), ``SUFDEC_STORE`` and ``SUFDEC_SHARE``; nothing else reads them."""
         raw: dict[str, Any] = {}
         path = environ.get(CONFIG_ENV)
         if path:
@@ -106,7 +111,11 @@ class IntegrationConfig:
         refresh_s = float(raw.get("refresh_s", _default("refresh_s")))
         if refresh_s < 0:
             raise ConfigError(f"{CONFIG_ENV}: refresh_s must be >= 0")
+        share = raw.get("share", environ.get(SHARE_ENV)) or None
+        if share is not None and (not isinstance(share, str) or not share.startswith(("postgresql://", "postgres://"))):
+            raise ConfigError(f"{CONFIG_ENV}: share must be a PostgreSQL URL (postgresql://...), not {share!r}")
         return cls(
+            share=share,
             store=resolve_store_path(raw.get("store"), environ),
             learn=bool(raw.get("learn", _default("learn"))),
             draft=draft,

@@ -65,6 +65,7 @@ class Proposer:
             log=log,
             source={"from": "vllm", "model": str(model_config.served_model_name or model_config.model)},
             price="measured" if self.config.token_cost == AUTO else self.config.token_cost,
+            share=self.config.share if _first_tp_rank() else None,
         )
         self.live = LiveRequests(self.service)
         self._runner: Any = None

