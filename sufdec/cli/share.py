@@ -107,6 +107,30 @@ def catch_up(store_dir: Optional[Path], url: str, model: Optional[str], tokenize
             store.close()
 
 
+def _required(share: Optional[str]) -> str:
+    url = resolve(share)
+    if url is None:
+        raise common.fail(f"no shared database: give --share URL or set ${ENV}", 2)
+    return url
+
+
+@contextlib.contextmanager
+def _replica_of(store_dir: Optional[Path], url: str) -> Iterator[Any]:
+    """The existing store at --store, joined to the table (closed, both, afterwards)."""
+    from sufdec.share import Replica
+    from sufdec.store import Store
+
+    st = Store.open(common.resolve_store(store_dir), create=False)
+    try:
+        replica = Replica(st, url)
+        try:
+            yield replica
+        finally:
+            replica.close()
+    finally:
+        st.close()
+
+
 @app.command("status")
 def status(
     share: Optional[str] = ShareOption,
@@ -118,30 +142,20 @@ def status(
     Its cursor, how far behind the table it is (records and seconds), how many of its
     outputs wait to be published, and the hosts seen with what each published.
     """
-    url = resolve(share)
-    if url is None:
-        raise common.fail(f"no shared database: give --share URL or set ${ENV}", 2)
-    from sufdec.share import Replica, SharedTable, shown_url
+    url = _required(share)
+    from sufdec.share import SharedTable, shown_url
 
-    with common.clean_errors():
-        from sufdec.store import Store
-
-        st = Store.open(common.resolve_store(store), create=False)
+    with common.clean_errors(), _replica_of(store, url) as replica:
+        pushed, pulled = replica.cursors()
+        info: dict[str, Any] = {"database": shown_url(url), "host": replica.host, "queued": replica.queued()}
+        info.update({"pushed_through_local_id": pushed, "cursor": pulled})
+        table = SharedTable(url)
         try:
-            replica = Replica(st, url)
-            replica.close()  # its state is read from the store; the table is asked below
-            pushed, pulled = replica.cursors()
-            info: dict[str, Any] = {"database": shown_url(url), "host": replica.host, "queued": replica.queued()}
-            info.update({"pushed_through_local_id": pushed, "cursor": pulled})
-            table = SharedTable(url)
-            try:
-                summary = table.summary(replica.tokenizer)
-                newest_applied = table.created_at(pulled) if pulled else None
-                info["lag_records"] = table.rows_after(replica.tokenizer, pulled)
-            finally:
-                table.close()
+            summary = table.summary(replica.tokenizer)
+            newest_applied = table.created_at(pulled) if pulled else None
+            info["lag_records"] = table.rows_after(replica.tokenizer, pulled)
         finally:
-            st.close()
+            table.close()
     behind = summary.newest_time - newest_applied if summary.newest_time and newest_applied else None
     if info["lag_records"] and behind is None and summary.newest_time:
         behind = time.time() - summary.newest_time
@@ -171,23 +185,11 @@ def push(
     Outputs learned before sharing was turned on are included; outputs the table has
     already are skipped.
     """
-    url = resolve(share)
-    if url is None:
-        raise common.fail(f"no shared database: give --share URL or set ${ENV}", 2)
-    from sufdec.share import Replica, shown_url
+    url = _required(share)
+    from sufdec.share import shown_url
 
-    with common.clean_errors():
-        from sufdec.store import Store
-
-        st = Store.open(common.resolve_store(store), create=False)
-        try:
-            replica = Replica(st, url)
-            try:
-                s = replica.push_history()
-            finally:
-                replica.close()
-        finally:
-            st.close()
+    with common.clean_errors(), _replica_of(store, url) as replica:
+        s = replica.push_history()
     common.console.print(f"published {s.pushed:,} outputs to {shown_url(url)} (the rest were there)", highlight=False)
 
 
@@ -201,9 +203,7 @@ def trim(
     from sufdec.cli import checks
 
     checks.in_range(keep_days, "--keep-days", low=0.0)
-    url = resolve(share)
-    if url is None:
-        raise common.fail(f"no shared database: give --share URL or set ${ENV}", 2)
+    url = _required(share)
     from sufdec.share import SharedTable, shown_url
 
     with common.clean_errors():

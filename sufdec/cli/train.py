@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from sufdec.cli import common
+from sufdec.cli import share as share_cli
 from sufdec.eesd.settings import TrainSettings
 
 
@@ -63,6 +64,7 @@ def train_exit(
     ),
     fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming a saved exit layer."),
     as_json: bool = typer.Option(False, "--json", help="Print the saved metadata as JSON."),
+    share: Optional[str] = share_cli.ShareOption,
 ) -> None:
     """Train an early-exit draft layer by self-distillation from the model itself (EESD).
 
@@ -85,6 +87,9 @@ def train_exit(
         hf_model, tok = load_model(spec, device="auto", dtype="float32", trust_remote_code=trust_remote_code)
         exit_model.check_supported(hf_model)
         n = layer if layer is not None else exit_model.default_layer(hf_model)
+        share_url = share_cli.resolve(share) if data is None else None
+        if share_url is not None:  # train on what every host learned
+            share_cli.catch_up(store, share_url, spec, None, trust_remote_code)
         seqs, source = _training_data(data, store, tok, spec, max_tokens)
         total = sum(len(ids) for ids, _ in seqs)
         if total < 256:
