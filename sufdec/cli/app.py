@@ -7,7 +7,20 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from sufdec.cli import bench, bench_hosts, common, data, generate, index, maintenance, model, share, stats, train
+from sufdec.cli import (
+    bench,
+    bench_hosts,
+    bench_replay,
+    common,
+    data,
+    generate,
+    index,
+    maintenance,
+    model,
+    share,
+    stats,
+    train,
+)
 
 
 class _Sufdec(TyperGroup):
@@ -46,6 +59,8 @@ app.command("compact")(maintenance.compact)
 app.command("train-exit")(train.train_exit)
 app.add_typer(model.app, name="model")
 app.add_typer(data.app, name="data")
+bench.app.command("tree")(bench_replay.tree)
+bench.app.command("replay")(bench_replay.replay)
 bench.app.command("hosts")(bench_hosts.hosts)
 app.add_typer(bench.app, name="bench")
 app.add_typer(share.app, name="share")

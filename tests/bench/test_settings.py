@@ -74,7 +74,8 @@ def test_settings_modules_do_not_import_torch():
 def test_cli_option_parsing_maps_old_names_and_builds_replay_configs():
     import typer
 
-    from sufdec.cli.bench import _methods, _replay_configs
+    from sufdec.cli.bench import _methods
+    from sufdec.cli.bench_replay import _replay_configs
 
     assert _methods("vanilla, suffix-chain") == ("vanilla", "suffix-chain")
     with pytest.raises(typer.Exit):
