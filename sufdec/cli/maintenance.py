@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from sufdec.cli import common
+from sufdec.cli import share as share_cli
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -184,16 +185,20 @@ def evict(
     max_bytes: Optional[str] = MaxBytesOption,
     record: bool = typer.Option(False, "--record", help="Also record these limits as the store's budget."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    share: Optional[str] = share_cli.ShareOption,
 ) -> None:
     """Evict the oldest outputs until the store fits a budget.
 
     The budget is the given limits, else the one the store records. Eviction is one
-    transaction: the tree and the store shrink together.
+    transaction: the tree and the store shrink together. With sharing on, the store first
+    syncs with the shared table (what this host queued is published before anything is
+    evicted); the table keeps its own retention (`sufdec share retention`).
     """
     from sufdec.store import Budget, Store
 
     limit = parse_size(max_bytes)
     check_max_tokens(max_tokens)
+    share_cli.sync_existing(store, share_cli.resolve(share))
     with common.clean_errors():
         st = Store.open(common.resolve_store(store), create=False)
         try:
@@ -238,15 +243,18 @@ def evict(
 def compact(
     store: Optional[Path] = common.StoreOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    share: Optional[str] = share_cli.ShareOption,
 ) -> None:
     """Rewrite the snapshot and give freed space back to the disk.
 
     Copies the store with live pages only, then renames the copy over the data file.
     The store must not be open in any other process (refused at once if it is; opens that
     start meanwhile wait). The swap is an atomic rename: a crash keeps the old or the new file.
+    With sharing on, the store syncs with the shared table first, then closes and is compacted.
     """
     from sufdec.store import compact_store
 
+    share_cli.sync_existing(store, share_cli.resolve(share))
     with common.clean_errors():
         with _progress() as progress:
             progress.add_task("compacting", total=None)

@@ -107,6 +107,22 @@ def catch_up(store_dir: Optional[Path], url: str, model: Optional[str], tokenize
             store.close()
 
 
+def sync_existing(store_dir: Optional[Path], url: Optional[str]) -> None:
+    """One round for the existing store at ``store_dir`` (``evict`` and ``compact``, before
+    they change it: what this host queued goes out first, so eviction cannot drop it unsent)."""
+    if url is None:
+        return
+    from sufdec.store import Store
+
+    with common.clean_errors():
+        store = Store.open(common.resolve_store(store_dir), create=False)
+        try:
+            with joined(store, url):
+                pass
+        finally:
+            store.close()
+
+
 def _required(share: Optional[str]) -> str:
     url = resolve(share)
     if url is None:
@@ -154,6 +170,7 @@ def status(
             summary = table.summary(replica.tokenizer)
             newest_applied = table.created_at(pulled) if pulled else None
             info["lag_records"] = table.rows_after(replica.tokenizer, pulled)
+            keep = table.retention()
         finally:
             table.close()
     behind = summary.newest_time - newest_applied if summary.newest_time and newest_applied else None
@@ -161,13 +178,14 @@ def status(
         behind = time.time() - summary.newest_time
     info.update({"lag_s": round(behind, 3) if behind is not None else 0.0, "table_rows": summary.rows})
     info["hosts"] = summary.hosts
+    info["retention"] = {"keep_days": keep.keep_days, "keep_rows": keep.keep_rows}
     if as_json:
         print(json.dumps(info))
         return
     common.console.print(
         f"{info['database']}: host {info['host']}, cursor {pulled:,} of {summary.newest_id:,}, "
         f"{info['lag_records']:,} records ({info['lag_s']:.1f} s) behind, {info['queued']:,} of this host's "
-        f"outputs queued; the table holds {summary.rows:,} outputs of this tokenizer",
+        f"outputs queued; the table holds {summary.rows:,} outputs of this tokenizer and keeps {keep}",
         highlight=False,
     )
     for host, n in sorted(summary.hosts.items(), key=lambda kv: -kv[1]):
@@ -193,13 +211,56 @@ def push(
     common.console.print(f"published {s.pushed:,} outputs to {shown_url(url)} (the rest were there)", highlight=False)
 
 
+@app.command("retention")
+def retention(
+    keep_days: Optional[float] = typer.Option(
+        None, "--keep-days", help="Keep the outputs published in the last N days.", show_default=False
+    ),
+    keep_rows: Optional[int] = typer.Option(
+        None, "--keep-rows", help="Keep the newest N outputs of each tokenizer.", show_default=False
+    ),
+    off: bool = typer.Option(False, "--off", help="Keep everything (remove the setting)."),
+    share: Optional[str] = ShareOption,
+) -> None:
+    """Show or set what the shared table keeps (its own retention; each host's store keeps
+    its own budget).
+
+    The setting lives in the database: every host that shares applies it, about every
+    10 minutes, so no host needs a job of its own. Setting it applies it at once. A host
+    that joins later replays only what is kept. Without options: print the setting.
+    """
+    from sufdec.cli import checks
+
+    if off and (keep_days is not None or keep_rows is not None):
+        raise common.fail("--off keeps everything: give it alone, or --keep-days/--keep-rows", 2)
+    if keep_days is not None:
+        checks.in_range(keep_days, "--keep-days", low=0.0)
+    if keep_rows is not None:
+        checks.in_range(keep_rows, "--keep-rows", low=0)
+    url = _required(share)
+    from sufdec.share import Retention, SharedTable, shown_url
+
+    with common.clean_errors():
+        table = SharedTable(url)
+        try:
+            gone = None
+            if off or keep_days is not None or keep_rows is not None:
+                table.set_retention(Retention(keep_days, keep_rows))
+                gone = table.apply_retention()
+            keep = table.retention()
+        finally:
+            table.close()
+    done = f"; deleted {gone:,} outputs it does not keep" if gone is not None else ""
+    common.console.print(f"{shown_url(url)} keeps {keep}{done}", highlight=False)
+
+
 @app.command("trim")
 def trim(
     keep_days: float = typer.Option(..., "--keep-days", help="Keep the outputs published in the last N days."),
     share: Optional[str] = ShareOption,
 ) -> None:
-    """Delete older outputs from the shared table (its retention; each host's store keeps
-    its own budget). A host that joins later replays only what is kept."""
+    """Delete older outputs from the shared table, once (`share retention` sets what it
+    keeps for good). A host that joins later replays only what is kept."""
     from sufdec.cli import checks
 
     checks.in_range(keep_days, "--keep-days", low=0.0)

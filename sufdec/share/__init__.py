@@ -10,6 +10,15 @@ psycopg is needed only once a table is opened.
 """
 
 from sufdec.share.replica import Replica, SyncSummary, database_key
-from sufdec.share.table import SharedTable, ShareError, TableSummary, shown_url
+from sufdec.share.table import Retention, SharedTable, ShareError, TableSummary, shown_url
 
-__all__ = ["Replica", "SharedTable", "ShareError", "SyncSummary", "TableSummary", "database_key", "shown_url"]
+__all__ = [
+    "Replica",
+    "Retention",
+    "SharedTable",
+    "ShareError",
+    "SyncSummary",
+    "TableSummary",
+    "database_key",
+    "shown_url",
+]

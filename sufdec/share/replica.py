@@ -15,16 +15,20 @@ the caller: it is logged once, and the next round tries again (backing off to 30
 Records pulled from the table carry ``{"from": "share", "host": ...}`` and are never
 published again. When sharing is first turned on for a store, its history is not
 published (``push_history`` does that, ``sufdec share push``): ``pushed`` starts at its end.
+A round also applies the table's retention setting when it is due (every ``retain_every_s``
+across all hosts, looked at no more than once a minute by each).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +39,8 @@ from sufdec.store import SequenceRecord, Store, decode_tokens, encode_tokens
 _LOG = logging.getLogger("sufdec.share")
 FROM_SHARE = "share"  # the source "from" of records pulled from the table
 BATCH = 500
+RETAIN_EVERY_S = 600.0  # the table's retention is applied this often (by whichever host syncs)
+RETAIN_LOOK_S = 60.0  # how often one replica asks whether it is due
 
 
 def database_key(url: str) -> str:
@@ -47,9 +53,15 @@ class SyncSummary:
     pushed: int = 0  # outputs this host published that the table did not have
     pulled: int = 0  # outputs of other hosts added to the local store
     seen: int = 0  # table rows applied (duplicates and this host's own included)
+    trimmed: int = 0  # rows the table's retention deleted in this round
 
     def __add__(self, other: "SyncSummary") -> "SyncSummary":
-        return SyncSummary(self.pushed + other.pushed, self.pulled + other.pulled, self.seen + other.seen)
+        return SyncSummary(
+            self.pushed + other.pushed,
+            self.pulled + other.pulled,
+            self.seen + other.seen,
+            self.trimmed + other.trimmed,
+        )
 
 
 class Replica:
@@ -61,6 +73,7 @@ class Replica:
         url: str,
         *,
         poll_s: float = 1.0,
+        retain_every_s: float = RETAIN_EVERY_S,
         connect: Callable[[str], SharedTable] = SharedTable,
         log: logging.Logger = _LOG,
     ) -> None:
@@ -70,6 +83,8 @@ class Replica:
         self.store, self.url, self.poll_s, self.log = store, url, poll_s, log
         self.tokenizer = fingerprint
         self.key = database_key(url)
+        self.retain_every_s = retain_every_s
+        self._retain_looked = -math.inf
         self._connect = connect
         self.table: SharedTable | None = None
         self._thread: threading.Thread | None = None
@@ -111,7 +126,7 @@ class Replica:
         """Publish what is queued, then apply what other hosts published, until caught up.
         Raises ShareError when PostgreSQL cannot be reached (nothing local is lost)."""
         try:
-            return self._push() + self._pull()
+            return self._push() + self._pull() + self._retain()
         except ShareError:
             self.close_table()
             raise
@@ -158,6 +173,17 @@ class Replica:
             added = self.store.add_many(records).added if records else 0
             self.store.set_share_state({f"{self.key}.pulled": rows[-1].id})
             total += SyncSummary(pulled=added, seen=len(rows))
+
+    def _retain(self) -> SyncSummary:
+        """Apply the table's retention if it is due (asked at most every RETAIN_LOOK_S)."""
+        now = time.monotonic()
+        if now - self._retain_looked < RETAIN_LOOK_S:
+            return SyncSummary()
+        self._retain_looked = now
+        gone = self._open().apply_retention(every_s=self.retain_every_s)
+        if gone:
+            self.log.info("sharing: the table's retention deleted %d old outputs", gone)
+        return SyncSummary(trimmed=gone or 0)
 
     def _record(self, row: Any) -> SequenceRecord | None:
         """A table row as a local record (None: a damaged row, skipped and logged)."""

@@ -10,18 +10,26 @@ visible in id order and a follower's cursor (the last id it applied) never passe
 that commits later. Each publishing transaction ends with ``NOTIFY sufdec_shared``
 (payload: the tokenizer fingerprint), which followers ``LISTEN`` to; they poll as well.
 
+The table's retention (``Retention``: outputs of the last N days, the newest N of each
+tokenizer) is a setting kept in the database itself (``sufdec_shared_settings``), set once
+by ``sufdec share retention`` and applied by whichever host syncs when it is due
+(``apply_retention``), so no host needs a job of its own. A follower's cursor never points
+at a deleted row in a way that matters: it reads ids above it.
+
 psycopg (3.x) is imported here only, when a table is opened.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import select
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 TABLE = "sufdec_shared"
+SETTINGS = "sufdec_shared_settings"
 CHANNEL = "sufdec_shared"
 _LOCK = 0x5F_DEC5  # the advisory lock every writer takes (an arbitrary, fixed number)
 
@@ -37,6 +45,12 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     UNIQUE (tokenizer, digest)
 )
 """
+_SCHEMA_MORE = (
+    # a follower's pull reads one tokenizer's rows above its cursor; retention deletes by age
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_tokenizer_id ON {TABLE} (tokenizer, id)",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_created ON {TABLE} (created)",
+    f"CREATE TABLE IF NOT EXISTS {SETTINGS} (name text PRIMARY KEY, value double precision NOT NULL)",
+)
 
 
 class ShareError(Exception):
@@ -53,6 +67,33 @@ class SharedRow:
     host: str
     source: dict[str, Any]
     created: float
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What the shared table keeps: outputs published in the last ``keep_days`` days and, of
+    each tokenizer, the newest ``keep_rows``; None: no limit of that kind."""
+
+    keep_days: float | None = None
+    keep_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.keep_days is not None and not (math.isfinite(self.keep_days) and self.keep_days >= 0):
+            raise ValueError(f"keep_days must be a number of days >= 0, not {self.keep_days}")
+        if self.keep_rows is not None and self.keep_rows < 0:
+            raise ValueError(f"keep_rows must be >= 0, not {self.keep_rows}")
+
+    @property
+    def off(self) -> bool:
+        return self.keep_days is None and self.keep_rows is None
+
+    def __str__(self) -> str:
+        if self.off:
+            return "everything (no retention set)"
+        parts = [f"the last {self.keep_days:g} days"] if self.keep_days is not None else []
+        if self.keep_rows is not None:
+            parts.append(f"the newest {self.keep_rows:,} outputs of each tokenizer")
+        return " and ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -107,6 +148,8 @@ class SharedTable:
         with self.conn.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
             self.conn.execute(_SCHEMA)
+            for statement in _SCHEMA_MORE:
+                self.conn.execute(statement)
 
     def publish(self, tokenizer: str, host: str, rows: Iterable[tuple[bytes, bytes, dict[str, Any]]]) -> int:
         """Append (token bytes, digest, source) rows in one transaction; returns how many
@@ -186,6 +229,62 @@ class SharedTable:
                 ).rowcount
             )
         )
+
+    def retention(self) -> Retention:
+        """The table's retention setting."""
+        return self._call(self._retention)
+
+    def _retention(self) -> Retention:
+        got = dict(
+            self.conn.execute(f"SELECT name, value FROM {SETTINGS} WHERE name IN ('keep_days', 'keep_rows')").fetchall()
+        )
+        rows = got.get("keep_rows")
+        return Retention(got.get("keep_days"), int(rows) if rows is not None else None)
+
+    def set_retention(self, retention: Retention) -> None:
+        """Record ``retention`` as the table's setting (every host applies it from now on)."""
+        self._call(self._set_retention, retention)
+
+    def _set_retention(self, retention: Retention) -> None:
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            self.conn.execute(f"DELETE FROM {SETTINGS} WHERE name IN ('keep_days', 'keep_rows')")
+            for name, value in (("keep_days", retention.keep_days), ("keep_rows", retention.keep_rows)):
+                if value is not None:
+                    self.conn.execute(f"INSERT INTO {SETTINGS} (name, value) VALUES (%s, %s)", (name, float(value)))
+
+    def apply_retention(self, every_s: float | None = None) -> int | None:
+        """Delete what the retention setting does not keep; returns how many rows went, or
+        None when it was not due (applied by some host less than ``every_s`` seconds ago)."""
+        return self._call(self._apply_retention, every_s)
+
+    def _apply_retention(self, every_s: float | None) -> int | None:
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            if every_s is not None:
+                last = self.conn.execute(
+                    f"SELECT extract(epoch FROM now()) - value FROM {SETTINGS} WHERE name = 'applied_at'"
+                ).fetchone()
+                if last is not None and float(last[0]) < every_s:
+                    return None
+            keep = self._retention()
+            gone = 0
+            if keep.keep_days is not None:
+                gone += self.conn.execute(
+                    f"DELETE FROM {TABLE} WHERE created < now() - make_interval(secs => %s)",
+                    (keep.keep_days * 86400.0,),
+                ).rowcount
+            if keep.keep_rows is not None:
+                gone += self.conn.execute(
+                    f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER "
+                    f"(PARTITION BY tokenizer ORDER BY id DESC) AS newer FROM {TABLE}) ranked WHERE newer > %s)",
+                    (keep.keep_rows,),
+                ).rowcount
+            self.conn.execute(
+                f"INSERT INTO {SETTINGS} (name, value) VALUES ('applied_at', extract(epoch FROM now())) "
+                "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
+            )
+        return gone
 
     def wait(self, timeout_s: float, wake_fd: int | None = None) -> bool:
         """Block until another host publishes (a NOTIFY), ``wake_fd`` becomes readable or
