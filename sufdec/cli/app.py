@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 import sys
 
 import typer
@@ -64,6 +66,39 @@ bench.app.command("replay")(bench_replay.replay)
 bench.app.command("hosts")(bench_hosts.hosts)
 app.add_typer(bench.app, name="bench")
 app.add_typer(share.app, name="share")
+
+
+_KEEP = re.compile(r"\s|[-*] |\d+\. ")  # a paragraph with such a line is a list or code: kept as written
+
+
+def reflow(doc: str) -> str:
+    """A docstring as help: each paragraph's lines joined into one, for the terminal to wrap
+    (Typer keeps single line breaks: a line of the source broke mid-sentence at 80 columns);
+    a paragraph holding a list or indented lines is kept as written."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    out = []
+    for para in paragraphs:
+        lines = para.splitlines()
+        out.append(para if any(_KEEP.match(line) for line in lines[1:]) else " ".join(x.strip() for x in lines))
+    return "\n\n".join(out)
+
+
+def _reflow_all(group: typer.Typer) -> None:
+    for cmd in group.registered_commands:
+        doc = cmd.help if cmd.help is not None else inspect.getdoc(cmd.callback)
+        if doc:
+            cmd.help = reflow(doc)
+    if group.registered_callback is not None:
+        info = group.registered_callback
+        doc = info.help if info.help is not None else inspect.getdoc(info.callback)
+        if doc:
+            info.help = reflow(doc)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _reflow_all(sub.typer_instance)
+
+
+_reflow_all(app)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from sufdec.drafters.settings import DraftSettings
 
 app = typer.Typer(
     help="Benchmarks: generation speed (bench --workload ...), corpus scaling (scaling), "
-    "core and store speed (tree), model-free drafting quality (replay)."
+    "core and store speed (tree), model-free drafting quality (replay), many hosts sharing one corpus (hosts)."
 )
 
 

@@ -248,7 +248,14 @@ class Replica:
             self._stop.set()
             self.kick()
             self._thread.join(timeout_s)
-            self._thread = None
+            stuck, self._thread = self._thread.is_alive(), None
+            if stuck:  # inside a call PostgreSQL does not answer: its connection is left to it
+                self.log.warning(
+                    "sharing: PostgreSQL at %s does not answer; what is not published stays queued in the store",
+                    shown_url(self.url),
+                )
+                self.table = None
+                return
             try:
                 self._push()
             except Exception as exc:  # noqa: BLE001 - what is not published stays queued in the store

@@ -32,6 +32,16 @@ TABLE = "sufdec_shared"
 SETTINGS = "sufdec_shared_settings"
 CHANNEL = "sufdec_shared"
 _LOCK = 0x5F_DEC5  # the advisory lock every writer takes (an arbitrary, fixed number)
+# A connection to a host that went silent (a network cut, the database's machine paused)
+# fails within about 20 s instead of waiting forever: TCP keepalives probe an idle one,
+# and data unacknowledged for 15 s ends it (libpq's settings; Linux honours both).
+_LIVENESS = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,  # milliseconds
+}
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -131,8 +141,9 @@ class SharedTable:
         self.url = url
         psycopg = _driver()
         self._errors = (psycopg.Error,)
+        self._connect_args = {"autocommit": True, "connect_timeout": max(1, int(connect_timeout)), **_LIVENESS}
         try:
-            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout)))
+            self.conn = psycopg.connect(url, **self._connect_args)
         except psycopg.Error as exc:
             raise ShareError(f"cannot reach PostgreSQL at {shown_url(url)}: {_first_line(exc)}") from None
         self._listener: Any = None
@@ -294,7 +305,7 @@ class SharedTable:
     def _wait(self, timeout_s: float, wake_fd: int | None) -> bool:
         if self._listener is None:
             psycopg = _driver()
-            self._listener = psycopg.connect(self.url, autocommit=True, connect_timeout=3)
+            self._listener = psycopg.connect(self.url, **self._connect_args)
             self._listener.execute(f"LISTEN {CHANNEL}")
         fds = [self._listener.fileno()] + ([wake_fd] if wake_fd is not None else [])
         ready, _, _ = select.select(fds, [], [], max(0.0, timeout_s))

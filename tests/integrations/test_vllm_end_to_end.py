@@ -1,6 +1,7 @@
 """sufdec inside vLLM's CPU build, end to end on the default model (CPU, float32, greedy,
 eager): outputs identical to plain vLLM, finished outputs learned into the store exactly
-once, and a second vLLM process drafting from them.
+once, and a second vLLM process drafting from them. The first sufdec process shares its
+store through a real PostgreSQL ($SUFDEC_SHARE): a new host catches up with what it learned.
 
 Runs only where vLLM is installed (``make test-vllm`` uses .vllm-venv); ~4 min on 2 cores
 (three vLLM starts of ~30 s each, 12 prompts per run).
@@ -36,9 +37,12 @@ def _model_dir() -> Path:
     return default_model(default_cache_root(os.environ))
 
 
-def _run(mode: str, store: Path, model: Path, out: Path) -> dict:
+def _run(mode: str, store: Path, model: Path, out: Path, share: str | None = None) -> dict:
     env = dict(os.environ, SUFDEC_STORE=str(store), VLLM_CPU_KVCACHE_SPACE="1", TOKENIZERS_PARALLELISM="false")
     env.pop("SUFDEC_VLLM_CONFIG", None)
+    env.pop("SUFDEC_SHARE", None)
+    if share is not None:
+        env["SUFDEC_SHARE"] = share
     proc = subprocess.run(
         [sys.executable, str(CHILD), str(model), str(PROMPTS), str(N_PROMPTS), str(MAX_TOKENS), mode, str(K), str(out)],
         env=env,
@@ -65,13 +69,23 @@ def _tokens_per_step(run: dict) -> float:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def postgres():
+    from tests.share.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, postgres):
     model = _model_dir()
     work = tmp_path_factory.mktemp("vllm")
     store = work / "store"
+    share = postgres.create_database("vllm_e2e")
     plain = _run("plain", store, model, work / "plain.json")
     assert not store.exists(), "plain vLLM must not touch the store"
-    cold = _run("sufdec", store, model, work / "cold.json")
+    cold = _run("sufdec", store, model, work / "cold.json", share=share)
     after_cold = _stored(store)
     warm = _run("sufdec", store, model, work / "warm.json")
     after_warm = _stored(store)
@@ -81,7 +95,15 @@ def runs(tmp_path_factory):
             f"({run['tokens_per_s']:.1f} tokens/s), start {run['start_s']:.0f} s, metrics {run['metrics']}"
             + (f", {_tokens_per_step(run):.2f} tokens/step" if run["metrics"] else "")
         )
-    return {"plain": plain, "cold": cold, "warm": warm, "after_cold": after_cold, "after_warm": after_warm}
+    return {
+        "plain": plain,
+        "cold": cold,
+        "warm": warm,
+        "after_cold": after_cold,
+        "after_warm": after_warm,
+        "share": share,
+        "store": store,
+    }
 
 
 def test_outputs_identical_to_plain_vllm(runs):
@@ -100,6 +122,23 @@ def test_finished_outputs_are_learned_exactly_once(runs):
     assert all(s.source.get("from") == "vllm" and s.source.get("model") for s in stored)
     # the second process saw the same outputs finish again: still one copy each
     assert [s.seq_id for s in runs["after_warm"]] == [s.seq_id for s in stored]
+
+
+def test_a_new_host_catches_up_with_what_vllm_published(runs, tmp_path):
+    from sufdec.share import Replica, SharedTable
+
+    with Store.open(runs["store"], readonly=True) as engine_store:
+        identity, engine_host = engine_store.meta().tokenizer, engine_store.share_state()["host"]
+    table = SharedTable(runs["share"])
+    try:  # vLLM published every output it learned, under its host id, before it exited
+        assert table.summary(identity.fingerprint).hosts == {engine_host: N_PROMPTS}
+    finally:
+        table.close()
+    with Store.open(tmp_path / "new-host", identity) as new_host:
+        assert Replica(new_host, runs["share"]).sync().pulled == N_PROMPTS
+        got = sorted(tuple(s.tokens) for s in new_host.iter_sequences())
+        assert {s.source["host"] for s in new_host.iter_sequences()} == {engine_host}
+    assert got == sorted(tuple(s.tokens) for s in runs["after_cold"])
 
 
 def test_a_second_process_drafts_from_what_the_first_learned(runs):

@@ -130,6 +130,30 @@ class PostgresServer:
         self.proc.wait(60)
         self.proc = None
 
+    def processes(self) -> list[int]:
+        """The postmaster and its children (each backend is a session of its own, so a
+        signal to the postmaster's group does not reach them)."""
+        if self.proc is None:
+            return []
+        pids = [self.proc.pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def freeze(self, frozen: bool = True) -> None:
+        """SIGSTOP (or, ``frozen=False``, SIGCONT) every server process: connections stay
+        open and nothing answers, as when the database's machine is paused."""
+        for pid in self.processes():
+            try:
+                os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
     def create_database(self, name: str) -> str:
         import psycopg
 

@@ -106,3 +106,24 @@ def test_trim_keeps_the_newer_outputs(tmp_path, word_tokenizer_dir, share_url):
     res = _run("share", "trim", "--keep-days", "0", "--share", share_url)
     assert "deleted 4 outputs" in res.said, res.output
     assert _run("share", "trim", "--keep-days", "-1", "--share", share_url).exit_code == 2
+
+
+def test_train_exit_trains_on_what_every_host_learned(tmp_path, tiny_model_dir, share_url, monkeypatch):
+    import random
+
+    from tests.conftest import SQL_WORDS
+
+    monkeypatch.setenv("SUFDEC_CACHE_DIR", str(tmp_path / "cache"))
+    rng = random.Random(0)
+    lines = [{"text": " ".join(rng.choice(SQL_WORDS) for _ in range(rng.randint(8, 20)))} for _ in range(40)]
+    src = _jsonl(tmp_path / "out.jsonl", lines)
+    res = _run("index", src, "--store", tmp_path / "a", "--tokenizer", tiny_model_dir, "--share", share_url)
+    assert res.exit_code == 0, res.output
+    common = ["train-exit", "--model", tiny_model_dir, "--store", tmp_path / "b", "--layer", "1", "--steps", "2"]
+    common += ["--draft-vocab", "0", "--json"]
+    res = _run(*common)  # host b alone has no store: nothing to train on
+    assert res.exit_code == 1 and "no store at" in res.said, res.output
+    res = _run(*common, "--share", share_url)
+    assert res.exit_code == 0, res.output
+    assert "40 outputs of other hosts added" in res.said
+    assert _last_json(res)["data_sequences"] == 40

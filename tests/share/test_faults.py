@@ -116,3 +116,40 @@ def decoded(raw: bytes) -> list[int]:
     from sufdec.store import decode_tokens
 
     return decode_tokens(raw)
+
+
+def test_a_frozen_server_never_holds_up_learning_or_exit(tmp_path, share_url, postgres, caplog) -> None:
+    """PostgreSQL stopped (SIGSTOP to every server process: connections stay open, nothing
+    answers): learning goes on at local speed, stopping the follower returns after its
+    timeout with the outputs queued (one line says so), and they go out once the server
+    answers again."""
+    import threading
+
+    a = Store.open(tmp_path / "a", TOK)
+    ra = Replica(a, share_url, poll_s=0.1).start()
+    a.append([1, 1, 2, 3])
+    assert _wait(lambda: len(table_rows(share_url)) == 1, 15)
+    postgres.freeze()
+    try:
+        slowest = 0.0
+        for n in range(2, 7):
+            t0 = time.perf_counter()
+            a.append([n, 1, 2, 3])
+            slowest = max(slowest, time.perf_counter() - t0)
+            ra.kick()
+            time.sleep(0.1)  # the follower goes into a call the server does not answer
+        assert slowest < 0.5
+        stopper = threading.Thread(target=ra.stop, kwargs={"timeout_s": 1.0}, daemon=True)
+        with caplog.at_level("WARNING", logger="sufdec.share"):
+            stopper.start()
+            stopper.join(10.0)
+        assert not stopper.is_alive(), "stopping the follower waited for a frozen server"
+        assert "does not answer; what is not published stays queued in the store" in caplog.text
+    finally:
+        postgres.freeze(False)
+    again = Replica(a, share_url)
+    again.sync()
+    assert len(table_rows(share_url)) == 6
+    ra.close()
+    again.close()
+    a.close()
