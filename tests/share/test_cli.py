@@ -127,3 +127,19 @@ def test_train_exit_trains_on_what_every_host_learned(tmp_path, tiny_model_dir, 
     assert res.exit_code == 0, res.output
     assert "40 outputs of other hosts added" in res.said
     assert _last_json(res)["data_sequences"] == 40
+
+
+def test_generate_catches_up_first_and_publishes_what_it_learns(tmp_path, tiny_model_dir, share_url):
+    src = _jsonl(tmp_path / "out.jsonl", LINES)
+    res = _run("index", src, "--store", tmp_path / "a", "--tokenizer", tiny_model_dir, "--share", share_url)
+    assert res.exit_code == 0, res.output
+    gen = ["generate", "--model", tiny_model_dir, "--store", tmp_path / "b", "--max-new-tokens", "12", "--json"]
+    res = _run(*gen, "--prompt", "SELECT name FROM", "--share", share_url)
+    assert res.exit_code == 0, res.output
+    assert "7 outputs of other hosts added" in res.said  # caught up before the first request
+    res = _run("stats", "--store", tmp_path / "a", "--json", "--sources", "--share", share_url)
+    assert res.exit_code == 0, res.output
+    info = _last_json(res)
+    assert info["sequences"] == 8  # its own seven, and what generate learned on host b
+    (shared,) = [k for k in info["sources"] if k.startswith("shared by ")]
+    assert info["sources"][shared]["sequences"] == 1
