@@ -249,3 +249,19 @@ def open_store_for(
     path = resolve_store(store_dir)
     store = Store.open(path, TokenizerInfo(tok.name, tok.fingerprint), config=config)
     return tok, store
+
+
+def counting_progress() -> Any:
+    """A transient progress bar on standard error (description, bar, done/total, time),
+    shown only where standard error is a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )

@@ -88,20 +88,6 @@ def _human(n: int) -> str:
     return str(n)
 
 
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=common.err_console,
-        transient=True,
-        disable=not common.err_console.is_terminal,
-    )
-
-
 def verify(
     store: Optional[Path] = common.StoreOption,
     repair: bool = typer.Option(
@@ -125,7 +111,7 @@ def verify(
     with common.clean_errors():
         st = Store.open(common.resolve_store(store), readonly=not repair, create=False)
         try:
-            with _progress() as progress:
+            with common.counting_progress() as progress:
                 tasks: dict[str, int] = {}
 
                 def tick(phase: str, done: int, total: int) -> None:
@@ -256,7 +242,7 @@ def compact(
 
     share_cli.sync_existing(store, share_cli.resolve(share))
     with common.clean_errors():
-        with _progress() as progress:
+        with common.counting_progress() as progress:
             progress.add_task("compacting", total=None)
             summary = compact_store(common.resolve_store(store))
     if as_json:

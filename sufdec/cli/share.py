@@ -73,7 +73,9 @@ def _round(replica: Any, what: str, quiet_if_idle: bool = False) -> None:
     from sufdec.share import ShareError, shown_url
 
     try:
-        s = replica.sync()
+        with common.counting_progress() as progress:
+            task = progress.add_task("catching up with the shared corpus", total=None)
+            s = replica.sync(on_pull=lambda done, total: progress.update(task, completed=done, total=total))
     except ShareError as exc:
         common.say(f"sharing: {exc}; outputs stay queued in the store and go out on a later run")
         return

@@ -122,11 +122,13 @@ class Replica:
             self.table = self._connect(self.url)
         return self.table
 
-    def sync(self) -> SyncSummary:
-        """Publish what is queued, then apply what other hosts published, until caught up.
-        Raises ShareError when PostgreSQL cannot be reached (nothing local is lost)."""
+    def sync(self, on_pull: Callable[[int, int], None] | None = None) -> SyncSummary:
+        """Publish what is queued, then apply what other hosts published, until caught up
+        (``on_pull(rows applied, rows to apply)`` after each batch: a progress bar for a new
+        host replaying a large table). Raises ShareError when PostgreSQL cannot be reached
+        (nothing local is lost)."""
         try:
-            return self._push() + self._pull() + self._retain()
+            return self._push() + self._pull(on_pull) + self._retain()
         except ShareError:
             self.close_table()
             raise
@@ -160,9 +162,10 @@ class Replica:
             self.close_table()
             raise
 
-    def _pull(self) -> SyncSummary:
+    def _pull(self, on_pull: Callable[[int, int], None] | None = None) -> SyncSummary:
         table = self._open()
         total = SyncSummary()
+        behind = table.rows_after(self.tokenizer, self.cursors()[1]) if on_pull is not None else 0
         while True:
             _, pulled = self.cursors()
             rows = table.pull(self.tokenizer, pulled, BATCH)
@@ -173,6 +176,8 @@ class Replica:
             added = self.store.add_many(records).added if records else 0
             self.store.set_share_state({f"{self.key}.pulled": rows[-1].id})
             total += SyncSummary(pulled=added, seen=len(rows))
+            if on_pull is not None:
+                on_pull(total.seen, max(behind, total.seen))
 
     def _retain(self) -> SyncSummary:
         """Apply the table's retention if it is due (asked at most every RETAIN_LOOK_S)."""

@@ -106,3 +106,15 @@ def test_a_damaged_row_is_skipped_not_fatal(tmp_path, share_url) -> None:
     s = Replica(b, share_url).sync()
     assert (s.seen, s.pulled, len(b)) == (2, 1, 1)
     b.close()
+
+
+def test_catching_up_reports_progress_batch_by_batch(tmp_path, share_url) -> None:
+    a, b = open_store(tmp_path / "a"), open_store(tmp_path / "b")
+    ra = Replica(a, share_url)
+    a.add_many(SequenceRecord(ids) for ids in outputs(1200))
+    assert ra.sync().pushed == 1200
+    calls: list[tuple[int, int]] = []
+    assert Replica(b, share_url).sync(on_pull=lambda done, total: calls.append((done, total))).pulled == 1200
+    assert calls == [(500, 1200), (1000, 1200), (1200, 1200)]  # batches of 500, against the lag at the start
+    a.close()
+    b.close()
