@@ -56,11 +56,14 @@ def open_serving(
     log: logging.Logger = _LOG,
     open_fn: Callable[..., Store] = Store.open,
     share: str | None = None,
+    catch_up_s: float = 60.0,
 ) -> DraftService:
     """A drafting service over the store at ``path`` (see the module); ``learn``: store
     outputs that ended by themselves, tagged with ``source``; ``price``/``prior``: see
     ``DraftService``; ``share``: the PostgreSQL URL of a corpus shared with other hosts
-    (``sufdec.share``: what they learn is followed, what this engine learns published)."""
+    (``sufdec.share``: what they learn is followed, what this engine learns published).
+    With ``share``, it returns once the first round with the table ended (the engine starts
+    warm), or after ``catch_up_s``, the round then going on in the background."""
     store = open_store(path, tokenizer, log=log, open_fn=open_fn)
     learns = store is not None and learn and not store.readonly
     tag = dict(source or {})
@@ -80,6 +83,10 @@ def open_serving(
         if share is not None and not store.readonly:
             replica = Replica(store, share, log=log).start()
             service.on_close(replica.close)  # before the store closes: a last round publishes
+            if not replica.first_round.wait(catch_up_s):
+                log.warning(
+                    "sufdec: still catching up with the shared corpus after %.0f s; serving meanwhile", catch_up_s
+                )
         service.on_close(store.close)
     return service
 

@@ -92,6 +92,7 @@ class Replica:
         self._wake_r, self._wake_w = os.pipe()  # kick() writes a byte: the follower wakes at once
         os.set_blocking(self._wake_r, False)
         self.last_error: str | None = None
+        self.first_round = threading.Event()  # set once the follower's first round ended (either way)
         self.host = self._host_id()
 
     # ------------------------------------------------------------------ state in the store
@@ -220,7 +221,10 @@ class Replica:
         backoff = 1.0
         while not self._stop.is_set():
             try:
-                self.sync()
+                try:
+                    self.sync()
+                finally:
+                    self.first_round.set()
                 if self.last_error is not None:
                     self.log.warning("sharing through %s works again", shown_url(self.url))
                 self.last_error, backoff = None, 1.0

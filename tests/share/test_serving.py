@@ -48,3 +48,27 @@ def test_the_vllm_config_takes_the_shared_database(tmp_path) -> None:
     assert IntegrationConfig.from_dict({}, {"SUFDEC_STORE": str(tmp_path / "s")}).share is None
     with pytest.raises(ConfigError, match="share must be a PostgreSQL URL"):
         IntegrationConfig.from_dict({"share": "redis://x"}, env)
+
+
+def test_an_engine_starts_warm_and_never_waits_for_a_database_that_is_down(tmp_path, share_url) -> None:
+    other = Store.open(tmp_path / "other", TOK)
+    replica = Replica(other, share_url)
+    for n in range(3):
+        other.append([n, 5, 6, 7])
+    assert replica.sync().pushed == 3
+    Store.open(tmp_path / "engine", TOK).close()
+    service = open_serving(tmp_path / "engine", TOK, DraftSettings(spec="chain"), share=share_url)
+    try:  # caught up before open_serving returned: the first request drafts from all of it
+        assert len(service.store) == 3 and service.store.find([2, 5, 6, 7]) is not None
+    finally:
+        service.close()
+        other.close()
+    t0 = time.monotonic()
+    down = "postgresql://postgres@127.0.0.1:1/nothing"  # nothing listens there
+    service = open_serving(tmp_path / "engine2", TOK, DraftSettings(spec="chain"), share=down)
+    try:
+        assert time.monotonic() - t0 < 10.0
+        service.learn_output([1, 2, 3, 4])
+        assert _wait(lambda: len(service.store) == 1)  # learning goes on; the output stays queued
+    finally:
+        service.close()
