@@ -14,7 +14,6 @@ host waits meanwhile (retention holds the writers' lock). Prints one JSON object
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 import statistics
@@ -27,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sufdec.share import Replica, Retention, SharedTable  # noqa: E402
-from sufdec.store import SequenceRecord, Store, TokenizerInfo, encode_tokens  # noqa: E402
+from sufdec.store import SequenceRecord, Store, TokenizerInfo, content_hash, encode_tokens  # noqa: E402
 from tests.share.postgres import PostgresServer  # noqa: E402
 
 TOK = TokenizerInfo("toy", "fp-toy")
@@ -133,7 +132,7 @@ def retention(server: PostgresServer, rows: int, length: int) -> dict:
     batch: list[tuple[bytes, bytes, dict]] = []
     for i, ids in enumerate(outputs(rows, length, 3)):
         data = encode_tokens(ids)
-        batch.append((data, hashlib.sha256(data).digest(), {"i": i}))
+        batch.append((data, content_hash(data), {"i": i}))
         if len(batch) == 2000:
             table.publish(TOK.fingerprint, "filler", batch)
             batch = []
@@ -148,7 +147,7 @@ def retention(server: PostgresServer, rows: int, length: int) -> dict:
         while not done.is_set():
             data = encode_tokens([7, 7, n, n + 1])
             t0 = time.perf_counter()
-            other.publish(TOK.fingerprint, "publisher", [(data, hashlib.sha256(data).digest(), {})])
+            other.publish(TOK.fingerprint, "publisher", [(data, content_hash(data), {})])
             waits.append(time.perf_counter() - t0)
             n += 1
             time.sleep(0.01)

@@ -138,7 +138,7 @@ def run_hosts(
         mine = ReplayResult(config={})
         steps = walk(drafter, prompt, list(output), budget, mine)
         for into in (run.result, run.per_host[host]) + ((run.others_after_join,) if joined and host != hosts else ()):
-            _add(into, mine)
+            into.add(mine)
         if host == hosts:
             run.newcomer.append(len(output) / steps if steps else 0.0)
         if joined:
@@ -148,12 +148,3 @@ def run_hosts(
     if join_at is None:
         run.per_host.pop()
     return run
-
-
-def _add(into: ReplayResult, one: ReplayResult) -> None:
-    into.records += one.records
-    into.tokens += one.tokens
-    into.steps += one.steps
-    into.drafted += one.drafted
-    into.accepted += one.accepted
-    into.speculate_s += one.speculate_s

@@ -82,6 +82,15 @@ class ReplayResult:
     def acceptance_rate(self) -> float:
         return self.accepted / self.drafted if self.drafted else 0.0
 
+    def add(self, other: "ReplayResult") -> None:
+        """Count ``other``'s records in this result too (its config aside)."""
+        for name in ("records", "tokens", "steps", "drafted", "accepted", "speculate_s"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for match_len, (accepted, drafts) in other.accepted_by_match_len.items():
+            slot = self.accepted_by_match_len.setdefault(match_len, [0, 0])
+            slot[0] += accepted
+            slot[1] += drafts
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("accepted_by_match_len")

@@ -98,15 +98,25 @@ def _open(store_dir: Optional[Path], model: Optional[str], tokenizer: Optional[s
     return common.open_store_for(store_dir, model, tokenizer, trust_remote_code=trust)[1]
 
 
-def catch_up(store_dir: Optional[Path], url: str, model: Optional[str], tokenizer: Optional[str], trust: bool) -> None:
-    """One round for a command that then reads the store (``stats --share``)."""
-    with common.clean_errors():
-        store = _open(store_dir, model, tokenizer, trust)
+def _one_round(store: Any, url: str) -> None:
+    """One round for the store, closed afterwards, for a command that reads or changes it next."""
+    from sufdec.share import Replica
+
+    try:
+        replica = Replica(store, url)
         try:
-            with joined(store, url):
-                pass
+            _round(replica, "caught up")
         finally:
-            store.close()
+            replica.close()
+    finally:
+        store.close()
+
+
+def catch_up(store_dir: Optional[Path], url: str, model: Optional[str], tokenizer: Optional[str], trust: bool) -> None:
+    """One round for a command that then reads the store (``stats --share``, ``train-exit --share``);
+    a new host's store is made here."""
+    with common.clean_errors():
+        _one_round(_open(store_dir, model, tokenizer, trust), url)
 
 
 def sync_existing(store_dir: Optional[Path], url: Optional[str]) -> None:
@@ -117,12 +127,7 @@ def sync_existing(store_dir: Optional[Path], url: Optional[str]) -> None:
     from sufdec.store import Store
 
     with common.clean_errors():
-        store = Store.open(common.resolve_store(store_dir), create=False)
-        try:
-            with joined(store, url):
-                pass
-        finally:
-            store.close()
+        _one_round(Store.open(common.resolve_store(store_dir), create=False), url)
 
 
 def _required(share: Optional[str]) -> str:
@@ -267,12 +272,12 @@ def trim(
 
     checks.in_range(keep_days, "--keep-days", low=0.0)
     url = _required(share)
-    from sufdec.share import SharedTable, shown_url
+    from sufdec.share import Retention, SharedTable, shown_url
 
     with common.clean_errors():
         table = SharedTable(url)
         try:
-            gone = table.trim(keep_days * 86400.0)
+            gone = table.trim(Retention(keep_days=keep_days))
         finally:
             table.close()
     common.console.print(

@@ -231,15 +231,30 @@ class SharedTable:
         )
         return float(found[0]) if found else None
 
-    def trim(self, keep_s: float) -> int:
-        """Delete rows older than ``keep_s`` seconds (the table's retention); returns how many."""
-        return self._call(
-            lambda: (
-                self.conn.execute(
-                    f"DELETE FROM {TABLE} WHERE created < now() - make_interval(secs => %s)", (float(keep_s),)
-                ).rowcount
-            )
-        )
+    def trim(self, keep: Retention) -> int:
+        """Delete, once, the rows ``keep`` does not keep (``sufdec share trim``); returns how
+        many. The setting (``set_retention``) is left as it is."""
+        return self._call(self._trim, keep)
+
+    def _trim(self, keep: Retention) -> int:
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            return self._delete_beyond(keep)
+
+    def _delete_beyond(self, keep: Retention) -> int:
+        """Delete what ``keep`` does not keep, inside the caller's transaction."""
+        gone = 0
+        if keep.keep_days is not None:
+            gone += self.conn.execute(
+                f"DELETE FROM {TABLE} WHERE created < now() - make_interval(secs => %s)", (keep.keep_days * 86400.0,)
+            ).rowcount
+        if keep.keep_rows is not None:
+            gone += self.conn.execute(
+                f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER "
+                f"(PARTITION BY tokenizer ORDER BY id DESC) AS newer FROM {TABLE}) ranked WHERE newer > %s)",
+                (keep.keep_rows,),
+            ).rowcount
+        return gone
 
     def retention(self) -> Retention:
         """The table's retention setting."""
@@ -278,19 +293,7 @@ class SharedTable:
                 ).fetchone()
                 if last is not None and float(last[0]) < every_s:
                     return None
-            keep = self._retention()
-            gone = 0
-            if keep.keep_days is not None:
-                gone += self.conn.execute(
-                    f"DELETE FROM {TABLE} WHERE created < now() - make_interval(secs => %s)",
-                    (keep.keep_days * 86400.0,),
-                ).rowcount
-            if keep.keep_rows is not None:
-                gone += self.conn.execute(
-                    f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER "
-                    f"(PARTITION BY tokenizer ORDER BY id DESC) AS newer FROM {TABLE}) ranked WHERE newer > %s)",
-                    (keep.keep_rows,),
-                ).rowcount
+            gone = self._delete_beyond(self._retention())
             self.conn.execute(
                 f"INSERT INTO {SETTINGS} (name, value) VALUES ('applied_at', extract(epoch FROM now())) "
                 "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"

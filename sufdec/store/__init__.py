@@ -21,7 +21,7 @@ environments), ``envfiles`` and ``datafile`` (checking the files before LMDB map
 ``snapshot``, ``evict``, ``codec``, ``config``, ``records``, ``paths``.
 """
 
-from .codec import decode_tokens, encode_tokens
+from .codec import content_hash, decode_tokens, encode_tokens
 from .compact import compact_store, remove_empty_store
 from .config import StoreConfig
 from .env import MapLimits
@@ -54,6 +54,7 @@ from .store import Store
 from .verify import repair_store, verify_report
 
 __all__ = [
+    "content_hash",
     "decode_tokens",
     "encode_tokens",
     "AddSummary",
